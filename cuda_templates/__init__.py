@@ -1,0 +1,1 @@
+"""CUDA templates shipped as package data (``gputrace.cuda_templates``)."""

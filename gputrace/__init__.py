@@ -1,0 +1,1 @@
+"""gputrace: a trace compiler for NumPy-API array programs."""
