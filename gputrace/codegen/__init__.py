@@ -1,1 +1,46 @@
+"""Code generation: fusion groups become CUDA kernels rendered from ``cuda_templates/``."""
+from __future__ import annotations
 
+from typing import Any
+
+from ..passes.fuse import fuse
+from .elementwise import render_elementwise
+from .kernel import Kernel, LibraryCall
+
+LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
+
+
+def render_group(node: Any, number: int) -> Kernel:
+    """The kernel of one ``gt::FusionGroup`` node."""
+    return render_elementwise(node, number)
+
+
+def kernels_of(program: Any) -> list[Kernel]:
+    """The kernels of a Program, rendered once, in launch order."""
+    kernels = program.__dict__.get("_kernels")
+    if kernels is None:
+        groups = [n for n in program.graph.nodes if n.kind == "gt::FusionGroup"]
+        kernels = [render_group(node, number) for number, node in enumerate(groups)]
+        for node, kernel in zip(groups, kernels):
+            node.attrs["kernel"] = kernel.name
+        program.__dict__["_kernels"] = kernels
+    return kernels
+
+
+def launch_plan(program: Any) -> list[Kernel | LibraryCall]:
+    """What a call does on the device, in order: kernels and library calls (views cost nothing)."""
+    kernels = iter(kernels_of(program))
+    plan: list[Kernel | LibraryCall] = []
+    for node in program.graph.nodes:
+        if node.kind == "gt::FusionGroup":
+            plan.append(next(kernels))
+        elif node.kind in LIBRARY_OPS or node.kind.startswith("np::") and node.kind not in _FREE_OPS:
+            plan.append(LibraryCall(LIBRARY_OPS.get(node.kind, f"{node.op} (array library)"),
+                                    [v.name for v in node.inputs], [v.name for v in node.outputs]))
+    return plan
+
+
+_FREE_OPS = {"np::transpose", "np::getitem", "np::broadcast_to", "np::expand_dims", "np::squeeze",
+             "np::T", "np::swapaxes"}
+
+__all__ = ["fuse", "kernels_of", "launch_plan", "Kernel", "LibraryCall", "render_group"]

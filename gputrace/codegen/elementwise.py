@@ -1,0 +1,234 @@
+"""Render a fusion group of elementwise nodes into a CUDA kernel from ``elementwise.cu``.
+
+Every value is a typed local; each op casts its inputs to NumPy's loop dtype,
+calls the NumPy-exact device function of ``gputrace_ops.cuh`` and, for
+float16, rounds the float result to half, so fused code computes exactly what
+NumPy computes op by op. Inputs are read through strides over the group's
+iteration shape (broadcast dims have stride 0), after merging dimensions that
+are contiguous for every operand; a contiguous input is read at ``i`` and a
+broadcast scalar at 0. Indices are 32-bit when every offset fits.
+"""
+from __future__ import annotations
+
+import math
+import string
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import ops
+from ..ir import Graph, Node, ScalarType, TensorType, Type, Value, contiguous_strides
+from .kernel import Kernel
+from .templates import read_template
+
+C_TYPES = {
+    "bool": "bool", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t",
+    "int32": "int32_t", "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t",
+    "float16": "float", "float32": "float", "float64": "double",
+}
+STORAGE_TYPES = dict(C_TYPES, float16="__half")
+HALF = np.dtype(np.float16)
+
+
+def compute_type(dtype: np.dtype) -> str:
+    """The C type a value of ``dtype`` is held in while computing (float16 is held as float)."""
+    return C_TYPES[np.dtype(dtype).name]
+
+
+# ----------------------------------------------------------------------------- literals and casts
+
+
+def render_literal(value: Any) -> tuple[str, Any]:
+    """C source for a constant and the dtype (or weak Python type) its expression has."""
+    if isinstance(value, (bool, np.bool_)):
+        return ("true" if value else "false"), (bool if isinstance(value, bool) else np.dtype(bool))
+    if isinstance(value, np.generic):
+        dtype = value.dtype
+        text, _ = render_literal(value.item())
+        return f"gt_cast<{compute_type(dtype)}>({text})", dtype
+    if isinstance(value, int):
+        if value == -(1 << 63):
+            return "(-9223372036854775807LL - 1)", int
+        if -(1 << 63) <= value < (1 << 63):
+            return f"{value}LL", int
+        return f"{value}ULL", int
+    value = float(value)
+    if math.isfinite(value):
+        return f"{value.hex()}", float
+    bits = np.float64(value).view(np.uint64)
+    return f"gt_double_from_bits({int(bits)}ULL)", float
+
+
+def render_cast(expr: str, source: Any, target: np.dtype) -> str:
+    """``expr`` (of dtype or weak type ``source``) converted to ``target`` as NumPy would."""
+    target = np.dtype(target)
+    if isinstance(source, np.dtype) and source == target:
+        return expr
+    if target == HALF:
+        if isinstance(source, np.dtype) and source == HALF:
+            return expr
+        return f"gt_round_half(gt_cast<float>({expr}))"
+    if isinstance(source, np.dtype) and source == HALF and target == np.float32:
+        return expr
+    return f"gt_cast<{compute_type(target)}>({expr})"
+
+
+def _weak_or_dtype(t: Type) -> Any:
+    if isinstance(t, ScalarType):
+        return t.kind
+    return t.dtype
+
+
+def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
+    """The C expression of one elementwise node, of the node's compute type."""
+    kind, out = node.kind, node.output.type.dtype
+    op = ops.lookup(kind)
+    sources = [_weak_or_dtype(t) for t in arg_types]
+    if kind == "np::astype":
+        return render_cast(args[0], sources[0], out)
+    if kind == "np::full_like":  # the fill value is cast unsafely, as np.full_like does
+        text, weak = render_literal(node.attrs["fill_value"])
+        return render_cast(text, weak, out)
+    if kind == "np::where":
+        cond = render_cast(args[0], sources[0], np.dtype(bool))
+        a, b = (render_cast(x, s, out) for x, s in zip(args[1:], sources[1:]))
+        return f"gt_where({cond}, {a}, {b})"
+    if kind == "np::clip":
+        loop = [out] * 3
+        result = out
+    else:
+        loop, result = ops.ufunc_loop_dtypes(kind, arg_types)
+    call = f"{op.cuda}({', '.join(render_cast(a, s, d) for a, s, d in zip(args, sources, loop))})"
+    if result == HALF:
+        call = f"gt_round_half({call})"
+    return render_cast(call, result, out) if result != out else call
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def broadcast_strides(t: TensorType, shape: tuple[int, ...]) -> list[int]:
+    """Strides of ``t`` read over ``shape`` (NumPy broadcasting): 0 on broadcast and size-1 dims."""
+    lead = len(shape) - t.ndim
+    strides = [0] * lead
+    for n, m, st in zip(t.shape, shape[lead:], t.strides):
+        strides.append(0 if n == 1 else st)
+    return strides
+
+
+def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent dims that are contiguous for every operand; drop size-1 dims."""
+    keep = [d for d, n in enumerate(shape) if n != 1]
+    dims = [shape[d] for d in keep]
+    strs = [[s[d] for d in keep] for s in strides]
+    j = len(dims) - 1
+    while j > 0:
+        if all(s[j - 1] == s[j] * dims[j] for s in strs):
+            dims[j - 1] *= dims[j]
+            for s in strs:
+                s[j - 1] = s[j]
+                del s[j]
+            del dims[j]
+        j -= 1
+    return dims, strs
+
+
+def _index_type(n: int, dims: list[int], strides: list[list[int]]) -> str:
+    reach = max([n] + [sum(abs(st) * (d - 1) for st, d in zip(s, dims)) for s in strides])
+    return "int" if reach < 2**31 - 1 else "long long"
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _kernel_name(number: int, nodes: list[Node]) -> str:
+    names = []
+    for node in nodes:
+        if node.kind.startswith("np::") and node.op not in names:
+            names.append(node.op)
+    label = "_".join(names[:3]) + ("_etc" if len(names) > 3 else "")
+    return f"gt_fused_{number}_{label}"[:60]
+
+
+def render_elementwise(group: Node, number: int) -> Kernel:
+    """The kernel computing fusion group ``group`` for its (specialised) input types."""
+    sub: Graph = group.subgraph
+    shape = sub.outputs[0].type.shape
+    n = int(np.prod(shape, dtype=np.int64))
+    in_types: list[TensorType] = [v.type for v in sub.inputs]
+    out_types: list[TensorType] = [v.type for v in sub.outputs]
+    out_strides = [list(contiguous_strides(shape))] * len(out_types)
+    raw = [broadcast_strides(t, shape) for t in in_types]
+    dims, collapsed = collapse_dims(shape, raw + out_strides)
+    in_strides = collapsed[:len(in_types)]
+    index_t = _index_type(n, dims, in_strides)
+    contiguous = contiguous_strides(dims)
+
+    params, loads, setup, scalar_args = [], [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
+    names: dict[Value, tuple[str, Type]] = {}
+    strided = []
+    for k, (v, t, st) in enumerate(zip(sub.inputs, in_types, in_strides)):
+        params.append(f"const {STORAGE_TYPES[t.dtype.name]}* __restrict__ in{k}")
+        if all(s == 0 for s in st):
+            index = "0"
+        elif tuple(st) == contiguous:
+            index = "i"
+        else:
+            index = f"off{k}"
+            strided.append((k, st))
+        load = f"gt_load_half(in{k} + {index})" if t.dtype == HALF else f"in{k}[{index}]"
+        loads.append(f"        const {compute_type(t.dtype)} x{k} = {load};")
+        names[v] = (f"x{k}", t)
+    for k, t in enumerate(out_types):
+        params.append(f"{STORAGE_TYPES[t.dtype.name]}* __restrict__ out{k}")
+    params.append(f"{index_t} n")
+    scalar_type = np.int32 if index_t == "int" else np.int64
+    if strided:
+        for j, d in enumerate(dims):
+            params.append(f"{index_t} d{j}")
+            scalar_args.append(scalar_type(d))
+        for k, st in strided:
+            for j, s in enumerate(st):
+                params.append(f"{index_t} s{k}_{j}")
+                scalar_args.append(scalar_type(s))
+        setup.append("        index_t rem = i;")
+        for k, _ in strided:
+            setup.append(f"        index_t off{k} = 0;")
+        for j in reversed(range(len(dims))):
+            coord = f"c{j}"
+            if j > 0:
+                setup.append(f"        const index_t {coord} = rem % d{j}; rem /= d{j};")
+            else:
+                setup.append(f"        const index_t {coord} = rem;")
+            for k, _ in strided:
+                setup.append(f"        off{k} += {coord} * s{k}_{j};")
+
+    body = []
+    for j, node in enumerate(sub.nodes):
+        if node.kind == "prim::Constant":
+            text, weak = render_literal(node.attrs["value"])
+            names[node.output] = (f"({text})", node.output.type)
+            continue
+        args = [names[v][0] for v in node.inputs]
+        arg_types = [names[v][1] for v in node.inputs]
+        expr = render_op(node, args, arg_types)
+        body.append(f"        const {compute_type(node.output.type.dtype)} v{j} = {expr};"
+                    f"  // {node.kind}" + (f" {node.source}" if node.source else ""))
+        names[node.output] = (f"v{j}", node.output.type)
+    stores = []
+    for k, (v, t) in enumerate(zip(sub.outputs, out_types)):
+        expr, src = names[v]
+        value = render_cast(expr, _weak_or_dtype(src), t.dtype)
+        stores.append(f"        gt_store_half(out{k} + i, {value});" if t.dtype == HALF
+                      else f"        out{k}[i] = {value};")
+
+    name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
+    summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
+    source = string.Template(read_template("elementwise.cu")).substitute(
+        name=name, summary=summary, params=",\n    ".join(params), index_t=index_t,
+        index_setup="\n".join(setup), loads="\n".join(loads), body="\n".join(body), stores="\n".join(stores))
+    return Kernel(name=name, source=source,
+                  inputs=[v.name for v in group.inputs], input_types=in_types,
+                  outputs=[v.name for v in group.outputs], output_types=out_types,
+                  scalar_args=scalar_args, elements=n,
+                  ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

@@ -1,0 +1,92 @@
+"""A generated kernel: its CUDA source, what it reads and writes, and how to inspect it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ir import TensorType
+
+DEFAULT_ARCH = "sm_90"
+
+
+@dataclass
+class Kernel:
+    """One CUDA kernel of a Program.
+
+    ``source`` is complete CUDA C++ (NVRTC compiles it as is); ``inputs`` and
+    ``outputs`` name the graph values it reads and writes; ``scalar_args`` are
+    the trailing size and stride arguments for this signature.
+    """
+
+    name: str
+    source: str
+    inputs: list[str]
+    input_types: list[TensorType]
+    outputs: list[str]
+    output_types: list[TensorType]
+    scalar_args: list[Any] = field(default_factory=list)
+    elements: int = 0
+    block: int = 256
+    shared_mem: int = 0
+    grid_override: int | None = None
+    ops: list[str] = field(default_factory=list)
+
+    # -- launching
+    def grid(self, max_blocks: int) -> int:
+        if self.grid_override is not None:
+            return self.grid_override
+        return max(1, min((self.elements + self.block - 1) // self.block, max_blocks))
+
+    def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[Any]:
+        return [*inputs, *outputs, *self.scalar_args]
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes that must move: each input read once, each output written once."""
+        return sum(t.nbytes for t in self.input_types) + sum(t.nbytes for t in self.output_types)
+
+    # -- inspection (compiled with NVRTC for an explicit architecture; no GPU needed)
+    def compile(self, arch: str = DEFAULT_ARCH):
+        from ..backends.nvrtc import compile_cuda
+        return compile_cuda(self.source, name=f"{self.name}.cu", arch=arch)
+
+    def ptx(self, arch: str = DEFAULT_ARCH) -> str:
+        return self.compile(arch).ptx
+
+    def cubin(self, arch: str = DEFAULT_ARCH) -> bytes:
+        cubin = self.compile(arch if arch.startswith("sm_") else "sm_" + arch.split("_")[-1]).cubin
+        assert cubin is not None
+        return cubin
+
+    def sass(self, arch: str = DEFAULT_ARCH) -> str:
+        from ..backends.nvrtc import disassemble
+        return disassemble(self.cubin(arch))
+
+    def resources(self, arch: str = DEFAULT_ARCH):
+        from ..backends.nvrtc import parse_resources
+        found = parse_resources(self.compile(arch).log)
+        if self.name in found:
+            return found[self.name]
+        return next(iter(found.values()))
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"%{n}" for n in self.inputs)
+        outs = ", ".join(f"%{n}" for n in self.outputs)
+        return f"<Kernel {self.name}({ins}) -> ({outs}): {' '.join(self.ops)}>"
+
+    def _repr_html_(self) -> str:
+        from ..display import kernel_html
+        return kernel_html(self)
+
+
+@dataclass
+class LibraryCall:
+    """A step of the launch plan run by a library (cuBLAS matmul through CuPy), not a generated kernel."""
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+
+    def __repr__(self) -> str:
+        return f"<LibraryCall {self.name}({', '.join('%' + n for n in self.inputs)})>"

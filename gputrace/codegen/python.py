@@ -1,0 +1,70 @@
+"""The graph as Python source that runs with NumPy (``traced.code``), like ``GraphModule.code``."""
+from __future__ import annotations
+
+import keyword
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import ops
+from ..ir import Graph, Value
+
+
+def _identifier(value: Value) -> str:
+    name = value.name.replace(".", "_")
+    if name[0].isdigit():
+        name = "_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _tree_source(tree: Any, names: list[str]) -> str:
+    if isinstance(tree, int):
+        return names[tree]
+    if "tuple" in tree:
+        items = [_tree_source(t, names) for t in tree["tuple"]]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if "list" in tree:
+        return "[" + ", ".join(_tree_source(t, names) for t in tree["list"]) + "]"
+    return "{" + ", ".join(f"{k!r}: {_tree_source(t, names)}" for k, t in tree["dict"].items()) + "}"
+
+
+def python_source(graph: Graph) -> str:
+    """``def <name>(inputs):`` with one line per node; constants appear inline as literals."""
+    inline: dict[Value, str] = {}
+    lines = []
+    for node in graph.nodes:
+        if node.kind == "prim::Constant":
+            inline[node.output] = ops._py_literal(node.attrs["value"])
+            continue
+        args = [inline.get(v) or _identifier(v) for v in node.inputs]
+        targets = ", ".join(_identifier(v) for v in node.outputs)
+        if node.kind == "prim::Param":
+            expr = f"params[{node.attrs['name']!r}]"
+        elif node.kind == "prim::GetAttr":
+            expr = f"{args[0]}.{node.attrs['name']}"
+        elif node.kind == "prim::CallMethod":
+            expr = f"{args[0]}.{node.attrs['name']}({', '.join(args[1:])})"
+        elif node.kind == "gt::FusionGroup":
+            expr = f"{node.attrs.get('kernel', 'fusion_group')}({', '.join(args)})"
+        else:
+            expr = ops.python_call(ops.lookup(node.kind), args, node.attrs)
+        if len(node.outputs) > 1:
+            targets += ","
+        lines.append(f"    {targets} = {expr}")
+    outputs = [inline.get(v) or _identifier(v) for v in graph.outputs]
+    tree = graph.meta.get("output_tree", {"tuple": list(range(len(outputs)))} if len(outputs) != 1 else 0)
+    lines.append(f"    return {_tree_source(tree, outputs)}")
+    params = ", ".join(_identifier(v) for v in graph.inputs)
+    name = graph.name if graph.name.isidentifier() else "forward"
+    return f"def {name}({params}):\n" + "\n".join(lines) + "\n"
+
+
+def python_function(graph: Graph, param: Callable[[str], Any]) -> Callable:
+    """Compile :func:`python_source` into a function; ``params[name]`` reads ``param(name)``."""
+    class _Params:
+        def __getitem__(self, name: str) -> Any:
+            return param(name)
+
+    namespace = {"np": np, "params": _Params()}
+    exec(compile(python_source(graph), f"<gputrace {graph.name}>", "exec"), namespace)
+    return namespace[graph.name if graph.name.isidentifier() else "forward"]

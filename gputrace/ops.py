@@ -1,0 +1,563 @@
+"""The op table: every op gputrace knows, read by the tracer, the passes and every backend.
+
+Each :class:`OpDef` says what an op is (its category), how to run it on any
+NumPy-compatible module ``xp`` (NumPy for the reference, CuPy while tracing on
+the GPU), how to infer its output types from its input types (written once,
+after JAX's abstract evaluation: NumPy's own promotion decides dtypes), how
+it prints as Python for ``.code`` and, for elementwise ops, which device
+function of ``cuda_templates/gputrace_ops.cuh`` computes it.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import TracingError
+from .ir import NONE_TYPE, ObjectType, ScalarType, TensorType, Type, contiguous_strides
+
+ELEMENTWISE = "elementwise"
+REDUCTION = "reduction"
+VIEW = "view"
+MATMUL = "matmul"
+JOIN = "join"
+SPLIT = "split"
+PRIM = "prim"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    category: str
+    impl: Callable[..., Any]            # impl(xp, *inputs, **attrs) -> array or list of arrays
+    infer: Callable[[list, dict], list]  # infer(input_types, attrs) -> output types
+    cuda: str | None = None             # device function for elementwise ops
+    python: Callable[[list[str], dict], str] | None = None  # source for .code
+    doc: str = ""
+
+    @property
+    def kind(self) -> str:
+        return f"np::{self.name}"
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    OPS[op.kind] = op
+    return op
+
+
+def lookup(kind: str) -> OpDef:
+    try:
+        return OPS[kind]
+    except KeyError:
+        raise KeyError(f"no op {kind!r} in the op table") from None
+
+
+# ----------------------------------------------------------------------------- type helpers
+
+
+def witness(t: Type | None, ndim: int | None = None) -> Any:
+    """A tiny concrete stand-in for a value of type ``t``, for NumPy to promote."""
+    if t is None or t == NONE_TYPE:
+        return None
+    if isinstance(t, ScalarType):
+        return t.kind(1)
+    if isinstance(t, TensorType):
+        return np.ones((1,) * (t.ndim if ndim is None else ndim), dtype=t.dtype)
+    raise TracingError(f"expected an array or a scalar, got {t}")
+
+
+def result_dtype(fn: Callable, types: Sequence[Type | None], **kwargs) -> np.dtype:
+    """The dtype NumPy gives ``fn`` on inputs of ``types`` (Python scalars weak, as NumPy 2)."""
+    args = [np.ones((), t.dtype) if isinstance(t, TensorType) else witness(t) for t in types]
+    with np.errstate(all="ignore"):
+        return np.asarray(fn(*args, **kwargs)).dtype
+
+
+def tensor_types(types: Sequence[Type | None]) -> list[TensorType]:
+    return [t for t in types if isinstance(t, TensorType)]
+
+
+def common_device(types: Sequence[Type | None]) -> str:
+    devices = {t.device for t in tensor_types(types)}
+    if len(devices) > 1:
+        from .errors import DeviceMismatchError
+        raise DeviceMismatchError(f"inputs live on different devices: {sorted(devices)}")
+    return devices.pop() if devices else "cpu"
+
+
+def broadcast_shape(types: Sequence[Type | None]) -> tuple[int, ...]:
+    return tuple(np.broadcast_shapes(*[t.shape for t in tensor_types(types)]))
+
+
+def normalize_axes(axis: Any, ndim: int, op: str = "reduction") -> tuple[int, ...] | None:
+    """``axis`` as a sorted tuple of non-negative ints (None stays None), checked like NumPy."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    result = []
+    for a in axes:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim)
+        result.append(a % ndim)
+    if len(set(result)) != len(result):
+        raise ValueError(f"{op}: duplicate value in 'axis'")
+    return tuple(sorted(result))
+
+
+def _py_call(name: str, args: list[str], attrs: dict, prefix: str = "np.") -> str:
+    items = list(args) + [f"{k}={_py_literal(v)}" for k, v in attrs.items()]
+    return f"{prefix}{name}({', '.join(items)})"
+
+
+def _py_literal(value: Any) -> str:
+    if isinstance(value, np.dtype):
+        return f"np.{value.name}"
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return f"np.{np.dtype(value).name}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: "np.inf", -math.inf: "-np.inf"}.get(value, "np.nan")
+    if isinstance(value, np.generic):
+        return f"np.{value.dtype.name}({_py_literal(value.item())})"
+    if isinstance(value, slice):
+        return f"slice({value.start!r}, {value.stop!r}, {value.step!r})"
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, tuple):
+        inner = ", ".join(_py_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def python_call(op: OpDef, args: list[str], attrs: dict) -> str:
+    """The Python source that runs ``op`` with NumPy, for ``.code``."""
+    if op.python is not None:
+        return op.python(args, attrs)
+    return _py_call(op.name, args, attrs)
+
+
+# ----------------------------------------------------------------------------- elementwise ops
+
+# NumPy ufunc name -> device function in gputrace_ops.cuh
+UFUNCS = {
+    name: f"gt_{name}" for name in (
+        "add subtract multiply floor_divide remainder fmod power negative positive absolute sign square "
+        "reciprocal exp exp2 expm1 log log2 log10 log1p sqrt cbrt sin cos tan arcsin arccos arctan "
+        "arctan2 sinh cosh tanh arcsinh arccosh arctanh hypot floor ceil trunc rint maximum minimum fmax "
+        "fmin equal not_equal less less_equal greater greater_equal logical_and logical_or logical_xor "
+        "logical_not bitwise_and bitwise_or bitwise_xor invert left_shift right_shift isnan isinf isfinite "
+        "signbit copysign logaddexp logaddexp2 heaviside deg2rad rad2deg").split()
+}
+UFUNCS["divide"] = "gt_true_divide"
+# ufuncs NumPy exposes under a second name: recorded under the canonical one
+UFUNC_ALIASES = {"degrees": "rad2deg", "radians": "deg2rad", "fabs": "absolute", "bitwise_not": "invert",
+                 "bitwise_invert": "invert", "bitwise_left_shift": "left_shift",
+                 "bitwise_right_shift": "right_shift"}
+
+
+def _elementwise_infer(fn: Callable) -> Callable:
+    def infer(types: list, attrs: dict) -> list[Type]:
+        dtype = result_dtype(fn, types, **attrs)
+        return [TensorType(dtype, broadcast_shape(types), None, common_device(types))]
+    return infer
+
+
+def _ufunc_op(name: str, cuda: str) -> OpDef:
+    ufunc = getattr(np, name)
+    return OpDef(name, ELEMENTWISE, lambda xp, *args, _n=name: getattr(xp, _n)(*args),
+                 _elementwise_infer(ufunc), cuda=cuda)
+
+
+for _name, _cuda in UFUNCS.items():
+    register(_ufunc_op(_name, _cuda))
+
+
+def ufunc_loop_dtypes(kind: str, types: Sequence[Type]) -> tuple[list[np.dtype], np.dtype]:
+    """The dtypes a ufunc's inner loop computes in: inputs are cast to these first."""
+    ufunc = getattr(np, lookup(kind).name)
+    spec = []
+    for t in types:
+        if isinstance(t, ScalarType):
+            spec.append(np.dtype(bool) if t.kind is bool else t.kind)
+        else:
+            spec.append(t.dtype)
+    dtypes = ufunc.resolve_dtypes(tuple(spec) + (None,) * ufunc.nout)
+    return list(dtypes[:ufunc.nin]), dtypes[ufunc.nin]
+
+
+def _where_impl(xp, cond, a, b):
+    return xp.where(cond, a, b)
+
+
+register(OpDef("where", ELEMENTWISE, _where_impl, _elementwise_infer(np.where), cuda="gt_where"))
+
+
+def _clip_impl(xp, x, lo, hi):
+    return xp.clip(x, lo, hi)
+
+
+register(OpDef("clip", ELEMENTWISE, _clip_impl, _elementwise_infer(np.clip), cuda="gt_clip"))
+
+
+def _astype_infer(types, attrs):
+    (x,) = types
+    return [TensorType(attrs["dtype"], x.shape, None, x.device)]
+
+
+register(OpDef("astype", ELEMENTWISE, lambda xp, x, dtype: x.astype(dtype), _astype_infer,
+               cuda="gt_cast", python=lambda a, at: f"{a[0]}.astype({_py_literal(at['dtype'])})"))
+
+
+def _full_like_impl(xp, x, fill_value, dtype):
+    return xp.full_like(x, fill_value, dtype=dtype)
+
+
+def _full_like_infer(types, attrs):
+    (x,) = types
+    return [TensorType(attrs["dtype"], x.shape, None, x.device)]
+
+
+register(OpDef("full_like", ELEMENTWISE, _full_like_impl, _full_like_infer))
+
+
+def _fill_like_infer(types, attrs):
+    (x,) = types
+    dtype = x.dtype if attrs.get("dtype") is None else np.dtype(attrs["dtype"])
+    return [TensorType(dtype, x.shape, None, x.device)]
+
+
+# recorded as called; normalize turns them into full_like
+for _name in ("zeros_like", "ones_like"):
+    register(OpDef(_name, ELEMENTWISE, lambda xp, x, dtype=None, _n=_name: getattr(xp, _n)(x, dtype=dtype),
+                   _fill_like_infer))
+
+
+def _copy_infer(types, attrs):
+    (x,) = types
+    return [TensorType(x.dtype, x.shape, None, x.device)]
+
+
+register(OpDef("copy", ELEMENTWISE, lambda xp, x: x.copy(), _copy_infer,
+               python=lambda a, at: f"{a[0]}.copy()"))
+
+
+# ----------------------------------------------------------------------------- reductions
+
+REDUCTIONS = ("sum", "prod", "max", "min", "mean", "var", "std", "any", "all", "argmax", "argmin")
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None, keepdims: bool) -> tuple[int, ...]:
+    if axes is None:
+        axes = tuple(range(len(shape)))
+    if keepdims:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def _reduction_impl(name: str) -> Callable:
+    def impl(xp, x, axis=None, keepdims=False, **kwargs):
+        if name in ("argmax", "argmin") and axis is not None:
+            axis = axis[0]
+        return getattr(xp, name)(x, axis=axis, keepdims=keepdims, **kwargs)
+    return impl
+
+
+def _reduction_infer(name: str) -> Callable:
+    def infer(types, attrs):
+        (x,) = types
+        axis, keepdims = attrs.get("axis"), attrs.get("keepdims", False)
+        extra = {k: v for k, v in attrs.items() if k not in ("axis", "keepdims")}
+        w = witness(x)
+        with np.errstate(all="ignore"):
+            dtype = np.asarray(_reduction_impl(name)(np, w, axis=axis, keepdims=keepdims, **extra)).dtype
+        return [TensorType(dtype, reduced_shape(x.shape, axis, keepdims), None, x.device)]
+    return infer
+
+
+for _name in REDUCTIONS:
+    register(OpDef(_name, REDUCTION, _reduction_impl(_name), _reduction_infer(_name)))
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _view_type(x: TensorType, shape, strides) -> list[TensorType]:
+    return [TensorType(x.dtype, tuple(shape), tuple(strides), x.device)]
+
+
+def _transpose_infer(types, attrs):
+    (x,) = types
+    axes = attrs["axes"]
+    return _view_type(x, [x.shape[a] for a in axes], [x.strides[a] for a in axes])
+
+
+register(OpDef("transpose", VIEW, lambda xp, x, axes: xp.transpose(x, axes), _transpose_infer))
+
+
+def _swapaxes_infer(types, attrs):
+    (x,) = types
+    axes = list(range(x.ndim))
+    a, b = attrs["axis1"] % x.ndim, attrs["axis2"] % x.ndim
+    axes[a], axes[b] = axes[b], axes[a]
+    return _transpose_infer(types, {"axes": tuple(axes)})
+
+
+register(OpDef("swapaxes", VIEW, lambda xp, x, axis1, axis2: xp.swapaxes(x, axis1, axis2), _swapaxes_infer))
+register(OpDef("T", VIEW, lambda xp, x: x.T,
+               lambda types, attrs: _transpose_infer(types, {"axes": tuple(reversed(range(types[0].ndim)))}),
+               python=lambda a, at: f"{a[0]}.T"))
+
+
+def resolve_reshape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
+    shape = [int(s) for s in shape]
+    unknown = [i for i, s in enumerate(shape) if s == -1]
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if len(unknown) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"cannot reshape an array of size {size} into shape {tuple(shape)}")
+    if unknown:
+        if known == 0 or size % known:
+            raise ValueError(f"cannot reshape an array of size {size} into shape {tuple(shape)}")
+        shape[unknown[0]] = size // known
+    if int(np.prod(shape, dtype=np.int64)) != size:
+        raise ValueError(f"cannot reshape an array of size {size} into shape {tuple(shape)}")
+    return tuple(shape)
+
+
+def _reshape_infer(types, attrs):
+    (x,) = types
+    shape = resolve_reshape(x.size, attrs["shape"])
+    return [TensorType(x.dtype, shape, None, x.device)]
+
+
+register(OpDef("reshape", VIEW, lambda xp, x, shape: xp.reshape(x, shape), _reshape_infer))
+
+
+def _broadcast_to_infer(types, attrs):
+    (x,) = types
+    shape = tuple(attrs["shape"])
+    np.broadcast_shapes(x.shape, shape)  # raises like NumPy
+    if len(shape) < x.ndim:
+        raise ValueError(f"cannot broadcast shape {x.shape} to {shape}")
+    lead = len(shape) - x.ndim
+    strides = [0] * lead + [0 if (n == 1 and m != 1) else st
+                            for n, m, st in zip(x.shape, shape[lead:], x.strides)]
+    return _view_type(x, shape, strides)
+
+
+register(OpDef("broadcast_to", VIEW, lambda xp, x, shape: xp.broadcast_to(x, shape), _broadcast_to_infer))
+
+
+def _expand_dims_infer(types, attrs):
+    (x,) = types
+    axes = normalize_axes(attrs["axis"], x.ndim + len(tuple(np.atleast_1d(attrs["axis"]))), "expand_dims")
+    shape, strides, it = [], [], iter(zip(x.shape, x.strides))
+    for i in range(x.ndim + len(axes)):
+        if i in axes:
+            shape.append(1)
+            strides.append(0)
+        else:
+            n, st = next(it)
+            shape.append(n)
+            strides.append(st)
+    return _view_type(x, shape, strides)
+
+
+register(OpDef("expand_dims", VIEW, lambda xp, x, axis: xp.expand_dims(x, axis), _expand_dims_infer))
+
+
+def _squeeze_infer(types, attrs):
+    (x,) = types
+    axes = normalize_axes(attrs.get("axis"), x.ndim, "squeeze")
+    if axes is None:
+        axes = tuple(i for i, n in enumerate(x.shape) if n == 1)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    keep = [i for i in range(x.ndim) if i not in axes]
+    return _view_type(x, [x.shape[i] for i in keep], [x.strides[i] for i in keep])
+
+
+register(OpDef("squeeze", VIEW, lambda xp, x, axis=None: xp.squeeze(x, axis), _squeeze_infer))
+
+
+def expand_index(index: tuple, ndim: int) -> tuple:
+    """Replace ``...`` by full slices; check the number of indexed dimensions."""
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if used > ndim:
+        raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but {used} were indexed")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - used) + index[at + 1:]
+    return index + (slice(None),) * (ndim - sum(1 for i in index if i is not None))
+
+
+def _getitem_infer(types, attrs):
+    (x,) = types
+    shape, strides, dim = [], [], 0
+    for item in expand_index(attrs["index"], x.ndim):
+        if item is None:
+            shape.append(1)
+            strides.append(0)
+            continue
+        n = x.shape[dim]
+        if isinstance(item, slice):
+            start, stop, step = item.indices(n)
+            shape.append(len(range(start, stop, step)))
+            strides.append(x.strides[dim] * step)
+        else:
+            if not -n <= item < n:
+                raise IndexError(f"index {item} is out of bounds for axis {dim} with size {n}")
+        dim += 1
+    return _view_type(x, shape, strides)
+
+
+def _getitem_python(args, attrs):
+    parts = []
+    for item in attrs["index"]:
+        if isinstance(item, slice):
+            parts.append(":".join("" if p is None else str(p) for p in (item.start, item.stop))
+                         + ("" if item.step is None else f":{item.step}"))
+        else:
+            parts.append({None: "None", Ellipsis: "..."}.get(item, str(item)) if item is None or item is Ellipsis
+                         else str(item))
+    return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
+
+
+register(OpDef("getitem", VIEW, lambda xp, x, index: x[index], _getitem_infer, python=_getitem_python))
+register(OpDef("ravel", VIEW, lambda xp, x: xp.ravel(x),
+               lambda types, attrs: _reshape_infer(types, {"shape": (-1,)})))
+
+
+# ----------------------------------------------------------------------------- matmul
+
+
+def matmul_shape(a: tuple, b: tuple) -> tuple[int, ...]:
+    if not a or not b:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul: Input operand 1 has a mismatch in its core dimension 0 "
+                         f"(size {b2[-2]} is different from {a2[-1]})")
+    batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _matmul_infer(types, attrs):
+    a, b = types
+    dtype = result_dtype(lambda x, y: np.matmul(np.atleast_2d(x), np.atleast_2d(y)), [a, b])
+    return [TensorType(dtype, matmul_shape(a.shape, b.shape), None, common_device(types))]
+
+
+register(OpDef("matmul", MATMUL, lambda xp, a, b: xp.matmul(a, b), _matmul_infer))
+
+
+def _dot_infer(types, attrs):
+    a, b = types
+    if a.ndim == 0 or b.ndim == 0:
+        return _elementwise_infer(np.multiply)(types, attrs)
+    if b.ndim <= 2:
+        return _matmul_infer(types, attrs)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"shapes {a.shape} and {b.shape} not aligned")
+    shape = a.shape[:-1] + b.shape[:-2] + b.shape[-1:]
+    return [TensorType(result_dtype(np.multiply, [a, b]), shape, None, common_device(types))]
+
+
+register(OpDef("dot", MATMUL, lambda xp, a, b: xp.dot(a, b), _dot_infer))
+
+
+# ----------------------------------------------------------------------------- joins and splits
+
+
+def _concatenate_infer(types, attrs):
+    axis = attrs["axis"]
+    first = types[0]
+    if any(t.ndim != first.ndim for t in types):
+        raise ValueError("all the input arrays must have same number of dimensions")
+    axis = normalize_axes(axis, first.ndim, "concatenate")[0]
+    for t in types[1:]:
+        for d in range(first.ndim):
+            if d != axis and t.shape[d] != first.shape[d]:
+                raise ValueError("all the input array dimensions except for the concatenation axis must match "
+                                 f"exactly, but along dimension {d}, the array at index 0 has size "
+                                 f"{first.shape[d]} and another has size {t.shape[d]}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    dtype = result_dtype(lambda *a: np.concatenate([np.atleast_1d(v) for v in a]), types)
+    return [TensorType(dtype, shape, None, common_device(types))]
+
+
+register(OpDef("concatenate", JOIN, lambda xp, *xs, axis: xp.concatenate(xs, axis=axis), _concatenate_infer,
+               python=lambda a, at: f"np.concatenate([{', '.join(a)}], axis={at['axis']})"))
+
+
+def _stack_infer(types, attrs):
+    first = types[0]
+    if any(t.shape != first.shape for t in types):
+        raise ValueError("all input arrays must have the same shape")
+    axis = normalize_axes(attrs["axis"], first.ndim + 1, "stack")[0]
+    shape = list(first.shape)
+    shape.insert(axis, len(types))
+    dtype = result_dtype(lambda *a: np.stack(a), types)
+    return [TensorType(dtype, shape, None, common_device(types))]
+
+
+register(OpDef("stack", JOIN, lambda xp, *xs, axis: xp.stack(xs, axis=axis), _stack_infer,
+               python=lambda a, at: f"np.stack([{', '.join(a)}], axis={at['axis']})"))
+
+
+def split_bounds(length: int, indices_or_sections: Any) -> list[tuple[int, int]]:
+    """(start, stop) of each piece of ``np.split`` along an axis of ``length``."""
+    if isinstance(indices_or_sections, (int, np.integer)):
+        sections = int(indices_or_sections)
+        if sections <= 0 or length % sections:
+            raise ValueError("array split does not result in an equal division")
+        step = length // sections
+        return [(i * step, (i + 1) * step) for i in range(sections)]
+    cuts = [0] + [min(max(int(c) if c >= 0 else length + int(c), 0), length) for c in indices_or_sections] + [length]
+    return [(cuts[i], max(cuts[i], cuts[i + 1])) for i in range(len(cuts) - 1)]
+
+
+def _split_infer(types, attrs):
+    (x,) = types
+    axis = normalize_axes(attrs["axis"], x.ndim, "split")[0]
+    out = []
+    for start, stop in split_bounds(x.shape[axis], attrs["indices_or_sections"]):
+        index = (slice(None),) * axis + (slice(start, stop),)
+        out += _getitem_infer([x], {"index": index})
+    return out
+
+
+register(OpDef("split", SPLIT, lambda xp, x, indices_or_sections, axis: xp.split(x, indices_or_sections, axis),
+               _split_infer))
+
+
+# ----------------------------------------------------------------------------- inference entry point
+
+
+def infer_types(kind: str, input_types: list, attrs: dict) -> list[Type]:
+    """Output types of ``kind`` applied to inputs of ``input_types``."""
+    return lookup(kind).infer(list(input_types), dict(attrs))
+
+
+def run_op(kind: str, xp: Any, inputs: list, attrs: dict) -> Any:
+    """Run ``kind`` with the array module ``xp``; the one place that calls an op's impl."""
+    with np.errstate(all="ignore"):
+        return lookup(kind).impl(xp, *inputs, **attrs)
+
+
+def is_elementwise(kind: str) -> bool:
+    op = OPS.get(kind)
+    return op is not None and op.category == ELEMENTWISE

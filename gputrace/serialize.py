@@ -1,0 +1,349 @@
+"""Save and load traces: one zip with ``graph.json`` and ``params.npz``.
+
+The graph saved is the frozen one (modules inlined, parameters by dotted
+name). Loading never executes anything from the file: JSON is parsed into
+plain values, arrays are read with ``allow_pickle=False``, every op must be in
+the op table, and every node's types are re-inferred and must match the
+stored ones. Anything else raises :class:`GraphFormatError`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .errors import GraphFormatError
+from .ir import NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, TensorType, Type, SourceLocation
+
+FORMAT = "gputrace-trace"
+VERSION = 1
+MAX_MEMBER_BYTES = 1 << 32       # refuse members that would unpack to more than 4 GiB
+MAX_COMPRESSION_RATIO = 1000     # refuse zip bombs
+MAX_NDIM = 64
+MAX_DIM = 1 << 48
+MAX_NODES = 1_000_000
+_MEMBERS = {"graph.json", "params.npz"}
+_SCALAR_KINDS = {"bool": bool, "int": int, "float": float}
+_DTYPES = {d.name: d for d in SUPPORTED_DTYPES}
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _encode_value(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return {"int": str(value)} if abs(value) >= 2**53 else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, np.dtype):
+        return {"dtype": value.name}
+    if isinstance(value, np.generic):
+        return {"scalar": value.dtype.name, "value": _encode_value(value.item(), arrays)}
+    if isinstance(value, np.ndarray):
+        key = f"const{len(arrays)}"
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, slice):
+        return {"slice": [value.start, value.stop, value.step]}
+    if value is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(value, tuple):
+        return {"tuple": [_encode_value(v, arrays) for v in value]}
+    raise GraphFormatError(f"cannot save an attribute of type {type(value).__name__}: {value!r}")
+
+
+def _encode_type(t: Type) -> Any:
+    if isinstance(t, TensorType):
+        return {"tensor": t.dtype.name, "shape": list(t.shape), "strides": list(t.strides), "device": t.device}
+    if isinstance(t, ScalarType):
+        return {"scalar": t.kind.__name__}
+    return {"object": t.name}
+
+
+def _encode_graph(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
+    index: dict[int, int] = {}
+    for i, v in enumerate(graph.inputs):
+        index[id(v)] = i
+    nodes = []
+    counter = len(graph.inputs)
+    for node in graph.nodes:
+        entry = {"kind": node.kind, "inputs": [index[id(v)] for v in node.inputs],
+                 "attrs": {k: _encode_value(v, arrays) for k, v in node.attrs.items()},
+                 "outputs": [{"name": v.name, "type": _encode_type(v.type)} for v in node.outputs]}
+        if node.source is not None:
+            entry["source"] = [node.source.filename, node.source.line, node.source.col]
+        if node.subgraph is not None:
+            entry["subgraph"] = _encode_graph(node.subgraph, arrays)
+        for v in node.outputs:
+            index[id(v)] = counter
+            counter += 1
+        nodes.append(entry)
+    return {"name": graph.name, "inputs": [{"name": v.name, "type": _encode_type(v.type)} for v in graph.inputs],
+            "nodes": nodes, "outputs": [index[id(v)] for v in graph.outputs],
+            "meta": {"output_tree": graph.meta.get("output_tree", 0), "reads_shape": bool(graph.meta.get("reads_shape"))}}
+
+
+def save(traced: Any, path: str | Path) -> None:
+    """Write ``traced`` (a TracedFunction or TracedModule) to ``path``.
+
+    >>> import numpy as np, gputrace, tempfile, os
+    >>> f = gputrace.trace(lambda x: x * 2, np.ones(3, np.float32))
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.gpt"); gputrace.save(f, p)
+    >>> gputrace.load(p)(np.ones(3, np.float32))
+    array([2., 2., 2.], dtype=float32)
+    """
+    from .traced import TracedFunction, TracedModule
+    if isinstance(traced, TracedModule):
+        traced = traced.methods["forward"]
+    if not isinstance(traced, TracedFunction):
+        raise TypeError(f"save(traced): expected a TracedFunction or TracedModule, got {type(traced).__name__}")
+    arrays: dict[str, np.ndarray] = {}
+    graph = _encode_graph(traced.frozen_graph, arrays)
+    params = {}
+    for name, array in traced.params.items():
+        params[name] = np.asarray(array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array)
+    document = {"format": FORMAT, "version": VERSION, "name": traced.name, "graph": graph,
+                "params": sorted(params), "constants": sorted(arrays)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"param:{k}": v for k, v in params.items()}, **{f"const:{k}": v for k, v in arrays.items()})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("graph.json", json.dumps(document, indent=1))
+        archive.writestr("params.npz", buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _fail(message: str) -> GraphFormatError:
+    return GraphFormatError(f"not a valid gputrace file: {message}")
+
+
+def _decode_int(value: Any, what: str, low: int = -(1 << 64), high: int = 1 << 64) -> int:
+    if isinstance(value, dict) and set(value) == {"int"} and isinstance(value["int"], str):
+        try:
+            value = int(value["int"])
+        except ValueError:
+            raise _fail(f"{what} is not an integer") from None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+        raise _fail(f"{what} must be an integer in [{low}, {high}), got {value!r}")
+    return value
+
+
+def _decode_value(value: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
+    if depth > 32:
+        raise _fail("attributes nest too deeply")
+    if value is None or isinstance(value, (bool, str, float)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        if set(value) == {"int"}:
+            return _decode_int(value, "an integer attribute")
+        if set(value) == {"float"} and value["float"] in ("inf", "-inf", "nan"):
+            return float(value["float"])
+        if set(value) == {"dtype"}:
+            return _decode_dtype(value["dtype"])
+        if set(value) == {"scalar", "value"}:
+            dtype = _decode_dtype(value["scalar"])
+            inner = _decode_value(value["value"], arrays, depth + 1)
+            if not isinstance(inner, (bool, int, float)):
+                raise _fail("a scalar attribute holds a non-number")
+            return dtype.type(inner)
+        if set(value) == {"array"}:
+            if value["array"] not in arrays:
+                raise _fail(f"constant {value['array']!r} is missing from params.npz")
+            return arrays[value["array"]]
+        if set(value) == {"slice"} and isinstance(value["slice"], list) and len(value["slice"]) == 3:
+            parts = [None if p is None else _decode_int(p, "a slice bound") for p in value["slice"]]
+            return slice(*parts)
+        if set(value) == {"ellipsis"}:
+            return Ellipsis
+        if set(value) == {"tuple"} and isinstance(value["tuple"], list):
+            return tuple(_decode_value(v, arrays, depth + 1) for v in value["tuple"])
+    raise _fail(f"unrecognised attribute {str(value)[:80]}")
+
+
+def _decode_dtype(name: Any) -> np.dtype:
+    if name not in _DTYPES:
+        raise _fail(f"unsupported dtype {str(name)[:40]!r}")
+    return _DTYPES[name]
+
+
+def _decode_type(entry: Any) -> Type:
+    if not isinstance(entry, dict):
+        raise _fail("a type is not an object")
+    if "tensor" in entry:
+        shape, strides = entry.get("shape"), entry.get("strides")
+        if not isinstance(shape, list) or not isinstance(strides, list) or len(shape) != len(strides) \
+                or len(shape) > MAX_NDIM:
+            raise _fail("a tensor type has a bad shape or strides")
+        shape = [_decode_int(s, "a dimension", 0, MAX_DIM) for s in shape]
+        strides = [_decode_int(s, "a stride", -MAX_DIM, MAX_DIM) for s in strides]
+        if int(np.prod(shape, dtype=object)) >= MAX_DIM:
+            raise _fail(f"a tensor of shape {shape} is too large")
+        device = entry.get("device", "cpu")
+        if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda:")):
+            raise _fail(f"unknown device {str(device)[:40]!r}")
+        return TensorType(_decode_dtype(entry["tensor"]), tuple(shape), tuple(strides), device)
+    if "scalar" in entry and entry["scalar"] in _SCALAR_KINDS:
+        return ScalarType(_SCALAR_KINDS[entry["scalar"]])
+    if "object" in entry and isinstance(entry["object"], str):
+        return NONE_TYPE if entry["object"] == "NoneType" else ObjectType(entry["object"][:200])
+    raise _fail("unrecognised type")
+
+
+def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -> Graph:
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not isinstance(data.get("inputs"), list):
+        raise _fail("the graph is not an object with inputs and nodes")
+    graph = Graph(str(data.get("name", "forward"))[:100])
+    values = []
+    for entry in data["inputs"]:
+        if not isinstance(entry, dict):
+            raise _fail("a graph input is not an object")
+        values.append(graph.add_input(_decode_type(entry.get("type")), str(entry.get("name", ""))[:100] or None))
+    for entry in data["nodes"]:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _fail("too many nodes")
+        if not isinstance(entry, dict):
+            raise _fail("a node is not an object")
+        kind = entry.get("kind")
+        if kind not in ops.OPS and kind not in ("prim::Constant", "prim::Param", "gt::FusionGroup"):
+            raise _fail(f"unknown op {str(kind)[:60]!r}")
+        inputs = entry.get("inputs")
+        if not isinstance(inputs, list) or not all(isinstance(i, int) and 0 <= i < len(values) for i in inputs):
+            raise _fail(f"{kind} refers to an undefined value")
+        attrs = entry.get("attrs", {})
+        if not isinstance(attrs, dict):
+            raise _fail(f"{kind} has bad attributes")
+        attrs = {str(k): _decode_value(v, arrays) for k, v in attrs.items()}
+        outputs = entry.get("outputs")
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise _fail(f"{kind} has bad outputs")
+        types = [_decode_type(o.get("type")) for o in outputs]
+        subgraph = _decode_graph(entry["subgraph"], arrays, budget) if "subgraph" in entry else None
+        source = entry.get("source")
+        location = None
+        if isinstance(source, list) and len(source) == 3 and isinstance(source[0], str):
+            location = SourceLocation(source[0][:500], _decode_int(source[1], "a line"), _decode_int(source[2], "a col"))
+        node = graph.add_node(kind, [values[i] for i in inputs], types, attrs=attrs, source=location,
+                              subgraph=subgraph, output_names=[str(o.get("name", ""))[:100] or None for o in outputs])
+        _check_node(node)
+        values.extend(node.outputs)
+    outputs = data.get("outputs")
+    if not isinstance(outputs, list) or not all(isinstance(i, int) and 0 <= i < len(values) for i in outputs):
+        raise _fail("the graph outputs refer to undefined values")
+    graph.outputs = [values[i] for i in outputs]
+    meta = data.get("meta", {})
+    tree = meta.get("output_tree", 0) if isinstance(meta, dict) else 0
+    _check_tree(tree, len(graph.outputs))
+    graph.meta["output_tree"] = tree
+    graph.meta["reads_shape"] = bool(meta.get("reads_shape", False)) if isinstance(meta, dict) else False
+    return graph
+
+
+def _check_tree(tree: Any, count: int, depth: int = 0) -> None:
+    if depth > 32:
+        raise _fail("the output tree nests too deeply")
+    if isinstance(tree, int) and not isinstance(tree, bool):
+        if not 0 <= tree < max(count, 1):
+            raise _fail("the output tree refers to a missing output")
+        return
+    if isinstance(tree, dict) and len(tree) == 1:
+        (kind, items), = tree.items()
+        if kind in ("tuple", "list") and isinstance(items, list):
+            for t in items:
+                _check_tree(t, count, depth + 1)
+            return
+        if kind == "dict" and isinstance(items, dict):
+            for t in items.values():
+                _check_tree(t, count, depth + 1)
+            return
+    raise _fail("bad output tree")
+
+
+def _check_node(node) -> None:
+    """The stored types must be what the op table infers: a hand-edited file cannot lie about shapes."""
+    if node.kind in ("prim::Constant", "prim::Param", "gt::FusionGroup"):
+        if node.kind == "prim::Param" and not isinstance(node.attrs.get("name"), str):
+            raise _fail("a parameter has no name")
+        if node.kind == "prim::Constant" and "value" not in node.attrs:
+            raise _fail("a constant has no value")
+        return
+    try:
+        inferred = ops.infer_types(node.kind, [v.type for v in node.inputs], node.attrs)
+    except Exception as exc:  # any failing rule means the file is inconsistent
+        raise _fail(f"{node.kind} does not type-check: {exc}") from None
+    if [str(t) for t in inferred] != [str(v.type) for v in node.outputs]:
+        raise _fail(f"{node.kind} claims types {[str(v.type) for v in node.outputs]} but its inputs give "
+                    f"{[str(t) for t in inferred]}")
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    info = archive.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES or info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + 4096:
+        raise _fail(f"{name} would unpack to {info.file_size} bytes (compressed {info.compress_size}): refusing")
+    with archive.open(info) as member:
+        data = member.read(MAX_MEMBER_BYTES + 1)
+    if len(data) != info.file_size:
+        raise _fail(f"{name} is truncated or its size is misdeclared")
+    return data
+
+
+def load(path: str | Path):
+    """Read a trace written by :func:`save`; returns a TracedFunction that runs without the Python code."""
+    from .traced import TracedFunction
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if names != _MEMBERS:
+                raise _fail(f"expected members {sorted(_MEMBERS)}, found {sorted(names)[:10]}")
+            document_bytes = _read_member(archive, "graph.json")
+            npz_bytes = _read_member(archive, "params.npz")
+    except GraphFormatError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise _fail(f"{path} is not a readable zip archive ({exc})") from None
+    try:
+        document = json.loads(document_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _fail(f"graph.json is not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _fail("graph.json is not a gputrace trace")
+    if document.get("version") != VERSION:
+        raise GraphFormatError(f"this file has format version {document.get('version')!r}; this gputrace reads "
+                               f"version {VERSION}: re-save the trace with this version")
+    try:
+        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
+            stored = {}
+            for key in npz.files:
+                array = npz[key]
+                if array.dtype not in SUPPORTED_DTYPES:
+                    raise _fail(f"array {key!r} has unsupported dtype {array.dtype}")
+                stored[key] = array
+    except GraphFormatError:
+        raise
+    except Exception as exc:  # np.load raises many types on hostile input; none may escape unexplained
+        raise _fail(f"params.npz is not a valid array archive ({type(exc).__name__}: {exc})") from None
+    params = {k[len("param:"):]: v for k, v in stored.items() if k.startswith("param:")}
+    constants = {k[len("const:"):]: v for k, v in stored.items() if k.startswith("const:")}
+    graph = _decode_graph(document.get("graph"), constants, [MAX_NODES])
+    for node in graph.walk():
+        if node.kind == "prim::Param":
+            name = node.attrs["name"]
+            if name not in params:
+                raise _fail(f"parameter {name!r} is missing from params.npz")
+            if str(node.output.type.dtype) != str(params[name].dtype) or node.output.type.shape != params[name].shape:
+                raise _fail(f"parameter {name!r} does not match its type in the graph")
+    name = document.get("name") if isinstance(document.get("name"), str) else graph.name
+    return TracedFunction(graph, fn=None, params=params, name=name[:100])

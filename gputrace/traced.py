@@ -1,0 +1,378 @@
+"""The user-facing trace objects: ``trace``, ``trace_module`` and ``TracedFunction``.
+
+A TracedFunction holds the graph as traced and compiles it per input
+signature (dtype, shape, strides, device of every input) into a
+:class:`Program`: the optimised, fused graph and, per backend, its executor.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import check as checking
+from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, TracingError)
+from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
+from .passes import SIMPLIFY, inline, inline_graph, freeze, run_passes, to_fixed_point
+from .passes.specialize import specialize
+from .tracer import is_array, trace_graph, unflatten_outputs
+
+BACKENDS = ("numpy", "emulate", "cuda")
+
+
+def check_array_argument(x: Any, where: str) -> None:
+    """Raise a TypeError naming ``where`` unless ``x`` is an array gputrace can trace."""
+    if not is_array(x):
+        raise TypeError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got {type(x).__name__}"
+                        + (f" ({x!r})" if isinstance(x, (int, float, bool, type(None))) else ""))
+    dtype = np.dtype(x.dtype)
+    if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
+        raise TypeError(f"{where}: big-endian arrays ({dtype.str}) are not supported; "
+                        f"convert with x.astype(x.dtype.newbyteorder('='))")
+    if dtype.newbyteorder("=") not in SUPPORTED_DTYPES or dtype.fields is not None:
+        names = ", ".join(d.name for d in SUPPORTED_DTYPES)
+        raise TypeError(f"{where}: dtype {dtype} is not supported; gputrace supports {names}")
+
+
+def _example_tuple(example_inputs: Any, where: str = "example_inputs") -> tuple:
+    if is_array(example_inputs):
+        return (example_inputs,)
+    if not isinstance(example_inputs, tuple):
+        raise TypeError(f"{where}: expected an array or a tuple of arrays, got {type(example_inputs).__name__}")
+    for i, x in enumerate(example_inputs):
+        check_array_argument(x, f"{where}[{i}]")
+    return example_inputs
+
+
+class Program:
+    """A TracedFunction compiled for one input signature: optimised graph, kernels, executors."""
+
+    def __init__(self, graph: Graph, input_types: list[TensorType], param_types: dict[str, TensorType]):
+        self.input_types = input_types
+        self.param_types = param_types
+        self.graph = graph
+        self._executors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def executor(self, backend: str) -> Any:
+        with self._lock:
+            if backend not in self._executors:
+                from .backends import make_executor
+                self._executors[backend] = make_executor(backend, self)
+            return self._executors[backend]
+
+    @property
+    def kernels(self) -> list:
+        from .codegen import kernels_of
+        return kernels_of(self)
+
+    @property
+    def plan(self) -> list:
+        from .codegen import launch_plan
+        return launch_plan(self)
+
+    def __repr__(self) -> str:
+        return f"<Program {len(self.kernels)} kernels for {', '.join(str(t) for t in self.input_types)}>"
+
+
+class TracedFunction:
+    """A traced function or module method; call it like the original.
+
+    >>> import numpy as np, gputrace
+    >>> f = gputrace.trace(lambda x, y: np.tanh(x * y + 1), (np.ones(3, np.float32), np.ones(3, np.float32)))
+    >>> f(np.zeros(3, np.float32), np.zeros(3, np.float32))
+    array([0.7615942, 0.7615942, 0.7615942], dtype=float32)
+    """
+
+    def __init__(self, graph: Graph, *, fn: Callable | None, params: Mapping[str, Any] | None = None,
+                 module: Any = None, strict: bool = True, name: str | None = None):
+        self.graph = graph
+        self.fn = fn
+        self.module = module
+        self.strict = strict
+        self.name = name or graph.name
+        self._params = dict(params or {})
+        self._frozen = run_passes(inline_graph(graph), [freeze]) if module is not None else graph.copy()
+        self._inlined: Graph | None = None
+        self._programs: dict[tuple, Program] = {}
+        self._lock = threading.RLock()
+        self.input_names = [v.name for v in graph.inputs if not isinstance(v.type, ObjectType)]
+        self.input_types = [v.type for v in graph.inputs if not isinstance(v.type, ObjectType)]
+
+    # -- views of the graph
+    @property
+    def inlined_graph(self) -> Graph:
+        if self._inlined is None:
+            self._inlined = inline_graph(self.graph)
+        return self._inlined
+
+    @property
+    def frozen_graph(self) -> Graph:
+        """The inlined graph with module attributes as named parameters: what gets compiled and saved."""
+        return self._frozen
+
+    @property
+    def code(self) -> str:
+        from .codegen.python import python_source
+        return python_source(self.graph)
+
+    def python(self) -> Callable:
+        """The graph as a Python function running NumPy (built from ``.code``)."""
+        from .codegen.python import python_function
+        return python_function(self.graph, self.param)
+
+    def param(self, name: str) -> Any:
+        if self.module is not None:
+            return self.module.get_array(name)
+        return self._params[name]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        names = [n.attrs["name"] for n in self._frozen.nodes if n.kind == "prim::Param"]
+        return {name: self.param(name) for name in names}
+
+    # -- signatures and programs
+    def _check_arguments(self, arrays: Sequence[Any]) -> None:
+        expected = len(self.input_types)
+        if len(arrays) != expected:
+            names = ", ".join(self.input_names)
+            raise TypeError(f"{self.name}() takes {expected} array argument{'s' * (expected != 1)} ({names}) "
+                            f"but {len(arrays)} were given")
+        devices = set()
+        for i, (x, name, t) in enumerate(zip(arrays, self.input_names, self.input_types)):
+            where = f"argument '{name}' (position {i})"
+            check_array_argument(x, where)
+            if np.dtype(x.dtype) != t.dtype:
+                raise SignatureError(f"{where}: expected dtype {t.dtype} as traced, got {np.dtype(x.dtype)}")
+            if x.ndim != t.ndim:
+                raise SignatureError(f"{where}: expected a {t.ndim}-d array as traced, got {x.ndim}-d "
+                                     f"with shape {tuple(x.shape)}")
+            devices.add(TensorType.of(x).device)
+        if len(devices) > 1:
+            raise DeviceMismatchError(f"{self.name}(): arrays from different devices in one call: "
+                                      f"{', '.join(sorted(devices))}; move them to one device first")
+
+    def lower(self, *arrays: Any) -> Program:
+        """The Program for the signature of ``arrays`` (compiled once, then cached)."""
+        self._check_arguments(arrays)
+        return self._program([TensorType.of(x) for x in arrays], arrays)
+
+    def _program(self, input_types: list[TensorType], arrays: Sequence[Any] | None) -> Program:
+        param_types = {name: TensorType.of(array) for name, array in self.params.items()}
+        key = (tuple(input_types), tuple(sorted(param_types.items(), key=lambda kv: kv[0])))
+        with self._lock:
+            program = self._programs.get(key)
+            if program is None:
+                program = Program(self._build_graph(arrays, input_types, param_types), input_types, param_types)
+                self._programs[key] = program
+        return program
+
+    def _build_graph(self, arrays, input_types, param_types) -> Graph:
+        from .codegen import fuse
+        same_shapes = [t.shape for t in input_types] == [t.shape for t in self.input_types]
+        if self._frozen.meta.get("reads_shape") and not same_shapes:
+            if self.fn is None:
+                raise SignatureError(
+                    f"{self.name} was traced at input shapes {[t.shape for t in self.input_types]} from a function "
+                    f"that reads array shapes, so it cannot be re-specialised to "
+                    f"{[t.shape for t in input_types]} without the Python function; trace it again")
+            retraced = trace_graph(self.fn, arrays, module=self.module, strict=self.strict)
+            graph = retraced.graph
+            graph = run_passes(inline_graph(graph), [freeze]) if self.module is not None else graph
+        else:
+            graph = self._frozen.copy()
+        graph, _ = specialize(graph, input_types, param_types)
+        graph = to_fixed_point(graph, SIMPLIFY)
+        graph = fuse(graph)
+        graph.lint()
+        return graph
+
+    @property
+    def kernels(self) -> list:
+        """The generated kernels for the traced signature (``lower(*arrays).kernels`` for another)."""
+        return self._program(self.input_types, None).kernels
+
+    # -- running
+    def __call__(self, *arrays: Any) -> Any:
+        self._check_arguments(arrays)
+        device = TensorType.of(arrays[0]).device if arrays else "cpu"
+        return self.run(*arrays, backend="numpy" if device == "cpu" else "cuda")
+
+    def run(self, *arrays: Any, backend: str = "numpy") -> Any:
+        """Run on a chosen backend: ``numpy`` (reference), ``emulate`` (CUDA on the CPU) or ``cuda``."""
+        if backend not in BACKENDS:
+            raise ValueError(f"run(backend=...): expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        program = self.lower(*arrays)
+        outputs = program.executor(backend).run(list(arrays), self.param)
+        return unflatten_outputs(self._frozen.meta["output_tree"], outputs)
+
+    def check(self, *arrays: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
+        return check_trace(self, arrays, backends=backends, tolerance=tolerance)
+
+    # -- printing
+    def __repr__(self) -> str:
+        if self.module is not None:
+            return repr(self.module)
+        return f"TracedFunction({self.name})"
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def _repr_html_(self) -> str:
+        from .display import traced_function_html
+        return traced_function_html(self)
+
+
+# ----------------------------------------------------------------------------- tracing entry points
+
+
+def trace(fn_or_module: Any, example_inputs: Any, *, check_trace: bool = True, check_inputs: Sequence[Any] | None = None,
+          check_tolerance: float = 1e-5, strict: bool = True) -> TracedFunction:
+    """Trace a function (or a module's ``forward``) on example arrays, like ``torch.jit.trace``.
+
+    >>> import numpy as np, gputrace
+    >>> traced = gputrace.trace(lambda x: np.exp(-x) * 2, np.ones((2, 3), np.float32))
+    >>> print(traced.graph)  # doctest: +ELLIPSIS
+    graph(%x : Float32(2, 3, strides=[3, 1], device=cpu)):
+    ...
+    """
+    from .nn import Module
+    if isinstance(fn_or_module, Module):
+        return trace_module(fn_or_module, {"forward": example_inputs}, check_trace=check_trace,
+                            check_inputs=[{"forward": c} for c in check_inputs] if check_inputs else None,
+                            check_tolerance=check_tolerance, strict=strict)
+    if not callable(fn_or_module):
+        raise TypeError(f"trace(fn_or_module): expected a function or a gputrace.nn.Module, "
+                        f"got {type(fn_or_module).__name__}")
+    inputs = _example_tuple(example_inputs)
+    state = trace_graph(fn_or_module, inputs, strict=strict)
+    traced = TracedFunction(state.graph, fn=fn_or_module, params=state.params, strict=strict)
+    if check_trace:
+        _check_against_retrace(traced, [inputs] if check_inputs is None else
+                               [_example_tuple(c, f"check_inputs[{i}]") for i, c in enumerate(check_inputs)],
+                               check_tolerance, state)
+    return traced
+
+
+def trace_module(module: Any, inputs: Mapping[str, Any], *, check_trace: bool = True,
+                 check_inputs: Sequence[Mapping[str, Any]] | None = None, check_tolerance: float = 1e-5,
+                 strict: bool = True) -> "TracedModule":
+    """Trace methods of a ``gputrace.nn.Module``: ``trace_module(m, {"forward": (x, h)})``."""
+    from .nn import Module
+    if not isinstance(module, Module):
+        raise TypeError(f"trace_module(module): expected a gputrace.nn.Module, got {type(module).__name__}")
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise TypeError(f"trace_module(inputs): expected a dict of method name to example inputs, "
+                        f"got {type(inputs).__name__}")
+    methods = {}
+    for method, example in inputs.items():
+        if not callable(getattr(module, method, None)):
+            raise AttributeError(f"trace_module(inputs): {type(module).__name__} has no method {method!r}")
+        args = _example_tuple(example, f"inputs[{method!r}]")
+        fn = getattr(module, method)
+        state = trace_graph(fn, args, module=module, method=method, strict=strict)
+        traced = TracedFunction(state.graph, fn=fn, module=module, strict=strict, name=method)
+        if check_trace:
+            checks = [args] if check_inputs is None else [_example_tuple(c[method], f"check_inputs[{i}][{method!r}]")
+                                                          for i, c in enumerate(check_inputs)]
+            _check_against_retrace(traced, checks, check_tolerance, state)
+        methods[method] = traced
+    return TracedModule(module, methods)
+
+
+class TracedModule:
+    """A traced module: calling it runs the traced ``forward``; other traced methods are attributes."""
+
+    def __init__(self, module: Any, methods: dict[str, TracedFunction]):
+        self.original_module = module
+        self.methods = methods
+
+    def __getattr__(self, name: str) -> Any:
+        methods = self.__dict__.get("methods", {})
+        if name in methods:
+            return methods[name]
+        forward = methods.get("forward")
+        if forward is not None and not name.startswith("_"):
+            return getattr(forward, name)
+        raise AttributeError(f"TracedModule has no attribute {name!r}")
+
+    def __call__(self, *arrays: Any) -> Any:
+        return self.methods["forward"](*arrays)
+
+    def __repr__(self) -> str:
+        return _module_repr(self.original_module)
+
+    def _repr_html_(self) -> str:
+        from .display import traced_function_html
+        return traced_function_html(self.methods["forward"])
+
+
+def _module_repr(module: Any) -> str:
+    lines = [f"({name}): " + _module_repr(child).replace("\n", "\n  ") for name, child in module._modules.items()]
+    head = f"{type(module).__name__}(\n  original_name={type(module).__name__}"
+    if not lines:
+        return f"{type(module).__name__}(original_name={type(module).__name__})"
+    return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], tolerance: float, first_state) -> None:
+    from .backends.reference import Interpreter
+    for i, inputs in enumerate(check_inputs):
+        which = f"check input {i}" if len(check_inputs) > 1 else "the check inputs"
+        retraced = trace_graph(traced.fn, inputs, module=traced.module, method=traced.name, strict=traced.strict)
+        retraced_params = retraced.params if traced.module is None else {}
+        checking.check_graphs_agree(traced.graph, traced._params, retraced.graph, retraced_params, which)
+        computed: dict = {}
+        args = ([traced.module] if traced.module is not None else []) + list(inputs)
+        outputs = Interpreter(traced.graph, traced._params, record=computed).run(*args)
+        eager = [retraced.values[v] for v in retraced.graph.outputs]
+        for k, (want, got) in enumerate(zip(eager, outputs)):
+            difference = checking.compare_arrays(want, got, tolerance)
+            if difference.ok:
+                continue
+            culprit = checking.first_differing_node(traced.graph, computed, retraced.graph, retraced.values, tolerance)
+            node_text = (f"\n  First differing node: {checking.describe(culprit[0])} ({culprit[1]})"
+                         if culprit else "")
+            raise TracingCheckError(
+                f"Tracing check failed on {which}: output {k} of the traced graph differs from the Python "
+                f"function: {difference} (tolerance {tolerance:g}).{node_text}")
+
+
+def check_trace(traced: Any, inputs: Sequence[Any], *, backends: Sequence[str] = ("numpy", "emulate"),
+                tolerance: float = 1e-5, raise_on_mismatch: bool = True) -> checking.CheckReport:
+    """Run ``traced`` on ``inputs`` with each backend and compare every output with the first backend's.
+
+    Raises TracingCheckError naming the output, the error and the first differing kernel or node.
+    """
+    if isinstance(traced, TracedModule):
+        traced = traced.methods["forward"]
+    inputs = _example_tuple(tuple(inputs) if not is_array(inputs) else inputs, "inputs")
+    if not backends:
+        raise ValueError("check_trace(backends=...): expected at least one backend")
+    program = traced.lower(*inputs)
+    reference, *others = backends
+    records: dict[str, dict] = {}
+    results: dict[str, list] = {}
+    for backend in backends:
+        records[backend] = {}
+        results[backend] = program.executor(backend).run(list(inputs), traced.param, record=records[backend])
+    report = checking.CheckReport(reference, tolerance=tolerance)
+    for backend in others:
+        for k, (want, got) in enumerate(zip(results[reference], results[backend])):
+            report.rows.append(checking.OutputCheck(k, backend, checking.compare_arrays(want, got, tolerance)))
+    if raise_on_mismatch and not report.ok:
+        bad = next(r for r in report.rows if not r.difference.ok)
+        culprit = checking.first_differing_node(program.graph, records[bad.backend], program.graph,
+                                                records[reference], tolerance)
+        where = ""
+        if culprit is not None:
+            node, difference = culprit
+            label = node.attrs.get("kernel", node.kind) if node.kind == "gt::FusionGroup" else node.kind
+            where = f"\n  First differing node ({label}): {checking.describe(node)} ({difference})"
+        raise TracingCheckError(f"backend {bad.backend} differs from {reference} on output {bad.output}: "
+                                f"{bad.difference} (tolerance {tolerance:g}).{where}\n{report}")
+    return report

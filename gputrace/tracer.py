@@ -1,0 +1,928 @@
+"""Tracing: proxy arrays that run the real computation and record it as a graph.
+
+``TracedArray`` wraps a concrete NumPy or CuPy array and the graph value that
+stands for it. NumPy's protocols (``__array_ufunc__``, ``__array_function__``)
+and Python's operators send every operation here; :func:`record` runs the op
+on the concrete values (so the trace follows the path actually taken),
+infers its types with the op table's rule, checks the two agree, and appends a
+node with the user's source line. Tracing state lives in a context variable,
+so threads trace independently.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import math
+import operator
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import ops
+from .errors import TracerWarning, TracingError, UnsupportedOperationError
+from .ir import (NONE_TYPE, Graph, ObjectType, ScalarType, SourceLocation, TensorType, Value,
+                 device_of)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_LIBRARY_DIRS = tuple({os.path.dirname(os.path.abspath(np.__file__)), _PACKAGE_DIR,
+                       os.path.dirname(contextlib.__file__)})
+
+
+def user_location() -> SourceLocation | None:
+    """The innermost stack frame outside gputrace, NumPy, CuPy and the standard library."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_LIBRARY_DIRS) and "/cupy/" not in filename and not filename.startswith("<frozen"):
+            col = 0
+            try:
+                positions = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+                col = positions[2] or 0
+            except (AttributeError, IndexError):
+                pass
+            return SourceLocation(filename, frame.f_lineno, col, frame.f_code.co_name)
+        frame = frame.f_back
+    return None
+
+
+def is_array(x: Any) -> bool:
+    """A NumPy or CuPy array (CuPy recognised without importing it)."""
+    return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
+
+
+def array_module(values: Sequence[Any]) -> Any:
+    for v in values:
+        if is_array(v) and not isinstance(v, np.ndarray):
+            import cupy
+            return cupy
+    return np
+
+
+# ----------------------------------------------------------------------------- tracing state
+
+
+@dataclass
+class Frame:
+    """One graph being recorded: the top level, or a module method being called."""
+    graph: Graph
+    module: Any = None
+    self_value: Value | None = None
+    module_values: dict[int, Value] = field(default_factory=dict)
+
+
+class TracingState:
+    def __init__(self, fn: Callable | None = None):
+        self.frames: list[Frame] = []
+        self.fn = fn
+        self.params: dict[str, Any] = {}        # name -> captured array (function traces)
+        self._param_ids: dict[int, str] = {}
+        self.values: dict[Value, Any] = {}       # concrete value of every recorded value, for check_trace
+        self.reads_shape = False
+        self.active = True
+
+    @property
+    def frame(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def graph(self) -> Graph:
+        return self.frame.graph
+
+    # -- values of things that are not proxies
+    def constant(self, x: Any) -> Value:
+        if x is None:
+            t = NONE_TYPE
+        elif isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+            t = ScalarType(type(x))
+        elif isinstance(x, np.generic):
+            t = TensorType.of(np.asarray(x))
+        else:
+            raise UnsupportedOperationError(f"cannot record a constant of type {type(x).__name__}: {x!r}")
+        node = self.graph.add_node("prim::Constant", [], [t], attrs={"value": x}, source=user_location())
+        self.values[node.output] = x
+        return node.output
+
+    def captured(self, array: Any) -> Value:
+        """A graph value for an array captured from the enclosing scope (a parameter of the graph)."""
+        name = self._param_ids.get(id(array))
+        if name is None:
+            name = self._name_for_captured(array)
+            self._param_ids[id(array)] = name
+            self.params[name] = array
+        for node in self.graph.nodes:  # one Param node per graph and name
+            if node.kind == "prim::Param" and node.attrs["name"] == name:
+                return node.output
+        node = self.graph.add_node("prim::Param", [], [TensorType.of(array)], attrs={"name": name},
+                                   source=user_location(), output_names=[name])
+        self.values[node.output] = array
+        return node.output
+
+    def _name_for_captured(self, array: Any) -> str:
+        fn = self.fn
+        candidates: dict[str, Any] = {}
+        if fn is not None and hasattr(fn, "__code__"):
+            if fn.__closure__:
+                for var, cell in zip(fn.__code__.co_freevars, fn.__closure__):
+                    with contextlib.suppress(ValueError):
+                        candidates[var] = cell.cell_contents
+            for var in fn.__code__.co_names:
+                if var in fn.__globals__:
+                    candidates.setdefault(var, fn.__globals__[var])
+        for var, obj in candidates.items():
+            if obj is array and var not in self.params:
+                return var
+        k = 0
+        while f"_const{k}" in self.params:
+            k += 1
+        return f"_const{k}"
+
+    def value_of(self, x: Any) -> Value:
+        if isinstance(x, TracedArray):
+            x._check_live()
+            if x._graph is not self.graph:
+                raise TracingError(
+                    "a traced array from an enclosing call was used inside a submodule call; "
+                    "pass it to the submodule as an argument")
+            return x._value
+        if is_array(x):
+            return self.captured(x)
+        return self.constant(x)
+
+    def wrap(self, value: Value, concrete: Any) -> "TracedArray":
+        self.values[value] = concrete
+        return TracedArray(self, value, concrete)
+
+
+_CURRENT: contextvars.ContextVar[TracingState | None] = contextvars.ContextVar("gputrace_tracing", default=None)
+
+
+def current_state() -> TracingState | None:
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def tracing(state: TracingState) -> Iterator[TracingState]:
+    token = _CURRENT.set(state)
+    try:
+        yield state
+    finally:
+        state.active = False
+        _CURRENT.reset(token)
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def _concrete(x: Any) -> Any:
+    return x._concrete if isinstance(x, TracedArray) else x
+
+
+def _state_of(args: Sequence[Any]) -> TracingState:
+    for a in args:
+        if isinstance(a, TracedArray):
+            a._check_live()
+            return a._state
+    state = current_state()
+    if state is None:
+        raise TracingError("no trace is being recorded")
+    return state
+
+
+def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
+    """Run op ``kind`` on the concrete inputs and append it to the current graph.
+
+    Returns a TracedArray, or a list of them for ops with several outputs.
+    """
+    attrs = dict(attrs or {})
+    state = _state_of(inputs)
+    values = [state.value_of(x) for x in inputs]
+    concrete = [_concrete(x) for x in inputs]
+    xp = array_module(concrete)
+    result = ops.run_op(kind, xp, concrete, attrs)
+    types = ops.infer_types(kind, [v.type for v in values], attrs)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    results = [xp.asarray(r) for r in results]
+    for t, r in zip(types, results):
+        if t.shape != tuple(r.shape) or t.dtype != r.dtype:
+            raise TracingError(f"internal error: the type rule of {kind} gives {t.dtype}{list(t.shape)} "
+                               f"but NumPy gives {r.dtype}{list(r.shape)}; please report this")
+    node = state.graph.add_node(kind, values, types, attrs=attrs, source=user_location())
+    wrapped = [state.wrap(v, r) for v, r in zip(node.outputs, results)]
+    return wrapped if ops.lookup(kind).category == ops.SPLIT else wrapped[0]
+
+
+def unsupported(what: str, hint: str = "") -> UnsupportedOperationError:
+    where = user_location()
+    at = f" at {where.filename}:{where.line}" if where else ""
+    return UnsupportedOperationError(f"{what} is not supported by gputrace{at}" + (f"; {hint}" if hint else ""))
+
+
+def warn_concrete(what: str, state: TracingState | None = None) -> None:
+    where = user_location()
+    at = f" at {where}" if where else ""
+    warnings.warn(
+        f"Converting a traced array to {what}{at}: the value is recorded as a constant, so the trace "
+        f"might not generalise to other inputs (data-dependent control flow is not captured)",
+        TracerWarning, stacklevel=3)
+
+
+# ----------------------------------------------------------------------------- NumPy function handlers
+
+HANDLED_FUNCTIONS: dict[Callable, Callable] = {}
+
+
+def implements(*functions: Callable):
+    def register(handler):
+        for fn in functions:
+            HANDLED_FUNCTIONS[fn] = handler
+        return handler
+    return register
+
+
+def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
+    for key, value in kwargs.items():
+        if key in allowed_defaults and (value is allowed_defaults[key] or value == allowed_defaults[key]):
+            continue
+        raise unsupported(f"the keyword {key}= of np.{name}",
+                          "gputrace traces functional code: compute a new array instead" if key == "out" else "")
+
+
+def _reduction(name: str):
+    def handler(x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        _reject_kwargs(name, {"out": out, **kwargs}, out=None, ddof=0, initial=np._NoValue, where=True)
+        attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
+        if name in ("argmax", "argmin"):
+            if attrs["axis"] is not None and len(attrs["axis"]) != 1:
+                raise TypeError(f"{name}: axis must be an integer")
+        if dtype is not None:
+            if name not in ("sum", "prod", "mean", "var", "std"):
+                raise TypeError(f"{name}() got an unexpected keyword argument 'dtype'")
+            attrs["dtype"] = np.dtype(dtype)
+        if name in ("var", "std") and kwargs.get("ddof", 0):
+            attrs["ddof"] = kwargs["ddof"]
+        return record(f"np::{name}", [x], attrs)
+    return handler
+
+
+for _name, _fns in {
+    "sum": (np.sum,), "prod": (np.prod,), "max": (np.max, np.amax), "min": (np.min, np.amin),
+    "mean": (np.mean,), "var": (np.var,), "std": (np.std,), "any": (np.any,), "all": (np.all,),
+}.items():
+    implements(*_fns)(_reduction(_name))
+
+
+@implements(np.argmax)
+def _argmax(x, axis=None, out=None, *, keepdims=False):
+    return _reduction("argmax")(x, axis=axis, out=out, keepdims=keepdims)
+
+
+@implements(np.argmin)
+def _argmin(x, axis=None, out=None, *, keepdims=False):
+    return _reduction("argmin")(x, axis=axis, out=out, keepdims=keepdims)
+
+
+@implements(np.where)
+def _where(condition, *args):
+    if len(args) != 2:
+        raise unsupported("np.where with one argument (its output shape depends on the data)",
+                          "use np.where(condition, x, y)")
+    return record("np::where", [condition, *args])
+
+
+@implements(np.clip)
+def _clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, max=np._NoValue, **kwargs):
+    _reject_kwargs("clip", {"out": out, **kwargs}, out=None)
+    lo = a_min if a_min is not np._NoValue else (None if min is np._NoValue else min)
+    hi = a_max if a_max is not np._NoValue else (None if max is np._NoValue else max)
+    if lo is None and hi is None:
+        raise ValueError("One of max or min must be given")
+    if lo is None:
+        return record("np::minimum", [a, hi])
+    if hi is None:
+        return record("np::maximum", [a, lo])
+    return record("np::clip", [a, lo, hi])
+
+
+@implements(np.matmul)
+def _matmul(a, b, /, out=None, **kwargs):
+    _reject_kwargs("matmul", {"out": out, **kwargs}, out=None)
+    return record("np::matmul", [a, b])
+
+
+@implements(np.dot)
+def _dot(a, b, out=None):
+    _reject_kwargs("dot", {"out": out}, out=None)
+    return record("np::dot", [a, b])
+
+
+@implements(np.transpose, np.permute_dims)
+def _transpose(a, axes=None):
+    ndim = np.ndim(_concrete(a))
+    axes = tuple(reversed(range(ndim))) if axes is None else tuple(operator.index(i) % max(ndim, 1) for i in axes)
+    if sorted(axes) != list(range(ndim)):
+        raise ValueError("axes don't match array")
+    return record("np::transpose", [a], {"axes": axes})
+
+
+@implements(np.swapaxes)
+def _swapaxes(a, axis1, axis2):
+    ndim = np.ndim(_concrete(a))
+    ops.normalize_axes((axis1,), ndim, "swapaxes")
+    ops.normalize_axes((axis2,), ndim, "swapaxes")
+    return record("np::swapaxes", [a], {"axis1": int(axis1), "axis2": int(axis2)})
+
+
+@implements(np.moveaxis)
+def _moveaxis(a, source, destination):
+    ndim = np.ndim(_concrete(a))
+    source = _as_tuple(source, ndim)
+    destination = _as_tuple(destination, ndim)
+    if len(source) != len(destination):
+        raise ValueError("`source` and `destination` arguments must have the same number of elements")
+    perm = [n for n in range(ndim) if n not in source]
+    for dest, src in sorted(zip(destination, source)):
+        perm.insert(dest, src)
+    return record("np::transpose", [a], {"axes": tuple(perm)})
+
+
+def _as_tuple(axis, ndim):
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for i in axes:
+        if not -ndim <= operator.index(i) < ndim:
+            raise np.exceptions.AxisError(i, ndim)
+    return tuple(operator.index(i) % ndim for i in axes)
+
+
+def _shape_arg(shape) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(operator.index(s) for s in shape)
+
+
+@implements(np.reshape)
+def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    if order != "C":
+        raise unsupported(f"reshape(order={order!r})", "only order='C' is traced")
+    shape = newshape if shape is None else shape
+    return record("np::reshape", [a], {"shape": _shape_arg(shape)})
+
+
+@implements(np.ravel)
+def _ravel(a, order="C"):
+    if order != "C":
+        raise unsupported(f"ravel(order={order!r})", "only order='C' is traced")
+    return record("np::ravel", [a])
+
+
+@implements(np.broadcast_to)
+def _broadcast_to(array, shape, subok=False):
+    return record("np::broadcast_to", [array], {"shape": _shape_arg(shape)})
+
+
+@implements(np.expand_dims)
+def _expand_dims(a, axis):
+    axis = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(i) for i in axis)
+    out_ndim = np.ndim(_concrete(a)) + len(axis)
+    return record("np::expand_dims", [a], {"axis": ops.normalize_axes(axis, out_ndim, "expand_dims")})
+
+
+@implements(np.squeeze)
+def _squeeze(a, axis=None):
+    return record("np::squeeze", [a], {"axis": ops.normalize_axes(axis, np.ndim(_concrete(a)), "squeeze")})
+
+
+@implements(np.concatenate)
+def _concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    _reject_kwargs("concatenate", {"out": out, "dtype": dtype}, out=None, dtype=None)
+    arrays = list(arrays)
+    if axis is None:
+        arrays = [_ravel(a) if isinstance(a, TracedArray) else np.ravel(a) for a in arrays]
+        axis = 0
+    return record("np::concatenate", arrays, {"axis": int(axis)})
+
+
+@implements(np.stack)
+def _stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    _reject_kwargs("stack", {"out": out, "dtype": dtype}, out=None, dtype=None)
+    return record("np::stack", list(arrays), {"axis": int(axis)})
+
+
+@implements(np.split)
+def _split(ary, indices_or_sections, axis=0):
+    ios = indices_or_sections
+    ios = int(ios) if isinstance(ios, (int, np.integer)) else tuple(int(i) for i in ios)
+    return record("np::split", [ary], {"indices_or_sections": ios, "axis": int(axis)})
+
+
+def _fill_like(name: str):
+    def handler(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+        if shape is not None:
+            raise unsupported(f"np.{name}(..., shape=...)")
+        return record(f"np::{name}", [a], {"dtype": None if dtype is None else np.dtype(dtype)})
+    return handler
+
+
+HANDLED_FUNCTIONS[np.zeros_like] = _fill_like("zeros_like")
+HANDLED_FUNCTIONS[np.ones_like] = _fill_like("ones_like")
+
+
+@implements(np.full_like)
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    if shape is not None:
+        raise unsupported("np.full_like(..., shape=...)")
+    if isinstance(fill_value, TracedArray) or is_array(fill_value):
+        raise unsupported("np.full_like with an array fill_value", "use np.broadcast_to")
+    concrete_dtype = np.dtype(dtype) if dtype is not None else _concrete(a).dtype
+    return record("np::full_like", [a], {"fill_value": fill_value, "dtype": concrete_dtype})
+
+
+@implements(np.empty_like)
+def _empty_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    # an empty array's contents are undefined: zeros are as good as any
+    return _fill_like("zeros_like")(a, dtype, order, subok, shape)
+
+
+@implements(np.copy)
+def _copy(a, order="K", subok=False):
+    return record("np::copy", [a])
+
+
+@implements(np.astype)
+def _astype_fn(x, dtype, /, *, copy=True, device=None):
+    return record("np::astype", [x], {"dtype": np.dtype(dtype)})
+
+
+@implements(np.round, np.around)
+def _round(a, decimals=0, out=None):
+    _reject_kwargs("round", {"out": out}, out=None)
+    if decimals != 0:
+        raise unsupported(f"np.round(..., decimals={decimals})", "only decimals=0 is traced")
+    if np.issubdtype(_concrete(a).dtype, np.integer) or _concrete(a).dtype == np.bool_:
+        return _copy(a)
+    return record("np::rint", [a])
+
+
+@implements(np.shape)
+def _np_shape(a):
+    return a.shape
+
+
+@implements(np.ndim)
+def _np_ndim(a):
+    return a.ndim
+
+
+@implements(np.size)
+def _np_size(a, axis=None):
+    return a.size if axis is None else a.shape[axis]
+
+
+@implements(np.result_type)
+def _result_type(*arrays_and_dtypes):
+    return np.result_type(*[_concrete(a) for a in arrays_and_dtypes])
+
+
+@implements(np.asarray, np.asanyarray, np.ascontiguousarray)
+def _asarray(a, dtype=None, *args, **kwargs):
+    if dtype is not None and np.dtype(dtype) != a.dtype:
+        return record("np::astype", [a], {"dtype": np.dtype(dtype)})
+    return a
+
+
+# ----------------------------------------------------------------------------- the proxy array
+
+_UFUNC_KWARGS_ALLOWED = {"out": None, "where": True, "casting": "same_kind", "order": "K", "dtype": None,
+                         "subok": True, "signature": None}
+
+_REDUCE_UFUNCS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
+                  "logical_and": "all", "logical_or": "any"}
+
+
+class TracedArray:
+    """A stand-in for an array while tracing: the concrete array plus its graph value."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, state: TracingState, value: Value, concrete: Any):
+        self._state = state
+        self._value = value
+        self._graph = state.graph
+        self._concrete = concrete
+
+    def _check_live(self) -> None:
+        if not self._state.active:
+            raise TracingError(f"a traced array (%{self._value.name}) was used after its trace ended; "
+                               "traced arrays must not escape the traced function")
+
+    # -- NumPy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = ops.UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
+        if method == "reduce" and name in _REDUCE_UFUNCS:
+            axis = kwargs.pop("axis", 0)
+            return _reduction(_REDUCE_UFUNCS[name])(inputs[0], axis=axis, **kwargs)
+        if method != "__call__":
+            raise unsupported(f"np.{ufunc.__name__}.{method}")
+        if ufunc is np.matmul:
+            return _matmul(*inputs, **kwargs)
+        for key, value in kwargs.items():
+            default = _UFUNC_KWARGS_ALLOWED.get(key, np._NoValue)
+            if value is default or (key == "out" and value == (None,) * ufunc.nout):
+                continue
+            hint = "gputrace traces functional code: compute a new array instead" if key == "out" else ""
+            raise unsupported(f"np.{ufunc.__name__}(..., {key}=...)", hint)
+        kind = f"np::{name}"
+        if kind not in ops.OPS or ufunc.nout != 1:
+            raise unsupported(f"the NumPy function np.{ufunc.__name__}")
+        return record(kind, list(inputs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        handler = HANDLED_FUNCTIONS.get(func)
+        if handler is None:
+            raise unsupported(f"the NumPy function np.{func.__name__}")
+        return handler(*args, **kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        warn_concrete("a NumPy array")
+        value = self._concrete
+        value = value.get() if not isinstance(value, np.ndarray) else value
+        return value if dtype is None else value.astype(dtype)
+
+    # -- attributes
+    @property
+    def shape(self) -> tuple[int, ...]:
+        self._state.reads_shape = True
+        return tuple(self._concrete.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._concrete.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._concrete.ndim
+
+    @property
+    def size(self) -> int:
+        self._state.reads_shape = True
+        return int(self._concrete.size)
+
+    @property
+    def itemsize(self) -> int:
+        return self._concrete.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    @property
+    def T(self) -> "TracedArray":
+        return record("np::T", [self])
+
+    @property
+    def mT(self) -> "TracedArray":
+        return _swapaxes(self, -1, -2)
+
+    @property
+    def device(self):
+        return getattr(self._concrete, "device", "cpu")
+
+    # -- methods
+    def reshape(self, *shape, order="C"):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
+        return _reshape(self, shape, order=order)
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))) else axes
+        return _transpose(self, axes if axes else None)
+
+    def swapaxes(self, axis1, axis2):
+        return _swapaxes(self, axis1, axis2)
+
+    def ravel(self, order="C"):
+        return _ravel(self, order)
+
+    def flatten(self, order="C"):
+        return _ravel(self, order)
+
+    def squeeze(self, axis=None):
+        return _squeeze(self, axis)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        if np.dtype(dtype) == self.dtype and not copy:
+            return self
+        return record("np::astype", [self], {"dtype": np.dtype(dtype)})
+
+    def copy(self, order="C"):
+        return _copy(self)
+
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
+        return _reduction("sum")(self, axis, dtype, out, keepdims, **kw)
+
+    def prod(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
+        return _reduction("prod")(self, axis, dtype, out, keepdims, **kw)
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
+        return _reduction("mean")(self, axis, dtype, out, keepdims, **kw)
+
+    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+        return _reduction("var")(self, axis, dtype, out, keepdims, ddof=ddof, **kw)
+
+    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+        return _reduction("std")(self, axis, dtype, out, keepdims, ddof=ddof, **kw)
+
+    def max(self, axis=None, out=None, keepdims=False, **kw):
+        return _reduction("max")(self, axis, None, out, keepdims, **kw)
+
+    def min(self, axis=None, out=None, keepdims=False, **kw):
+        return _reduction("min")(self, axis, None, out, keepdims, **kw)
+
+    def any(self, axis=None, out=None, keepdims=False, **kw):
+        return _reduction("any")(self, axis, None, out, keepdims, **kw)
+
+    def all(self, axis=None, out=None, keepdims=False, **kw):
+        return _reduction("all")(self, axis, None, out, keepdims, **kw)
+
+    def argmax(self, axis=None, out=None, *, keepdims=False):
+        return _argmax(self, axis, out, keepdims=keepdims)
+
+    def argmin(self, axis=None, out=None, *, keepdims=False):
+        return _argmin(self, axis, out, keepdims=keepdims)
+
+    def clip(self, min=None, max=None, out=None, **kw):
+        return _clip(self, min, max, out, **kw)
+
+    def dot(self, b, out=None):
+        return _dot(self, b, out)
+
+    def round(self, decimals=0, out=None):
+        return _round(self, decimals, out)
+
+    # -- indexing
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        clean = []
+        for item in index:
+            if isinstance(item, TracedArray) or is_array(item) or isinstance(item, (list, bool, np.bool_)):
+                raise unsupported("indexing with arrays, lists or booleans (advanced indexing)",
+                                  "use np.where, or slices and integers")
+            if isinstance(item, slice):
+                clean.append(slice(*(None if p is None else operator.index(p)
+                                     for p in (item.start, item.stop, item.step))))
+            elif item is None or item is Ellipsis:
+                clean.append(item)
+            else:
+                clean.append(operator.index(item))
+        if sum(1 for i in clean if i is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        return record("np::getitem", [self], {"index": tuple(clean)})
+
+    def __setitem__(self, index, value):
+        raise unsupported("assigning into a traced array (x[...] = v)",
+                          "gputrace traces functional code: build the result with np.where or np.concatenate")
+
+    # -- conversions to Python values: recorded as constants, with a warning
+    def __bool__(self):
+        warn_concrete("a Python bool")
+        return bool(self._concrete)
+
+    def __int__(self):
+        warn_concrete("a Python int")
+        return int(self._concrete)
+
+    def __float__(self):
+        warn_concrete("a Python float")
+        return float(self._concrete)
+
+    def __index__(self):
+        warn_concrete("a Python index")
+        return operator.index(self._concrete)
+
+    def __len__(self):
+        warn_concrete("a Python length (len())")
+        return len(self._concrete)
+
+    def __iter__(self):
+        warn_concrete("a Python iterator")
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(len(self._concrete)))
+
+    def item(self, *args):
+        warn_concrete("a Python scalar (.item())")
+        return self._concrete.item(*args)
+
+    def tolist(self):
+        warn_concrete("a Python list (.tolist())")
+        return self._concrete.tolist()
+
+    def __repr__(self) -> str:
+        return f"TracedArray(%{self._value.name} : {self._value.type})"
+
+    __hash__ = object.__hash__
+
+
+def _binary(ufunc, reflected=False):
+    if reflected:
+        return lambda self, other: ufunc(other, self)
+    return lambda self, other: ufunc(self, other)
+
+
+def _inplace(ufunc, symbol):
+    def method(self, other):
+        if self._value.producer is None or self._value.producer.kind == "prim::Param":
+            warnings.warn(f"in-place `{symbol}=` on a traced input at {user_location()} is traced out of place: "
+                          "the caller's array is not modified by the traced function", TracerWarning, stacklevel=2)
+        return ufunc(self, other)
+    return method
+
+
+for _op, _ufunc in {"add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.divide,
+                    "floordiv": np.floor_divide, "mod": np.remainder, "pow": np.power, "matmul": np.matmul,
+                    "and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor,
+                    "lshift": np.left_shift, "rshift": np.right_shift}.items():
+    setattr(TracedArray, f"__{_op}__", _binary(_ufunc))
+    setattr(TracedArray, f"__r{_op}__", _binary(_ufunc, reflected=True))
+    setattr(TracedArray, f"__i{_op}__", _inplace(_ufunc, {"add": "+", "sub": "-", "mul": "*", "truediv": "/",
+                                                          "floordiv": "//", "mod": "%", "pow": "**", "matmul": "@",
+                                                          "and": "&", "or": "|", "xor": "^", "lshift": "<<",
+                                                          "rshift": ">>"}[_op]))
+for _op, _ufunc in {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+                    "eq": np.equal, "ne": np.not_equal}.items():
+    setattr(TracedArray, f"__{_op}__", _binary(_ufunc))
+TracedArray.__neg__ = lambda self: np.negative(self)
+TracedArray.__pos__ = lambda self: np.positive(self)
+TracedArray.__abs__ = lambda self: np.absolute(self)
+TracedArray.__invert__ = lambda self: np.invert(self)
+TracedArray.__divmod__ = lambda self, other: (np.floor_divide(self, other), np.remainder(self, other))
+
+
+# ----------------------------------------------------------------------------- functions and module calls
+
+
+def parameter_names(fn: Callable, count: int) -> list[str]:
+    """Names of ``fn``'s first ``count`` positional parameters (``input0``... where unknown)."""
+    names: list[str] = []
+    try:
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.append(p.name)
+            elif p.kind == p.VAR_POSITIONAL:
+                names += [f"{p.name}{i}" for i in range(count - len(names))]
+    except (TypeError, ValueError):
+        pass
+    names += [f"input{i}" for i in range(len(names), count)]
+    return names[:count]
+
+
+def module_type_name(module: Any) -> str:
+    return f"__gputrace__.{type(module).__qualname__}"
+
+
+def flatten_outputs(state: TracingState, out: Any, strict: bool, where: str = "output") -> tuple[Any, list[Value]]:
+    """The output tree (ints at the leaves, JSON-friendly) and the graph values at its leaves."""
+    leaves: list[Value] = []
+
+    def visit(x: Any, path: str):
+        if isinstance(x, TracedArray) or is_array(x) or isinstance(x, np.generic):
+            leaves.append(state.value_of(x if not isinstance(x, np.generic) else np.asarray(x)))
+            return len(leaves) - 1
+        if isinstance(x, tuple):
+            return {"tuple": [visit(v, f"{path}[{i}]") for i, v in enumerate(x)]}
+        if isinstance(x, (list, dict)):
+            if strict:
+                kind = type(x).__name__
+                raise TracingError(
+                    f"{path} is a {kind}: under strict=True only arrays and tuples of arrays may be returned "
+                    f"(a {kind} could change length between calls); return a tuple, or trace with strict=False")
+            if isinstance(x, list):
+                return {"list": [visit(v, f"{path}[{i}]") for i, v in enumerate(x)]}
+            if not all(isinstance(k, str) for k in x):
+                raise TracingError(f"{path} is a dict with non-string keys; only string keys can be traced")
+            return {"dict": {k: visit(v, f"{path}[{k!r}]") for k, v in x.items()}}
+        raise TracingError(f"{path} is a {type(x).__name__} ({x!r}); a traced function must return arrays "
+                           "(or tuples of arrays)")
+
+    return visit(out, where), leaves
+
+
+def unflatten_outputs(tree: Any, leaves: Sequence[Any]) -> Any:
+    if isinstance(tree, int):
+        return leaves[tree]
+    if "tuple" in tree:
+        return tuple(unflatten_outputs(t, leaves) for t in tree["tuple"])
+    if "list" in tree:
+        return [unflatten_outputs(t, leaves) for t in tree["list"]]
+    return {k: unflatten_outputs(t, leaves) for k, t in tree["dict"].items()}
+
+
+def trace_graph(fn: Callable, inputs: Sequence[Any], *, module: Any = None, method: str = "forward",
+                strict: bool = True) -> TracingState:
+    """Run ``fn`` on proxies of ``inputs`` and record its graph; the state holds graph, params and values."""
+    state = TracingState(fn)
+    graph = Graph(getattr(fn, "__name__", method) if module is None else method)
+    frame = Frame(graph, module)
+    if module is not None:
+        frame.self_value = graph.add_input(ObjectType(module_type_name(module)), "self")
+    state.frames.append(frame)
+    names = parameter_names(fn, len(inputs))
+    proxies = [state.wrap(graph.add_input(TensorType.of(x), name), x) for x, name in zip(inputs, names)]
+    with tracing(state):
+        out = fn(*proxies)
+        tree, leaves = flatten_outputs(state, out, strict)
+    graph.outputs = leaves
+    graph.meta["output_tree"] = tree
+    graph.meta["reads_shape"] = state.reads_shape
+    return state
+
+
+def module_value(frame: Frame, module: Any) -> Value | None:
+    """The value of ``module`` in ``frame``: self, or a GetAttr chain from self; None if unreachable."""
+    if frame.module is None:
+        return None
+    if module is frame.module:
+        return frame.self_value
+    known = frame.module_values.get(id(module))
+    if known is not None:
+        return known
+    path = _module_path(frame.module, module)
+    if path is None:
+        return None
+    value = frame.self_value
+    owner = frame.module
+    for name in path:
+        owner = owner._modules[name]
+        value = frame.graph.add_node("prim::GetAttr", [value], [ObjectType(module_type_name(owner))],
+                                     attrs={"name": name}, source=user_location(), output_names=[name]).output
+        frame.module_values[id(owner)] = value
+    return value
+
+
+def _module_path(root: Any, target: Any) -> list[str] | None:
+    queue = [(root, [])]
+    seen = {id(root)}
+    while queue:
+        node, path = queue.pop(0)
+        for name, child in node._modules.items():
+            if child is target:
+                return path + [name]
+            if id(child) not in seen:
+                seen.add(id(child))
+                queue.append((child, path + [name]))
+    return None
+
+
+def traced_attribute(module: Any, name: str, array: Any) -> Any:
+    """A module's array attribute: a GetAttr proxy while tracing that module, else the array itself."""
+    state = current_state()
+    if state is None or not state.active:
+        return array
+    owner = module_value(state.frame, module)
+    if owner is None:
+        return array
+    node = state.graph.add_node("prim::GetAttr", [owner], [TensorType.of(array)], attrs={"name": name},
+                                source=user_location(), output_names=[name])
+    return state.wrap(node.output, array)
+
+
+def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
+    """Call ``module.method`` while tracing: recorded as prim::CallMethod with the callee's graph."""
+    state = current_state()
+    fn = getattr(module, method)
+    if state is None or not state.active:
+        return fn(*args, **kwargs)
+    parent = state.frame
+    owner = module_value(parent, module)
+    if owner is None or owner is parent.self_value:
+        return fn(*args, **kwargs)  # not a submodule of the traced module: its ops inline into the caller
+    if kwargs:
+        args = tuple(inspect.signature(fn).bind(*args, **kwargs).arguments.values())
+    sub = Graph(method)
+    frame = Frame(sub, module)
+    frame.self_value = sub.add_input(ObjectType(module_type_name(module)), "self")
+    names = parameter_names(fn, len(args))
+    call_inputs, sub_args = [owner], []
+    state.frames.append(frame)
+    try:
+        for arg, name in zip(args, names):
+            if isinstance(arg, TracedArray):
+                if arg._graph is not parent.graph:
+                    raise TracingError("a traced array from an enclosing call was passed to a submodule call")
+                call_inputs.append(arg._value)
+                sub_args.append(state.wrap(sub.add_input(arg._value.type, name), arg._concrete))
+            else:
+                sub_args.append(arg)
+        out = fn(*sub_args)
+        tree, leaves = flatten_outputs(state, out, strict=True, where=f"{type(module).__name__}.{method} output")
+        sub.outputs = leaves
+        sub.meta["output_tree"] = tree
+        concrete = [state.values[v] for v in leaves]
+    finally:
+        state.frames.pop()
+    node = parent.graph.add_node("prim::CallMethod", call_inputs, [v.type for v in leaves],
+                                 attrs={"name": method}, source=user_location(), subgraph=sub)
+    return unflatten_outputs(tree, [state.wrap(v, c) for v, c in zip(node.outputs, concrete)])
