@@ -1,6 +1,6 @@
 // gputrace elementwise kernel: one thread per output element, grid-stride loop.
 // ${name}: ${summary}
-// Filled in by gputrace/codegen/elementwise.py; the placeholders are ${...}.
+// Filled in by gputrace/codegen/elementwise.py; placeholders are $$-prefixed names in braces.
 #include "gputrace_ops.cuh"
 
 extern "C" __global__ void ${name}(${params})

@@ -97,6 +97,8 @@ class KernelExecutor(Interpreter):
         if kernel is None:
             results = super().run_node(node, args)
             return [self._as_typed(v, r) for v, r in zip(node.outputs, results)]
+        if kernel.empty_error:
+            raise ValueError(kernel.empty_error)
         xp = self.xp
         outputs = [xp.empty(t.shape, t.dtype) for t in kernel.output_types]
         if kernel.elements:

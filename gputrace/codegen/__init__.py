@@ -4,14 +4,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..passes.fuse import fuse
+from .. import ops
 from .elementwise import render_elementwise
+from .reduction import render_reduction
 from .kernel import Kernel, LibraryCall
 
 LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
 
 
 def render_group(node: Any, number: int) -> Kernel:
-    """The kernel of one ``gt::FusionGroup`` node."""
+    """The kernel of one ``gt::FusionGroup`` node: a row kernel if it reduces, else elementwise."""
+    if any(n.kind in ops.OPS and ops.lookup(n.kind).category == ops.REDUCTION for n in node.subgraph.nodes):
+        return render_reduction(node, number)
     return render_elementwise(node, number)
 
 

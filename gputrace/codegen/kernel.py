@@ -30,14 +30,14 @@ class Kernel:
     elements: int = 0
     block: int = 256
     shared_mem: int = 0
-    grid_override: int | None = None
+    work_per_block: int | None = None  # elements one block covers per grid-stride step (default: block)
+    empty_error: str | None = None      # NumPy's error for reductions without identity over no elements
     ops: list[str] = field(default_factory=list)
 
     # -- launching
     def grid(self, max_blocks: int) -> int:
-        if self.grid_override is not None:
-            return self.grid_override
-        return max(1, min((self.elements + self.block - 1) // self.block, max_blocks))
+        per_block = self.work_per_block or self.block
+        return max(1, min((self.elements + per_block - 1) // per_block, max_blocks))
 
     def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[Any]:
         return [*inputs, *outputs, *self.scalar_args]

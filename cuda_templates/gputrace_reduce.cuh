@@ -1,0 +1,83 @@
+// Block-wide reductions for gputrace's row kernels: one block reduces one row.
+// Warp shuffles first, then one value per warp through shared memory.
+#pragma once
+#include "gputrace_kernel.cuh"
+
+// __shfl_xor_sync for every type a reduction accumulates in (sub-word and 8-byte ints widened).
+template <class T>
+__device__ __forceinline__ T gt_shfl_xor(T v, int mask)
+{
+    if constexpr (sizeof(T) < 4) {
+        return (T)__shfl_xor_sync(0xffffffffu, (int)v, mask);
+    } else if constexpr (sizeof(T) == 8 && (T)0.5 == 0) {
+        return (T)__shfl_xor_sync(0xffffffffu, (long long)v, mask);
+    } else {
+        return __shfl_xor_sync(0xffffffffu, v, mask);
+    }
+}
+
+// (value, index) pairs for argmax / argmin; index -1 marks "no element yet".
+template <class T>
+struct GtArg {
+    T v;
+    long long i;
+};
+
+template <class T>
+__device__ __forceinline__ GtArg<T> gt_shfl_xor(GtArg<T> a, int mask)
+{
+    GtArg<T> r;
+    r.v = gt_shfl_xor(a.v, mask);
+    r.i = gt_shfl_xor(a.i, mask);
+    return r;
+}
+
+template <class T>
+__device__ __forceinline__ bool gt_is_nan(T v) { return v != v; }
+
+// NumPy's argmax: the first maximum, and NaN counts as the maximum (its first occurrence).
+template <class T, bool IsMax>
+__device__ __forceinline__ GtArg<T> gt_arg_combine(GtArg<T> a, GtArg<T> b)
+{
+    if (a.i < 0) return b;
+    if (b.i < 0) return a;
+    const bool an = gt_is_nan(a.v), bn = gt_is_nan(b.v);
+    if (an || bn) {
+        if (an && bn) return a.i < b.i ? a : b;
+        return an ? a : b;
+    }
+    const bool b_better = IsMax ? (b.v > a.v) : (b.v < a.v);
+    if (b_better || (b.v == a.v && b.i < a.i)) return b;
+    return a;
+}
+
+struct GtSum  { template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return gt_add(a, b); } };
+struct GtProd { template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return gt_multiply(a, b); } };
+struct GtMax  { template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return gt_maximum(a, b); } };
+struct GtMin  { template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return gt_minimum(a, b); } };
+struct GtAny  { __device__ __forceinline__ bool operator()(bool a, bool b) const { return a || b; } };
+struct GtAll  { __device__ __forceinline__ bool operator()(bool a, bool b) const { return a && b; } };
+struct GtArgMax { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, true>(a, b); } };
+struct GtArgMin { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, false>(a, b); } };
+
+// Reduce one value per thread over the block; every thread gets the result.
+// blockDim.x must be a multiple of 32; scratch holds 33 values.
+template <class T, class Op>
+__device__ __forceinline__ T gt_block_reduce(T v, Op op, T identity, T* scratch)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = op(v, gt_shfl_xor(v, offset));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < warps ? scratch[lane] : identity;
+        for (int offset = 16; offset > 0; offset >>= 1)
+            v = op(v, gt_shfl_xor(v, offset));
+        if (lane == 0) scratch[32] = v;
+    }
+    __syncthreads();
+    const T result = scratch[32];
+    __syncthreads();  // scratch is reused by the next reduction
+    return result;
+}
