@@ -12,6 +12,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +311,8 @@ def load(path: str | Path):
             npz_bytes = _read_member(archive, "params.npz")
     except GraphFormatError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, KeyError,
+            NotImplementedError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise _fail(f"{path} is not a readable zip archive ({exc})") from None

@@ -136,6 +136,9 @@ class TracingState:
         for var, obj in candidates.items():
             if obj is array and var not in self.params:
                 return var
+        for var, obj in candidates.items():  # a view of a captured array, like w.T
+            if getattr(array, "base", None) is obj and is_array(obj) and f"{var}_view" not in self.params:
+                return f"{var}_view"
         k = 0
         while f"_const{k}" in self.params:
             k += 1
@@ -531,7 +534,7 @@ class TracedArray:
             return _matmul(*inputs, **kwargs)
         for key, value in kwargs.items():
             default = _UFUNC_KWARGS_ALLOWED.get(key, np._NoValue)
-            if value is default or (key == "out" and value == (None,) * ufunc.nout):
+            if value is default or (key == "out" and isinstance(value, tuple) and all(o is None for o in value)):
                 continue
             hint = "gputrace traces functional code: compute a new array instead" if key == "out" else ""
             raise unsupported(f"np.{ufunc.__name__}(..., {key}=...)", hint)
