@@ -1,0 +1,54 @@
+"""Every kernel these programs generate compiles with NVRTC for sm_80 and sm_90 (no GPU needed)."""
+import numpy as np
+import pytest
+
+import gputrace
+
+nvrtc = pytest.importorskip("gputrace.backends.nvrtc")
+pytestmark = pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC is not installed")
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x):
+    m = x.mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+
+PROGRAMS = {
+    "gelu": (lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))), ["float32", "float16", "float64"]),
+    "softmax": (softmax, ["float32", "float16"]),
+    "layernorm": (layernorm, ["float32"]),
+    "reductions": (lambda x: (x.sum(0), x.max(1), x.argmin(-1), x.any(), x.prod(1, keepdims=True)), ["float32", "int32"]),
+    "integers": (lambda x: (x // 3, x % 5, x << 2, np.maximum(x, 7) - x.T), ["int8", "int64", "uint8"]),
+    "strided": (lambda x: np.where(x[::2, ::-1] > 0, x[::2, ::-1], 0) + x[1::2, :1] * x.T[0], ["float32"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_generated_kernels_compile(name):
+    fn, dtypes = PROGRAMS[name]
+    for dtype in dtypes:
+        x = (np.random.default_rng(0).standard_normal((6, 6)) * 4).astype(dtype)
+        traced = gputrace.trace(fn, x)
+        assert traced.kernels, "expected at least one generated kernel"
+        for kernel in traced.kernels:
+            for arch in ("sm_80", "sm_90"):
+                compiled = kernel.compile(arch)
+                assert ".entry " + kernel.name in compiled.ptx
+                assert compiled.cubin.startswith(b"\x7fELF")
+            assert kernel.resources("sm_90").spill_stores == 0
+
+
+def test_compile_error_names_line():
+    with pytest.raises(gputrace.KernelCompileError, match=r"(?s)error.*\|.*undefined_thing"):
+        nvrtc.compile_cuda('extern "C" __global__ void k() { undefined_thing(); }')
+
+
+def test_sass_of_a_kernel():
+    traced = gputrace.trace(lambda x: np.exp(x) + 1, np.ones(8, np.float32))
+    sass = traced.kernels[0].sass()
+    assert traced.kernels[0].name in sass and "EXIT" in sass
