@@ -127,12 +127,22 @@ def _compile(nvrtc, source: str, name: str, options: tuple[str, ...]) -> tuple[s
         ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
         cubin = None
         if any(o.startswith("-arch=sm_") for o in options):
-            cubin = bytes(nvrtc.getCUBIN(program))
-            if not cubin.endswith(b"\0"):  # CuPy 14 drops the last byte (treated as a C string)
-                cubin += b"\0"
+            cubin = _complete_elf(bytes(nvrtc.getCUBIN(program)))
         return ptx.rstrip("\0"), cubin, log
     finally:
         nvrtc.destroyProgram(program)
+
+
+def _complete_elf(cubin: bytes) -> bytes:
+    """CuPy 14 returns the cubin as a C string, without its last (zero) byte: pad to the ELF's own size."""
+    import struct
+    if len(cubin) >= 64 and cubin[:4] == b"\x7fELF" and cubin[4] == 2:
+        shoff, = struct.unpack_from("<Q", cubin, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", cubin, 0x3A)
+        end = shoff + shentsize * shnum
+        if end > len(cubin):
+            cubin += b"\0" * (end - len(cubin))
+    return cubin
 
 
 def _encode(result: tuple[str, bytes | None, str]) -> bytes:
