@@ -368,6 +368,10 @@ class Graph:
     def __str__(self) -> str:
         return format_graph(self)
 
+    def _repr_html_(self) -> str:
+        from .display import graph_html  # display sits above ir in the pipeline: import it when drawn
+        return graph_html(self)
+
 
 def format_graph(graph: Graph, indent: str = "") -> str:
     """TorchScript-style text: ``graph(%x : Float32(3, 4, ...)):`` then one line per node."""

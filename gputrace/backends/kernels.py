@@ -30,7 +30,11 @@ class EmulatedLauncher:
     xp = np
 
     def __init__(self):
-        from .host_compiler import build_host_module
+        try:
+            from .host_compiler import build_host_module
+        except ImportError:
+            raise BackendUnavailableError("the emulate backend's host build (gputrace.backends.host_compiler) is "
+                                          "not part of this version yet; use backend='numpy', or 'cuda' on a GPU") from None
         self._build = build_host_module
         workers = int(os.environ.get("GPUTRACE_EMULATE_THREADS", 0) or os.cpu_count() or 1)
         self.max_blocks = 8 * workers
