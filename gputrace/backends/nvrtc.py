@@ -134,15 +134,8 @@ def _compile(nvrtc, source: str, name: str, options: tuple[str, ...]) -> tuple[s
 
 
 def _complete_elf(cubin: bytes) -> bytes:
-    """CuPy 14 returns the cubin as a C string, without its last (zero) byte: pad to the ELF's own size."""
-    import struct
-    if len(cubin) >= 64 and cubin[:4] == b"\x7fELF" and cubin[4] == 2:
-        shoff, = struct.unpack_from("<Q", cubin, 0x28)
-        shentsize, shnum = struct.unpack_from("<HH", cubin, 0x3A)
-        end = shoff + shentsize * shnum
-        if end > len(cubin):
-            cubin += b"\0" * (end - len(cubin))
-    return cubin
+    """CuPy 14 returns the cubin as a C string, dropping its last byte (a zero): put it back."""
+    return cubin + b"\0"
 
 
 def _encode(result: tuple[str, bytes | None, str]) -> bytes:
