@@ -1,42 +1,64 @@
-"""NVRTC through CuPy's low-level bindings: compile for an explicit arch (no GPU needed), cache, inspect.
+"""NVRTC through CuPy's low-level bindings: compile for a named architecture (no GPU needed), cache, inspect.
 
-``cupy.cuda.nvrtc`` works without a driver; CuPy's high-level compile asks the
-device for its architecture, so we name the architecture ourselves.
+CuPy's high-level compilers (``RawKernel.compile``, ``compile_using_nvrtc``) ask
+the driver for the device's architecture and fail without a GPU;
+``cupy.cuda.nvrtc`` does not, so we name the architecture ourselves. Results
+are cached in memory and on disk, keyed by everything that determines them.
+
+>>> compiled = compile_cuda('extern "C" __global__ void twice(float* x) { x[threadIdx.x] *= 2.0f; }')
+>>> ".entry twice" in compiled.ptx, compiled.cubin[:4]
+(True, b'\\x7fELF')
+>>> parse_resources(compiled.log)["twice"].spill_stores
+0
+>>> "EXIT" in disassemble(compiled.cubin)
+True
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from ..cache import DiskCache, cache_key
+from ..cache import DiskCache, cache_dir, cache_key
 from ..codegen.templates import templates_dir
 from ..errors import BackendUnavailableError, KernelCompileError
 
-_INSTALL_HINT = "install the CUDA extra: pip install gputrace[cuda13]"
+logger = logging.getLogger("gputrace.kernels")
+
+INSTALL_HINT = "install the CUDA extra: pip install gputrace[cuda13]"
+ENTRY_FORMAT = "nvrtc-entry-2"  # part of every cache key: change it when the payload layout changes
 
 
-def _nvrtc():
+# -- NVRTC and its headers
+
+def _nvrtc() -> Any:
+    """CuPy's NVRTC module, checked to reach libnvrtc (CuPy loads the library lazily)."""
     try:
         from cupy.cuda import nvrtc
-    except Exception as exc:  # ImportError, or a CuPy that cannot find libnvrtc
-        raise BackendUnavailableError(f"NVRTC is not available ({exc}); {_INSTALL_HINT}") from None
+        nvrtc.getVersion()
+    except Exception as exc:  # ImportError, or a CuPy that cannot load libnvrtc
+        raise BackendUnavailableError(f"NVRTC is not available ({type(exc).__name__}: {exc}); {INSTALL_HINT}") from None
     return nvrtc
 
 
 @functools.lru_cache(maxsize=None)
 def nvrtc_version() -> tuple[int, int] | None:
+    """NVRTC's (major, minor), or None when CuPy or libnvrtc is missing."""
     try:
         return tuple(_nvrtc().getVersion())
-    except Exception:
+    except BackendUnavailableError:
         return None
 
 
@@ -45,34 +67,105 @@ def nvrtc_available() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _nvidia_roots() -> list[Path]:
+def _no_driver_cache() -> tuple[str, ...]:
+    """``("--no-cache",)`` where NVRTC knows it, else ``()``.
+
+    With a driver present, NVRTC 13 reuses cubins from the driver's ComputeCache
+    (~/.nv), and a reused cubin comes with an empty log: no registers, no spills.
+    Our own cache takes its place.
+    """
+    nvrtc = _nvrtc()
+    program = nvrtc.createProgram("", "probe.cu", [], [])
+    try:
+        # Options are checked in order before anything compiles (0.1 ms): the log names the first unknown one.
+        nvrtc.compileProgram(program, ["--no-cache", "--gputrace-probe"])
+    except nvrtc.NVRTCError:
+        pass
+    try:
+        return () if "--no-cache" in _text(nvrtc.getProgramLog(program)) else ("--no-cache",)
+    finally:
+        nvrtc.destroyProgram(program)
+
+
+@functools.lru_cache(maxsize=None)
+def _nvidia_roots() -> tuple[Path, ...]:
+    """The folders of the ``nvidia`` namespace package, where NVIDIA's wheels put headers and tools."""
     try:
         import nvidia
     except ImportError:
-        return []
-    return [Path(p) for p in nvidia.__path__]
+        return ()
+    return tuple(Path(p) for p in nvidia.__path__)
+
+
+def _cuda_header_candidates() -> list[Path]:
+    found = []
+    for root in _nvidia_roots():
+        found += [root / "cu13" / "include", root / "cuda_runtime" / "include"]  # CUDA 13 and CUDA 12 wheel layouts
+    for toolkit in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if toolkit:
+            found.append(Path(toolkit) / "include")
+    return found
 
 
 @functools.lru_cache(maxsize=None)
 def cuda_include_dirs() -> list[str]:
-    """Folders holding cuda_fp16.h (the nvidia wheels, CUDA_PATH, /usr/local/cuda), then our templates."""
-    candidates = []
-    for root in _nvidia_roots():
-        candidates += [root / "cu13" / "include", root / "cuda_runtime" / "include"]
-    for env in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if env:
-            candidates.append(Path(env) / "include")
-    found = [str(c) for c in candidates if (c / "cuda_fp16.h").is_file()]
-    return found[:1] + [str(templates_dir())]
+    """The folder with ``cuda_fp16.h`` (NVIDIA's wheels, ``$CUDA_PATH``, ``/usr/local/cuda``), then our templates.
 
+    Without any, NVRTC >= 13 unpacks the headers it carries into the cache folder.
+    """
+    cuda = next((str(d) for d in _cuda_header_candidates() if (d / "cuda_fp16.h").is_file()), None)
+    cuda = cuda or _bundled_headers()
+    return [*([cuda] if cuda else []), str(templates_dir())]
+
+
+def _bundled_headers() -> str | None:
+    """Unpack NVRTC's own copy of CUDA's headers (``--use-bundled-headers``, NVRTC 13) once; None if unsupported."""
+    version = nvrtc_version()
+    if version is None:
+        return None
+    folder = cache_dir() / "nvrtc-headers" / ".".join(map(str, version))
+    if (folder / "cuda_fp16.h").is_file():
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Unpack beside the final folder and rename: other processes never see a half-written header set.
+    unpacking = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".unpacking-"))
+    try:
+        _run_nvrtc(_nvrtc(), 'extern "C" __global__ void gt_unpack_headers() {}', "unpack_headers.cu",
+                   ("-arch=compute_75", f"--use-bundled-headers={unpacking}"), want_cubin=False)
+        os.rename(unpacking, folder)
+    except (KernelCompileError, OSError) as exc:  # an older NVRTC, or another process renamed first
+        shutil.rmtree(unpacking, ignore_errors=True)
+        if not (folder / "cuda_fp16.h").is_file():
+            logger.warning("no CUDA headers found and NVRTC cannot unpack its own: %s", exc)
+            return None
+    return str(folder)
+
+
+@functools.lru_cache(maxsize=None)
+def _headers_fingerprint() -> str:
+    """What the headers a kernel may include contribute to its cache key: ours by content, CUDA's fp16 ones too."""
+    parts: list[str | bytes] = []
+    for folder in map(Path, cuda_include_dirs()):
+        for header in sorted([*folder.glob("*.cuh"), folder / "cuda_fp16.h", folder / "cuda_fp16.hpp"]):
+            if header.is_file():
+                parts += [header.name, header.read_bytes()]
+    return cache_key(parts)
+
+
+# -- compiling
 
 @dataclass(frozen=True)
 class CompiledCuda:
+    """What NVRTC made of one source: PTX, a cubin (None for ``compute_XX``), the log, and every flag used."""
     ptx: str
     cubin: bytes | None
     log: str
     arch: str
     options: tuple[str, ...]
+
+    def __repr__(self) -> str:  # the dataclass repr would print all of the PTX and cubin
+        cubin = f"{len(self.cubin)} B cubin" if self.cubin is not None else "no cubin"
+        return f"<CompiledCuda {self.arch}: {self.ptx.count(chr(10))} lines of PTX, {cubin}>"
 
 
 _memory: dict[str, CompiledCuda] = {}
@@ -80,79 +173,118 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def numbered(source: str, around: set[int] | None = None, context: int = 3) -> str:
-    lines = source.splitlines()
-    keep = range(1, len(lines) + 1)
-    if around and len(lines) > 60:
-        keep = sorted({n for line in around for n in range(line - context, line + context + 1) if 1 <= n <= len(lines)})
-    return "\n".join(f"{n:5d} | {lines[n - 1]}" for n in keep)
-
-
 def compile_cuda(source: str, *, name: str = "kernel.cu", arch: str = "sm_90",
                  options: tuple[str, ...] = ()) -> CompiledCuda:
-    """PTX (and a cubin for sm_XX) of ``source``; cached in memory and on disk by source, options, NVRTC version."""
+    """Compile ``source`` with NVRTC for ``arch`` (``sm_XX``: PTX and cubin; ``compute_XX``: PTX only).
+
+    Always passes ``-std=c++17 --fmad=false`` (fused multiply-add would break
+    NumPy-exact results), ``--no-cache``, the include folders, and ``-Xptxas -v``
+    for ``sm_XX`` so the log reports registers and spills. Cached in memory and
+    on disk by source, name, flags, headers and NVRTC version; threads asking
+    for the same kernel wait for one build. Raises KernelCompileError with
+    NVRTC's log and the numbered source, BackendUnavailableError when CuPy or
+    NVRTC is missing.
+    """
     nvrtc = _nvrtc()
-    full = ("-std=c++17", "--fmad=false", f"-arch={arch}", *[f"-I{d}" for d in cuda_include_dirs()],
-            *(("-Xptxas", "-v") if arch.startswith("sm_") else ()), *options)
-    key = cache_key([source, "\0".join(full), repr(nvrtc_version())])
+    want_cubin = arch.startswith("sm_")
+    flags = ("-std=c++17", "--fmad=false", f"-arch={arch}", *_no_driver_cache(),
+             *(f"-I{d}" for d in cuda_include_dirs()), *(("-Xptxas", "-v") if want_cubin else ()), *options)
+    key = cache_key([ENTRY_FORMAT, source, name, *flags, repr(nvrtc_version()), _headers_fingerprint()])
     hit = _memory.get(key)
     if hit is not None:
         return hit
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
-        if key in _memory:
-            return _memory[key]
-        disk = DiskCache("nvrtc")
-        payload = disk.get(key)
-        if payload is None:
-            payload = _encode(_compile(nvrtc, source, name, full))
-            disk.put(key, payload)
-        result = _decode(payload, arch, tuple(options))
-        _memory[key] = result
-        return result
+        hit = _memory.get(key)
+        if hit is None:
+            payload = DiskCache("nvrtc").get_or_build(
+                key, lambda: _encode(*_run_nvrtc(nvrtc, source, name, flags, want_cubin)))
+            ptx, cubin, compile_log = _decode(payload)
+            hit = _memory[key] = CompiledCuda(ptx, cubin, compile_log, arch, flags)
+    return hit
 
 
-def _compile(nvrtc, source: str, name: str, options: tuple[str, ...]) -> tuple[str, bytes | None, str]:
+def _run_nvrtc(nvrtc: Any, source: str, name: str, flags: tuple[str, ...],
+               want_cubin: bool) -> tuple[str, bytes | None, str]:
+    start = time.perf_counter()
     program = nvrtc.createProgram(source, name, [], [])
     try:
         try:
-            nvrtc.compileProgram(program, list(options))
-        except nvrtc.NVRTCError:
-            log = nvrtc.getProgramLog(program)
-            lines = {int(m) for m in re.findall(r"\((\d+)\): error", log)}
-            raise KernelCompileError(f"NVRTC could not compile {name}:\n{log}\n{numbered(source, lines)}") from None
-        log = nvrtc.getProgramLog(program)
-        ptx = nvrtc.getPTX(program)
-        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
-        cubin = None
-        if any(o.startswith("-arch=sm_") for o in options):
-            cubin = _complete_elf(bytes(nvrtc.getCUBIN(program)))
-        return ptx.rstrip("\0"), cubin, log
+            nvrtc.compileProgram(program, list(flags))
+        except nvrtc.NVRTCError as exc:
+            compile_log = _text(nvrtc.getProgramLog(program)) or str(exc)
+            raise KernelCompileError(_compile_error(source, name, compile_log)) from None
+        ptx = _text(nvrtc.getPTX(program))
+        cubin = _whole_elf(bytes(nvrtc.getCUBIN(program))) if want_cubin else None
+        compile_log = _text(nvrtc.getProgramLog(program))
     finally:
         nvrtc.destroyProgram(program)
+    logger.debug("NVRTC compiled %s (%s) in %.0f ms", name, " ".join(flags), 1e3 * (time.perf_counter() - start))
+    return ptx, cubin, compile_log
 
 
-def _complete_elf(cubin: bytes) -> bytes:
-    """CuPy 14 returns the cubin as a C string, dropping its last byte (a zero): put it back."""
-    return cubin + b"\0"
+def _text(value: str | bytes) -> str:
+    """CuPy 14 returns the PTX as bytes and the log with its C terminator; we want plain text."""
+    return (value.decode() if isinstance(value, bytes) else value).rstrip("\0")
 
 
-def _encode(result: tuple[str, bytes | None, str]) -> bytes:
-    ptx, cubin, log = result
-    header = json.dumps({"ptx": ptx, "log": log, "cubin": cubin is not None}).encode()
+def _whole_elf(data: bytes) -> bytes:
+    """Pad a cubin to its ELF's own extent: CuPy 14.2's getCUBIN slices off the last byte (a zero) as if a C string."""
+    if len(data) < 64 or data[:5] != b"\x7fELF\x02":  # NVRTC writes 64-bit ELF only; leave anything else alone
+        return data
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    end = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    for entry in (shoff + i * shentsize for i in range(shnum)):
+        if entry + 0x28 > len(data):
+            break
+        kind, = struct.unpack_from("<I", data, entry + 4)
+        offset, size = struct.unpack_from("<QQ", data, entry + 0x18)
+        if kind != 8:  # SHT_NOBITS sections take no room in the file
+            end = max(end, offset + size)
+    return data + b"\0" * max(0, end - len(data))
+
+
+def _encode(ptx: str, cubin: bytes | None, compile_log: str) -> bytes:
+    """A payload: 8-byte header length, a JSON header with the texts, then the cubin's bytes."""
+    header = json.dumps({"ptx": ptx, "log": compile_log, "cubin": cubin is not None}).encode()
     return len(header).to_bytes(8, "little") + header + (cubin or b"")
 
 
-def _decode(payload: bytes, arch: str, options: tuple[str, ...]) -> CompiledCuda:
+def _decode(payload: bytes) -> tuple[str, bytes | None, str]:
     size = int.from_bytes(payload[:8], "little")
     header = json.loads(payload[8:8 + size])
-    cubin = payload[8 + size:] if header["cubin"] else None
-    return CompiledCuda(header["ptx"], cubin, header["log"], arch, options)
+    return header["ptx"], payload[8 + size:] if header["cubin"] else None, header["log"]
 
+
+def _compile_error(source: str, name: str, compile_log: str) -> str:
+    lines = {int(n) for n in re.findall(rf"^{re.escape(name)}\((\d+)\): (?:catastrophic )?error", compile_log, re.M)}
+    return f"NVRTC could not compile {name}:\n{compile_log.strip()}\n\n{numbered(source, lines)}"
+
+
+def numbered(source: str, around: Iterable[int] = (), context: int = 3, short: int = 60) -> str:
+    """``source`` with line numbers: all of it up to ``short`` lines, else ``context`` lines around ``around``'s."""
+    lines = source.splitlines()
+    keep = sorted({n for line in around for n in range(line - context, line + context + 1) if 1 <= n <= len(lines)})
+    if len(lines) <= short or not keep:
+        keep = list(range(1, len(lines) + 1))
+    shown, previous = [], 0
+    for n in keep:
+        if n > previous + 1:
+            shown.append("  ...")
+        shown.append(f"{n:5d} | {lines[n - 1]}")
+        previous = n
+    if previous < len(lines):
+        shown.append("  ...")
+    return "\n".join(shown)
+
+
+# -- inspecting
 
 @dataclass(frozen=True)
 class KernelResources:
+    """What ptxas reported for one kernel; sizes in bytes."""
     registers: int = 0
     barriers: int = 0
     shared_bytes: int = 0
@@ -162,83 +294,103 @@ class KernelResources:
     spill_loads: int = 0
 
     def __str__(self) -> str:
-        return (f"{self.registers} registers, {self.shared_bytes} B shared, {self.stack_bytes} B stack, "
+        return (f"{self.registers} registers, {self.barriers} barriers, {self.shared_bytes} B shared, "
+                f"{self.constant_bytes} B constant, {self.stack_bytes} B stack, "
                 f"{self.spill_stores} B spill stores, {self.spill_loads} B spill loads")
 
 
+_RESOURCE_PATTERNS = {
+    "registers": r"Used (\d+) registers", "barriers": r"used (\d+) barriers", "shared_bytes": r"(\d+) bytes smem",
+    "stack_bytes": r"(\d+) bytes stack frame", "spill_stores": r"(\d+) bytes spill stores",
+    "spill_loads": r"(\d+) bytes spill loads",
+}
+
+
 def parse_resources(log: str) -> dict[str, KernelResources]:
-    """Per kernel, what ptxas -v reported."""
-    found: dict[str, KernelResources] = {}
-    current = None
-    values: dict[str, int] = {}
+    """Per kernel (its mangled or ``extern "C"`` name), the resources in ``ptxas -v``'s lines of an NVRTC log."""
+    entries: dict[str, dict[str, int]] = {}
+    functions: dict[str, dict[str, int]] = {}  # stack and spills: ptxas reports them for device functions too
+    entry = function = None
     for line in log.splitlines():
-        m = re.search(r"Function properties for (\S+)", line) or re.search(r"Compiling entry function '(\S+)'", line)
-        if m:
-            if current and values:
-                found[current] = KernelResources(**values)
-            current, values = m.group(1), {}
-            continue
-        if current is None:
-            continue
-        for field, pattern in (("stack_bytes", r"(\d+) bytes stack frame"), ("spill_stores", r"(\d+) bytes spill stores"),
-                               ("spill_loads", r"(\d+) bytes spill loads"), ("registers", r"Used (\d+) registers"),
-                               ("barriers", r"used (\d+) barriers"), ("shared_bytes", r"(\d+) bytes smem"),
-                               ("constant_bytes", r"(\d+) bytes cmem\[0\]")):
-            m = re.search(pattern, line)
-            if m:
-                values[field] = int(m.group(1))
-    if current and values:
-        found[current] = KernelResources(**values)
-    return found
+        if m := re.search(r"Compiling entry function '([^']+)'", line):
+            entry = m.group(1)
+            entries[entry] = {}
+        elif m := re.search(r"Function properties for (\S+)", line):
+            function = m.group(1)
+            functions[function] = {}
+        elif "stack frame" in line and function is not None:
+            _read_resources(line, functions[function])
+        elif entry is not None:
+            _read_resources(line, entries[entry])
+    return {name: KernelResources(**{**values, **functions.get(name, {})}) for name, values in entries.items()}
+
+
+def _read_resources(line: str, into: dict[str, int]) -> None:
+    for field, pattern in _RESOURCE_PATTERNS.items():
+        if m := re.search(pattern, line):
+            into[field] = int(m.group(1))
+    if banks := re.findall(r"(\d+) bytes cmem\[\d+\]", line):  # older ptxas lists constant banks
+        into["constant_bytes"] = sum(map(int, banks))
 
 
 def _nvdisasm() -> str | None:
-    for root in _nvidia_roots():
-        candidate = root / "cu13" / "bin" / "nvdisasm"
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("nvdisasm")
+    candidates = [root / sub / "bin" / "nvdisasm" for root in _nvidia_roots() for sub in ("cu13", "cuda_nvdisasm")]
+    candidates += [Path(t) / "bin" / "nvdisasm" for t in (os.environ.get("CUDA_PATH"), "/usr/local/cuda") if t]
+    found = next((str(c) for c in candidates if c.is_file()), None)
+    return found or shutil.which("nvdisasm")
 
 
-@functools.lru_cache(maxsize=64)
+_sass: dict[str, str] = {}
+
+
 def disassemble(cubin: bytes) -> str:
-    """SASS of a cubin, through nvdisasm (the nvidia-cuda-nvdisasm wheel or the toolkit's)."""
-    tool = _nvdisasm()
-    if tool is None:
-        raise BackendUnavailableError("nvdisasm was not found; pip install nvidia-cuda-nvdisasm (part of gputrace[cuda13])")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
-        handle.write(cubin)
-        handle.flush()
-        done = subprocess.run([tool, "-c", handle.name], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BackendUnavailableError(f"nvdisasm failed: {done.stderr.strip()}")
-    return done.stdout
+    """The SASS of a cubin (``nvdisasm -c``, from the nvidia-cuda-nvdisasm wheel or a CUDA toolkit)."""
+    digest = hashlib.sha256(cubin).hexdigest()
+    if digest not in _sass:
+        tool = _nvdisasm()
+        if tool is None:
+            raise BackendUnavailableError(f"nvdisasm was not found (wheel nvidia-cuda-nvdisasm or a CUDA toolkit); "
+                                          f"{INSTALL_HINT}")
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
+            handle.write(cubin)
+            handle.flush()
+            done = subprocess.run([tool, "-c", handle.name], capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. an nvdisasm older than the cubin's architecture
+            raise BackendUnavailableError(f"{tool} could not disassemble the cubin: {done.stderr.strip()}")
+        _sass[digest] = done.stdout
+    return _sass[digest]
 
+
+# -- running on a GPU
 
 @functools.lru_cache(maxsize=None)
 def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
+    except Exception:  # no CuPy, no driver, a driver too old for CuPy's CUDA: all mean "no GPU"
         return False
 
 
-_modules: dict[tuple, Any] = {}
+_modules: dict[tuple[str, tuple[str, ...], int], Any] = {}
 
 
-def load_raw_module(source: str, *, options: tuple[str, ...] = ()):
-    """A cupy.RawModule of ``source`` for the current device, from our cached cubin."""
+def load_raw_module(source: str, *, options: tuple[str, ...] = ()) -> Any:
+    """A ``cupy.cuda.function.Module`` of ``source`` on the current device; ``.get_function(name)`` gives kernels.
+
+    Loads the cubin that :func:`compile_cuda` built (and cached) for the device's
+    own architecture, so the program runs exactly the code ``.sass()`` shows.
+    """
     import cupy
+    from cupy.cuda.function import Module
+
     device = cupy.cuda.Device()
-    major, minor = device.compute_capability[:-1], device.compute_capability[-1]
-    arch = f"sm_{major}{minor}"
-    key = (source, options, device.id)
+    key = (source, tuple(options), device.id)
     module = _modules.get(key)
     if module is None:
-        compiled = compile_cuda(source, arch=arch, options=options)
-        with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as handle:
-            handle.write(compiled.cubin)
-        module = cupy.RawModule(path=handle.name)
-        _modules[key] = module
+        compiled = compile_cuda(source, arch=f"sm_{device.compute_capability}", options=tuple(options))
+        module = Module()
+        module.load(compiled.cubin)  # cuModuleLoadData into the current device's context
+        module = _modules.setdefault(key, module)
     return module
