@@ -149,7 +149,10 @@ def _gpu() -> str:
 
 def _host_compiler() -> str:
     from .backends.host_compiler import host_compiler_info
-    return str(host_compiler_info())
+    info = host_compiler_info()
+    if not info["available"]:
+        raise RuntimeError(info["error"])
+    return f"{info['version']}, {info['threads']} threads; CUDA headers: {info['cuda_headers']}"
 
 
 def _graphviz() -> str:

@@ -114,6 +114,17 @@ def test_doctor_names_the_package_to_install_for_a_missing_piece(capsys, cache_d
     assert "-> runs kernels on the GPU: pip install gputrace[cuda13]" in out
 
 
+def test_doctor_without_a_host_compiler_says_emulate_is_off(capsys, cache_dir, monkeypatch):
+    host_compiler = pytest.importorskip("gputrace.backends.host_compiler")
+    monkeypatch.setattr(host_compiler, "host_compiler_info",
+                        lambda: {"available": False, "error": "no C++ compiler found (tried g++, clang++)"})
+    status, out, _ = run(capsys, "doctor")
+    assert status == 0
+    assert "host compiler   MISSING  RuntimeError: no C++ compiler found (tried g++, clang++)" in out
+    assert "-> the emulate backend builds kernels with g++: apt-get install g++" in out
+    assert "backends: numpy yes, emulate no, " in out
+
+
 def test_doctor_survives_a_probe_that_fails_unexpectedly(capsys, cache_dir, monkeypatch):
     def broken():
         raise KeyError("driver table")
