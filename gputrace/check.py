@@ -125,9 +125,11 @@ def check_graphs_agree(traced: Graph, traced_params: dict, retraced: Graph, retr
     if difference is None:
         return
     first, second = difference
+    # the same constant recorded at the same line with another value; from other lines it is another path
     constant = first is not None and second is not None and first.kind == second.kind and \
-        first.kind in ("prim::Param", "prim::Constant")
-    what = ("a constant differs between traces (a captured array that changes per call, e.g. random numbers)"
+        first.kind in ("prim::Param", "prim::Constant") and first.source == second.source
+    what = ("a constant differs between traces (a Python value computed from the data, e.g. float(x.sum()), "
+            "or a captured array that changes per call, e.g. random numbers)"
             if constant else "the graphs differ: this usually means data-dependent control flow")
     hint = ""
     if traced.meta.get("reads_shape"):

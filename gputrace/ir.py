@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -240,7 +241,9 @@ class Graph:
     # -- building
     def fresh_name(self, hint: str | None = None) -> str:
         if hint:
-            hint = "".join(c if c.isalnum() or c == "_" else "_" for c in hint)
+            # "x.1" is how this method tells names apart: keep that form, so copies keep every name
+            base, suffix = re.fullmatch(r"(.+?)((?:\.\d+)*)", hint).groups()
+            hint = "".join(c if c.isalnum() or c == "_" else "_" for c in base) + suffix
             if hint not in self._names:
                 self._names.add(hint)
                 return hint

@@ -47,14 +47,15 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
                                  f"assigning {name!r}")
+        was_parameter = name in self._parameters
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value.data
         elif isinstance(value, Module):
             self._modules[name] = value
-        elif is_array(value):
-            self._buffers[name] = value
+        elif is_array(value):  # `self.bias *= 2` assigns the array back: it stays a parameter
+            (self._parameters if was_parameter else self._buffers)[name] = value
         else:
             object.__setattr__(self, name, value)
 

@@ -169,9 +169,9 @@ def _elementwise_infer(fn: Callable) -> Callable:
 
 
 def _ufunc_op(name: str, cuda: str) -> OpDef:
-    ufunc = getattr(np, name)
-    return OpDef(name, ELEMENTWISE, lambda xp, *args, _n=name: getattr(xp, _n)(*args),
-                 _elementwise_infer(ufunc), cuda=cuda)
+    def impl(xp, *args):  # the name is closed over, never a keyword a node's attributes could set
+        return getattr(xp, name)(*args)
+    return OpDef(name, ELEMENTWISE, impl, _elementwise_infer(getattr(np, name)), cuda=cuda)
 
 
 for _name, _cuda in UFUNCS.items():
@@ -232,10 +232,15 @@ def _fill_like_infer(types, attrs):
     return [TensorType(dtype, x.shape, None, x.device)]
 
 
+def _fill_like_impl(name: str) -> Callable:
+    def impl(xp, x, dtype=None):
+        return getattr(xp, name)(x, dtype=dtype)
+    return impl
+
+
 # recorded as called; normalize turns them into full_like
 for _name in ("zeros_like", "ones_like"):
-    register(OpDef(_name, ELEMENTWISE, lambda xp, x, dtype=None, _n=_name: getattr(xp, _n)(x, dtype=dtype),
-                   _fill_like_infer))
+    register(OpDef(_name, ELEMENTWISE, _fill_like_impl(_name), _fill_like_infer))
 
 
 def _copy_infer(types, attrs):
@@ -280,8 +285,16 @@ def _reduction_infer(name: str) -> Callable:
     return infer
 
 
+def _arg_reduction_python(name: str) -> Callable:
+    def python(args, attrs):  # np.argmax takes one int axis; the attribute is a 1-tuple
+        axis = attrs.get("axis")
+        return _py_call(name, args, {**attrs, "axis": axis if axis is None else axis[0]})
+    return python
+
+
 for _name in REDUCTIONS:
-    register(OpDef(_name, REDUCTION, _reduction_impl(_name), _reduction_infer(_name)))
+    register(OpDef(_name, REDUCTION, _reduction_impl(_name), _reduction_infer(_name),
+                   python=_arg_reduction_python(_name) if _name in ("argmax", "argmin") else None))
 
 
 # ----------------------------------------------------------------------------- views
@@ -426,6 +439,8 @@ def _getitem_python(args, attrs):
         else:
             parts.append({None: "None", Ellipsis: "..."}.get(item, str(item)) if item is None or item is Ellipsis
                          else str(item))
+    if not parts:
+        return f"{args[0]}[()]"
     return f"{args[0]}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
 
 

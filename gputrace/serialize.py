@@ -8,9 +8,11 @@ stored ones. Anything else raises :class:`GraphFormatError`.
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -173,7 +175,7 @@ def _decode_value(value: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> 
 
 
 def _decode_dtype(name: Any) -> np.dtype:
-    if name not in _DTYPES:
+    if not isinstance(name, str) or name not in _DTYPES:
         raise _fail(f"unsupported dtype {str(name)[:40]!r}")
     return _DTYPES[name]
 
@@ -194,7 +196,7 @@ def _decode_type(entry: Any) -> Type:
         if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda:")):
             raise _fail(f"unknown device {str(device)[:40]!r}")
         return TensorType(_decode_dtype(entry["tensor"]), tuple(shape), tuple(strides), device)
-    if "scalar" in entry and entry["scalar"] in _SCALAR_KINDS:
+    if "scalar" in entry and isinstance(entry["scalar"], str) and entry["scalar"] in _SCALAR_KINDS:
         return ScalarType(_SCALAR_KINDS[entry["scalar"]])
     if "object" in entry and isinstance(entry["object"], str):
         return NONE_TYPE if entry["object"] == "NoneType" else ObjectType(entry["object"][:200])
@@ -210,6 +212,8 @@ def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -
         if not isinstance(entry, dict):
             raise _fail("a graph input is not an object")
         values.append(graph.add_input(_decode_type(entry.get("type")), str(entry.get("name", ""))[:100] or None))
+        if not isinstance(values[-1].type, TensorType):  # saved graphs are frozen: no module input
+            raise _fail("the graph's inputs must all be arrays")
     for entry in data["nodes"]:
         budget[0] -= 1
         if budget[0] < 0:
@@ -217,7 +221,8 @@ def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -
         if not isinstance(entry, dict):
             raise _fail("a node is not an object")
         kind = entry.get("kind")
-        if kind not in ops.OPS and kind not in ("prim::Constant", "prim::Param", "gt::FusionGroup"):
+        if not isinstance(kind, str) or kind not in ops.OPS and kind not in ("prim::Constant", "prim::Param",
+                                                                             "gt::FusionGroup"):
             raise _fail(f"unknown op {str(kind)[:60]!r}")
         inputs = entry.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(i, int) and 0 <= i < len(values) for i in inputs):
@@ -225,11 +230,15 @@ def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -
         attrs = entry.get("attrs", {})
         if not isinstance(attrs, dict):
             raise _fail(f"{kind} has bad attributes")
-        attrs = {str(k): _decode_value(v, arrays) for k, v in attrs.items()}
+        if not all(k.isidentifier() for k in attrs):  # keys become keyword arguments in .code
+            raise _fail(f"{kind} has an attribute name that is not an identifier")
+        attrs = {k: _decode_value(v, arrays) for k, v in attrs.items()}
         outputs = entry.get("outputs")
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
             raise _fail(f"{kind} has bad outputs")
         types = [_decode_type(o.get("type")) for o in outputs]
+        if ("subgraph" in entry) != (kind == "gt::FusionGroup"):
+            raise _fail(f"{kind} {'has' if 'subgraph' in entry else 'lacks'} a subgraph")
         subgraph = _decode_graph(entry["subgraph"], arrays, budget) if "subgraph" in entry else None
         source = entry.get("source")
         location = None
@@ -273,12 +282,25 @@ def _check_tree(tree: Any, count: int, depth: int = 0) -> None:
 
 def _check_node(node) -> None:
     """The stored types must be what the op table infers: a hand-edited file cannot lie about shapes."""
-    if node.kind in ("prim::Constant", "prim::Param", "gt::FusionGroup"):
-        if node.kind == "prim::Param" and not isinstance(node.attrs.get("name"), str):
+    if node.kind in ("prim::Constant", "prim::Param") and (node.inputs or len(node.outputs) != 1):
+        raise _fail(f"{node.kind} must have no inputs and one output")
+    if node.kind == "prim::Param":
+        if not isinstance(node.attrs.get("name"), str):
             raise _fail("a parameter has no name")
-        if node.kind == "prim::Constant" and "value" not in node.attrs:
-            raise _fail("a constant has no value")
         return
+    if node.kind == "prim::Constant":
+        if "value" not in node.attrs or not _constant_fits(node.attrs["value"], node.output.type):
+            raise _fail(f"a constant's value does not match its type {node.output.type}")
+        return
+    if node.kind == "gt::FusionGroup":
+        sub = node.subgraph
+        if [str(v.type) for v in sub.inputs] != [str(v.type) for v in node.inputs] or \
+                [str(v.type) for v in sub.outputs] != [str(v.type) for v in node.outputs]:
+            raise _fail("a fusion group's subgraph does not match the group's inputs and outputs")
+        return
+    accepted = inspect.signature(ops.lookup(node.kind).impl).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()) and not set(node.attrs) <= set(accepted):
+        raise _fail(f"{node.kind} has attributes it does not take: {sorted(set(node.attrs) - set(accepted))[:5]}")
     try:
         inferred = ops.infer_types(node.kind, [v.type for v in node.inputs], node.attrs)
     except Exception as exc:  # any failing rule means the file is inconsistent
@@ -288,10 +310,22 @@ def _check_node(node) -> None:
                     f"{[str(t) for t in inferred]}")
 
 
-def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
-    info = archive.getinfo(name)
+def _constant_fits(value: Any, t: Type) -> bool:
+    if isinstance(t, ScalarType):
+        return type(value) is t.kind
+    if isinstance(t, TensorType):
+        return isinstance(value, (np.ndarray, np.generic)) and value.dtype == t.dtype and value.shape == t.shape
+    return t == NONE_TYPE and value is None
+
+
+def _check_unpacked_size(info: zipfile.ZipInfo, name: str) -> None:
     if info.file_size > MAX_MEMBER_BYTES or info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + 4096:
         raise _fail(f"{name} would unpack to {info.file_size} bytes (compressed {info.compress_size}): refusing")
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    info = archive.getinfo(name)
+    _check_unpacked_size(info, name)
     with archive.open(info) as member:
         data = member.read(MAX_MEMBER_BYTES + 1)
     if len(data) != info.file_size:
@@ -312,7 +346,7 @@ def load(path: str | Path):
     except GraphFormatError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, KeyError,
-            NotImplementedError) as exc:
+            NotImplementedError, RuntimeError, struct.error) as exc:  # RuntimeError: "encrypted" flag set
         if isinstance(exc, FileNotFoundError):
             raise
         raise _fail(f"{path} is not a readable zip archive ({exc})") from None
@@ -326,6 +360,9 @@ def load(path: str | Path):
         raise GraphFormatError(f"this file has format version {document.get('version')!r}; this gputrace reads "
                                f"version {VERSION}: re-save the trace with this version")
     try:
+        with zipfile.ZipFile(io.BytesIO(npz_bytes)) as inner:  # np.load trusts the sizes inside: check them
+            for info in inner.infolist():
+                _check_unpacked_size(info, f"params.npz/{info.filename[:60]}")
         with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
             stored = {}
             for key in npz.files:

@@ -123,7 +123,7 @@ class TracedFunction:
         return python_function(self.graph, self.param)
 
     def param(self, name: str) -> Any:
-        if self.module is not None:
+        if self.module is not None and name not in self._params:  # arrays captured by a method are not attributes
             return self.module.get_array(name)
         return self._params[name]
 
@@ -272,7 +272,7 @@ def trace_module(module: Any, inputs: Mapping[str, Any], *, check_trace: bool = 
         args = _example_tuple(example, f"inputs[{method!r}]")
         fn = getattr(module, method)
         state = trace_graph(fn, args, module=module, method=method, strict=strict)
-        traced = TracedFunction(state.graph, fn=fn, module=module, strict=strict, name=method)
+        traced = TracedFunction(state.graph, fn=fn, params=state.params, module=module, strict=strict, name=method)
         if check_trace:
             checks = [args] if check_inputs is None else [_example_tuple(c[method], f"check_inputs[{i}][{method!r}]")
                                                           for i, c in enumerate(check_inputs)]
@@ -324,8 +324,7 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
     for i, inputs in enumerate(check_inputs):
         which = f"check input {i}" if len(check_inputs) > 1 else "the check inputs"
         retraced = trace_graph(traced.fn, inputs, module=traced.module, method=traced.name, strict=traced.strict)
-        retraced_params = retraced.params if traced.module is None else {}
-        checking.check_graphs_agree(traced.graph, traced._params, retraced.graph, retraced_params, which)
+        checking.check_graphs_agree(traced.graph, traced._params, retraced.graph, retraced.params, which)
         computed: dict = {}
         args = ([traced.module] if traced.module is not None else []) + list(inputs)
         outputs = Interpreter(traced.graph, traced._params, record=computed).run(*args)

@@ -25,12 +25,13 @@ import numpy as np
 
 from . import ops
 from .errors import TracerWarning, TracingError, UnsupportedOperationError
-from .ir import (NONE_TYPE, Graph, ObjectType, ScalarType, SourceLocation, TensorType, Value,
+from .ir import (NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, SourceLocation, TensorType, Value,
                  device_of)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_LIBRARY_DIRS = tuple({os.path.dirname(os.path.abspath(np.__file__)), _PACKAGE_DIR,
-                       os.path.dirname(contextlib.__file__)})
+_LIBRARY_DIRS = tuple({os.path.join(os.path.dirname(os.path.abspath(np.__file__)), ""),  # "" adds the separator:
+                       os.path.join(_PACKAGE_DIR, ""),  # a user's gputrace_demo/ is not the library
+                       os.path.join(os.path.dirname(contextlib.__file__), "")})
 
 
 def user_location() -> SourceLocation | None:
@@ -76,10 +77,11 @@ class Frame:
 
 
 class TracingState:
-    def __init__(self, fn: Callable | None = None):
+    def __init__(self, fn: Callable | None = None, reserved: Sequence[str] = ()):
         self.frames: list[Frame] = []
         self.fn = fn
-        self.params: dict[str, Any] = {}        # name -> captured array (function traces)
+        self.params: dict[str, Any] = {}        # name -> captured array
+        self.reserved = set(reserved)            # names a captured array must not take (a module's arrays)
         self._param_ids: dict[int, str] = {}
         self.values: dict[Value, Any] = {}       # concrete value of every recorded value, for check_trace
         self.reads_shape = False
@@ -100,9 +102,10 @@ class TracingState:
         elif isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
             t = ScalarType(type(x))
         elif isinstance(x, np.generic):
+            check_dtype(x.dtype, f"the NumPy scalar {x!r}")
             t = TensorType.of(np.asarray(x))
         else:
-            raise UnsupportedOperationError(f"cannot record a constant of type {type(x).__name__}: {x!r}")
+            raise unsupported(f"a constant of type {type(x).__name__} ({str(x)[:60]})")
         node = self.graph.add_node("prim::Constant", [], [t], attrs={"value": x}, source=user_location())
         self.values[node.output] = x
         return node.output
@@ -111,6 +114,7 @@ class TracingState:
         """A graph value for an array captured from the enclosing scope (a parameter of the graph)."""
         name = self._param_ids.get(id(array))
         if name is None:
+            check_dtype(array.dtype, "a captured array")
             name = self._name_for_captured(array)
             self._param_ids[id(array)] = name
             self.params[name] = array
@@ -133,14 +137,15 @@ class TracingState:
             for var in fn.__code__.co_names:
                 if var in fn.__globals__:
                     candidates.setdefault(var, fn.__globals__[var])
+        taken = self.params.keys() | self.reserved
         for var, obj in candidates.items():
-            if obj is array and var not in self.params:
+            if obj is array and var not in taken:
                 return var
         for var, obj in candidates.items():  # a view of a captured array, like w.T
-            if getattr(array, "base", None) is obj and is_array(obj) and f"{var}_view" not in self.params:
+            if getattr(array, "base", None) is obj and is_array(obj) and f"{var}_view" not in taken:
                 return f"{var}_view"
         k = 0
-        while f"_const{k}" in self.params:
+        while f"_const{k}" in taken:
             k += 1
         return f"_const{k}"
 
@@ -208,6 +213,8 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
     xp = array_module(concrete)
     result = ops.run_op(kind, xp, concrete, attrs)
     types = ops.infer_types(kind, [v.type for v in values], attrs)
+    for t in types:
+        check_dtype(t.dtype, f"the result of np.{ops.lookup(kind).name}")
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     results = [xp.asarray(r) for r in results]
     for t, r in zip(types, results):
@@ -223,6 +230,13 @@ def unsupported(what: str, hint: str = "") -> UnsupportedOperationError:
     where = user_location()
     at = f" at {where.filename}:{where.line}" if where else ""
     return UnsupportedOperationError(f"{what} is not supported by gputrace{at}" + (f"; {hint}" if hint else ""))
+
+
+def check_dtype(dtype: Any, what: str) -> None:
+    """Raise UnsupportedOperationError, naming ``what`` and the user's line, unless gputrace computes in ``dtype``."""
+    if np.dtype(dtype) not in SUPPORTED_DTYPES:
+        names = ", ".join(d.name for d in SUPPORTED_DTYPES)
+        raise unsupported(f"{what} of dtype {np.dtype(dtype)}", f"gputrace supports {names}")
 
 
 def warn_concrete(what: str, state: TracingState | None = None) -> None:
@@ -249,7 +263,9 @@ def implements(*functions: Callable):
 
 def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
     for key, value in kwargs.items():
-        if key in allowed_defaults and (value is allowed_defaults[key] or value == allowed_defaults[key]):
+        # an array (e.g. where=mask) is never a default; comparing it would record an op
+        if key in allowed_defaults and not isinstance(value, TracedArray) and not is_array(value) \
+                and (value is allowed_defaults[key] or value == allowed_defaults[key]):
             continue
         raise unsupported(f"the keyword {key}= of np.{name}",
                           "gputrace traces functional code: compute a new array instead" if key == "out" else "")
@@ -257,6 +273,7 @@ def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
 
 def _reduction(name: str):
     def handler(x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        ddof = kwargs.pop("ddof", 0) if name in ("var", "std") else 0
         _reject_kwargs(name, {"out": out, **kwargs}, out=None, ddof=0, initial=np._NoValue, where=True)
         attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
         if name in ("argmax", "argmin"):
@@ -266,8 +283,8 @@ def _reduction(name: str):
             if name not in ("sum", "prod", "mean", "var", "std"):
                 raise TypeError(f"{name}() got an unexpected keyword argument 'dtype'")
             attrs["dtype"] = np.dtype(dtype)
-        if name in ("var", "std") and kwargs.get("ddof", 0):
-            attrs["ddof"] = kwargs["ddof"]
+        if ddof:
+            attrs["ddof"] = ddof
         return record(f"np::{name}", [x], attrs)
     return handler
 
@@ -320,6 +337,8 @@ def _matmul(a, b, /, out=None, **kwargs):
 @implements(np.dot)
 def _dot(a, b, out=None):
     _reject_kwargs("dot", {"out": out}, out=None)
+    # np.dot makes Python scalars arrays (strongly typed), unlike ufuncs: record them as NumPy scalars
+    a, b = (np.asarray(v)[()] if isinstance(v, (bool, int, float)) else v for v in (a, b))
     return record("np::dot", [a, b])
 
 
@@ -465,8 +484,8 @@ def _round(a, decimals=0, out=None):
     _reject_kwargs("round", {"out": out}, out=None)
     if decimals != 0:
         raise unsupported(f"np.round(..., decimals={decimals})", "only decimals=0 is traced")
-    if np.issubdtype(_concrete(a).dtype, np.integer) or _concrete(a).dtype == np.bool_:
-        return _copy(a)
+    if np.issubdtype(_concrete(a).dtype, np.integer):
+        return _copy(a)  # np.round of bool goes through rint's float16 loop, as recorded below
     return record("np::rint", [a])
 
 
@@ -541,12 +560,17 @@ class TracedArray:
         kind = f"np::{name}"
         if kind not in ops.OPS or ufunc.nout != 1:
             raise unsupported(f"the NumPy function np.{ufunc.__name__}")
+        if ufunc is np.fabs:  # fabs has float loops only: integers and bools are cast, then it is absolute
+            loop = np.fabs.resolve_dtypes((_concrete(inputs[0]).dtype, None))[1]
+            inputs = (inputs[0] if loop == _concrete(inputs[0]).dtype else _astype_fn(inputs[0], loop),)
         return record(kind, list(inputs))
 
     def __array_function__(self, func, types, args, kwargs):
         handler = HANDLED_FUNCTIONS.get(func)
         if handler is None:
-            raise unsupported(f"the NumPy function np.{func.__name__}")
+            module = getattr(func, "__module__", None) or "numpy"  # np.fft.fft, np.linalg.norm by their full name
+            public = module.startswith("numpy") and not any(p.startswith("_") for p in module.split("."))
+            raise unsupported(f"the NumPy function {'np' + module[5:] if public else 'np'}.{func.__name__}")
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
@@ -707,12 +731,14 @@ class TracedArray:
 
     def __len__(self):
         warn_concrete("a Python length (len())")
+        self._state.reads_shape = True  # like .shape: the trace is redone for other shapes
         return len(self._concrete)
 
     def __iter__(self):
         warn_concrete("a Python iterator")
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d array")
+        self._state.reads_shape = True  # the loop is unrolled to this length
         return (self[i] for i in range(len(self._concrete)))
 
     def item(self, *args):
@@ -735,12 +761,44 @@ def _binary(ufunc, reflected=False):
     return lambda self, other: ufunc(self, other)
 
 
-def _inplace(ufunc, symbol):
+def _shared_memory(value: Value) -> tuple[str, str] | None:
+    """What ``value`` is and what goes wrong if it is updated out of place; None if nothing else sees it."""
+    producer = value.producer
+    if producer is None:
+        return "a traced input", "the caller's array is not modified by the traced function"
+    if producer.kind in ("prim::Param", "prim::GetAttr"):
+        return "a captured array", "the array is not modified by the traced function"
+    if any(_is_view(node) for node in [producer, *value.users]):
+        return "a view", "other views of the same memory do not see the change"
+    return None
+
+
+def _is_view(node: Any) -> bool:
+    op = ops.OPS.get(node.kind)
+    return op is not None and op.category == ops.VIEW
+
+
+def _inplace(ufunc, symbol, compute=None):
     def method(self, other):
-        if self._value.producer is None or self._value.producer.kind == "prim::Param":
-            warnings.warn(f"in-place `{symbol}=` on a traced input at {user_location()} is traced out of place: "
-                          "the caller's array is not modified by the traced function", TracerWarning, stacklevel=2)
-        return ufunc(self, other)
+        shared = _shared_memory(self._value)
+        if shared:
+            what, consequence = shared
+            warnings.warn(f"in-place `{symbol}=` on {what} at {user_location()} is traced out of place: "
+                          f"{consequence}", TracerWarning, stacklevel=2)
+        result = (compute or ufunc)(self, other)
+        if not isinstance(result, TracedArray):
+            return result
+        # NumPy writes into the left operand: its shape and dtype stay (same_kind casting)
+        shape, dtype = self._concrete.shape, self._concrete.dtype
+        if result._concrete.shape != shape:
+            raise ValueError(f"non-broadcastable output operand with shape {shape} doesn't match the broadcast "
+                             f"shape {result._concrete.shape}")
+        if result._concrete.dtype != dtype:
+            if not np.can_cast(result._concrete.dtype, dtype, "same_kind"):
+                raise TypeError(f"Cannot cast ufunc '{ufunc.__name__}' output from {result._concrete.dtype!r} to "
+                                f"{dtype!r} with casting rule 'same_kind'")
+            result = _astype_fn(result, dtype)
+        return result
     return method
 
 
@@ -757,6 +815,25 @@ for _op, _ufunc in {"add": np.add, "sub": np.subtract, "mul": np.multiply, "true
 for _op, _ufunc in {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
                     "eq": np.equal, "ne": np.not_equal}.items():
     setattr(TracedArray, f"__{_op}__", _binary(_ufunc))
+
+
+def _pow(self, other):
+    """``x ** other`` as ndarray computes it: exponents 2, -1 and 0.5 take NumPy's fast paths.
+
+    They differ from np.power in dtype (bool ** 2 is int8) or in value (float16 ** 0.5 of -inf is nan).
+    """
+    if type(other) is int and other == 2:
+        return np.square(self)
+    if self.dtype.kind == "f" and type(other) is int and other == -1:
+        return np.reciprocal(self)
+    if self.dtype.kind == "f" and type(other) is float and other == 0.5:
+        return np.sqrt(self)
+    return np.power(self, other)
+
+
+TracedArray.__pow__ = _pow
+TracedArray.__ipow__ = _inplace(np.power, "**", compute=_pow)
+TracedArray.__rdivmod__ = lambda self, other: (np.floor_divide(other, self), np.remainder(other, self))
 TracedArray.__neg__ = lambda self: np.negative(self)
 TracedArray.__pos__ = lambda self: np.positive(self)
 TracedArray.__abs__ = lambda self: np.absolute(self)
@@ -826,7 +903,7 @@ def unflatten_outputs(tree: Any, leaves: Sequence[Any]) -> Any:
 def trace_graph(fn: Callable, inputs: Sequence[Any], *, module: Any = None, method: str = "forward",
                 strict: bool = True) -> TracingState:
     """Run ``fn`` on proxies of ``inputs`` and record its graph; the state holds graph, params and values."""
-    state = TracingState(fn)
+    state = TracingState(fn, reserved=[name for name, _ in module.named_arrays()] if module is not None else ())
     graph = Graph(getattr(fn, "__name__", method) if module is None else method)
     frame = Frame(graph, module)
     if module is not None:
@@ -887,6 +964,7 @@ def traced_attribute(module: Any, name: str, array: Any) -> Any:
     owner = module_value(state.frame, module)
     if owner is None:
         return array
+    check_dtype(array.dtype, f"the module attribute {name!r}")
     node = state.graph.add_node("prim::GetAttr", [owner], [TensorType.of(array)], attrs={"name": name},
                                 source=user_location(), output_names=[name])
     return state.wrap(node.output, array)

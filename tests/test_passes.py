@@ -1,66 +1,294 @@
-"""Each pass is a function graph -> (graph, changed); golden text on printed graphs."""
+"""Each pass is a function graph -> (graph, changed); golden text on printed graphs, lint after each."""
+import re
+
 import numpy as np
+import pytest
 
 import gputrace
-from gputrace.passes import cse, dce, fold, inline, normalize, optimize
-from gputrace.passes.fuse import fuse
+from gputrace import nn, ops
+from gputrace.ir import Graph, ScalarType, TensorType
+from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
 
 
 def traced_graph(fn, *arrays):
     return gputrace.trace(fn, arrays, check_trace=False).graph.copy()
 
 
+def text(graph):
+    """The printed graph without source locations."""
+    return re.sub(r"  # \S+:\d+:\d+", "", str(graph))
+
+
 def kinds(graph):
     return [n.kind for n in graph.nodes]
 
 
-def test_normalize_gives_one_transpose_op():
-    x = np.ones((2, 3), np.float32)
-    for fn in (lambda x: x.T, lambda x: np.transpose(x), lambda x: np.swapaxes(x, 0, 1), lambda x: np.moveaxis(x, 0, 1)):
-        graph, _ = normalize(traced_graph(fn, x))
-        assert kinds(graph) == ["np::transpose"]
-        assert "np::transpose[axes=(1, 0)](%x)" in str(graph)
+def run(pass_, graph):
+    """Apply a pass, check its contract (graph, changed), lint, and that a second run changes nothing."""
+    result, changed = pass_(graph)
+    assert isinstance(result, Graph) and isinstance(changed, bool)
+    result.lint()
+    again, changed_again = pass_(result.copy())
+    assert not changed_again and text(again) == text(result), f"{pass_.__name__} is not idempotent"
+    return result, changed
 
 
-def test_normalize_dot_stack_split_zeros_like():
-    x = np.ones((2, 3), np.float32)
-    graph, changed = normalize(traced_graph(lambda x: np.dot(x, x.T), x))
-    assert changed and "np::matmul" in kinds(graph) and "np::dot" not in kinds(graph)
-    graph, _ = dce(normalize(traced_graph(lambda x: np.stack([x, x]), x))[0])
-    assert kinds(graph) == ["np::expand_dims", "np::expand_dims", "np::concatenate"]
-    graph, _ = normalize(traced_graph(lambda x: tuple(np.split(x, 3, axis=1)), x))
-    assert kinds(graph) == ["np::getitem"] * 3
-    graph, _ = normalize(traced_graph(lambda x: np.zeros_like(x), x))
-    assert "np::full_like[fill_value=0, dtype=float32](%x)" in str(graph)
+X = np.ones((2, 3), np.float32)
 
 
-def test_cse_and_dce():
-    x = np.ones(3, np.float32)
-    graph = traced_graph(lambda x: np.exp(x) + np.exp(x), x)
-    graph, changed = cse(graph)
-    assert changed and kinds(graph).count("np::exp") == 1
-    graph.lint()
-    graph = traced_graph(lambda x: (np.sin(x), x * 2)[1], x)
-    graph, changed = dce(graph)
-    assert changed and "np::sin" not in kinds(graph)
+# ----------------------------------------------------------------------------- inline and freeze
 
 
-def test_fold_identities_and_constants():
-    x = np.ones(3, np.float32)
-    graph, changed = fold(traced_graph(lambda x: (x * 1) / 1 - 0, x))
-    graph, _ = dce(graph)
-    assert changed and [k for k in kinds(graph) if k.startswith("np::")] == []
-    graph, _ = fold(traced_graph(lambda x: x + 0.0, x))  # -0.0 + 0.0 is +0.0: not an identity
-    assert "np::add" in kinds(graph)
+class MyCell(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 3, seed=0)
+
+    def forward(self, x, h):
+        return np.tanh(self.linear(x) + h)
 
 
-def test_inline_flattens_module_calls():
-    cell = gputrace.nn.Sequential(gputrace.nn.Linear(3, 3, seed=1), gputrace.nn.Tanh())
-    traced = gputrace.trace(cell, np.ones((2, 3), np.float32))
+def test_inline_replaces_calls_by_the_callee_graph():
+    traced = gputrace.trace(MyCell(), (X, X))
+    graph, changed = run(inline, traced.graph.copy())
+    assert changed
+    assert text(graph) == """\
+graph(%self : __gputrace__.MyCell,
+      %x : Float32(2, 3, strides=[3, 1], device=cpu),
+      %h : Float32(2, 3, strides=[3, 1], device=cpu)):
+  %linear : __gputrace__.Linear = prim::GetAttr[name="linear"](%self)
+  %weight : Float32(3, 3, strides=[3, 1], device=cpu) = prim::GetAttr[name="weight"](%linear)
+  %4 : Float32(3, 3, strides=[1, 3], device=cpu) = np::T(%weight)
+  %5 : Float32(2, 3, strides=[3, 1], device=cpu) = np::matmul(%x, %4)
+  %bias : Float32(3, strides=[1], device=cpu) = prim::GetAttr[name="bias"](%linear)
+  %6 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%5, %bias)
+  %2 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%6, %h)
+  %3 : Float32(2, 3, strides=[3, 1], device=cpu) = np::tanh(%2)
+  return (%3)"""
+    assert "prim::CallMethod" in text(traced.graph)  # the pass worked on a copy
+
+
+def test_inline_flattens_nested_calls():
+    model = nn.Sequential(nn.Sequential(nn.Linear(3, 3, seed=1), nn.Tanh()), nn.ReLU())
+    traced = gputrace.trace(model, X)
     assert kinds(traced.graph).count("prim::CallMethod") == 2
-    graph, changed = inline(traced.graph.copy())
-    assert changed and "prim::CallMethod" not in kinds(graph)
+    graph, _ = run(inline, traced.graph.copy())
+    assert [k for k in kinds(graph) if k.startswith("np::")] == ["np::T", "np::matmul", "np::add", "np::tanh",
+                                                                  "np::maximum"]
+
+
+def test_freeze_turns_attribute_reads_into_named_params():
+    traced = gputrace.trace(MyCell(), (X, X))
+    graph, _ = inline(traced.graph.copy())
+    graph, changed = run(freeze, graph)
+    assert changed
+    assert text(graph) == """\
+graph(%x : Float32(2, 3, strides=[3, 1], device=cpu),
+      %h : Float32(2, 3, strides=[3, 1], device=cpu)):
+  %linear_weight : Float32(3, 3, strides=[3, 1], device=cpu) = prim::Param[name="linear.weight"]()
+  %4 : Float32(3, 3, strides=[1, 3], device=cpu) = np::T(%linear_weight)
+  %5 : Float32(2, 3, strides=[3, 1], device=cpu) = np::matmul(%x, %4)
+  %linear_bias : Float32(3, strides=[1], device=cpu) = prim::Param[name="linear.bias"]()
+  %6 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%5, %linear_bias)
+  %2 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%6, %h)
+  %3 : Float32(2, 3, strides=[3, 1], device=cpu) = np::tanh(%2)
+  return (%3)"""
+
+
+def test_freeze_needs_an_inlined_graph():
+    traced = gputrace.trace(MyCell(), (X, X))
+    with pytest.raises(gputrace.TracingError, match="freeze needs an inlined graph: run inline first"):
+        freeze(traced.graph.copy())
+
+
+def test_freeze_leaves_function_graphs_alone():
+    graph, changed = freeze(traced_graph(lambda x: x + 1, X))
+    assert not changed
+
+
+# ----------------------------------------------------------------------------- normalize
+
+
+@pytest.mark.parametrize("fn", [lambda x: x.T, lambda x: np.transpose(x), lambda x: x.transpose(1, 0),
+                                lambda x: np.swapaxes(x, 0, 1), lambda x: x.swapaxes(-1, -2),
+                                lambda x: np.moveaxis(x, 0, 1), lambda x: x.mT],
+                         ids=["T", "transpose", "method", "swapaxes", "swapaxes-negative", "moveaxis", "mT"])
+def test_normalize_gives_one_transpose_op(fn):
+    graph, _ = run(normalize, traced_graph(fn, X))
+    (node,) = graph.nodes
+    assert text(graph).splitlines()[1:] == [
+        f"  %{node.output.name} : Float32(3, 2, strides=[1, 3], device=cpu) = np::transpose[axes=(1, 0)](%x)",
+        f"  return (%{node.output.name})"]
+
+
+def test_normalize_rewrites_each_spelling_to_its_canonical_op():
+    def fn(x):
+        return (np.dot(x, x.T), np.zeros_like(x), np.ones_like(x, dtype=np.int8), np.stack([x, x], axis=1),
+                np.split(x, [1], axis=1)[1], x.ravel(), x.copy(), x.astype(np.float32), +x, np.transpose(x, (0, 1)))
+
+    graph, changed = run(normalize, traced_graph(fn, X))
+    assert changed
+    graph, _ = dce(graph)
+    assert text(graph) == """\
+graph(%x : Float32(2, 3, strides=[3, 1], device=cpu)):
+  %13 : Float32(3, 2, strides=[1, 3], device=cpu) = np::transpose[axes=(1, 0)](%x)
+  %14 : Float32(2, 2, strides=[2, 1], device=cpu) = np::matmul(%x, %13)
+  %15 : Float32(2, 3, strides=[3, 1], device=cpu) = np::full_like[fill_value=0, dtype=float32](%x)
+  %16 : Int8(2, 3, strides=[3, 1], device=cpu) = np::full_like[fill_value=1, dtype=int8](%x)
+  %17 : Float32(2, 1, 3, strides=[3, 0, 1], device=cpu) = np::expand_dims[axis=(1,)](%x)
+  %18 : Float32(2, 1, 3, strides=[3, 0, 1], device=cpu) = np::expand_dims[axis=(1,)](%x)
+  %19 : Float32(2, 2, 3, strides=[6, 3, 1], device=cpu) = np::concatenate[axis=1](%17, %18)
+  %21 : Float32(2, 2, strides=[3, 1], device=cpu) = np::getitem[index=(:, 1:3)](%x)
+  %22 : Float32(6, strides=[1], device=cpu) = np::reshape[shape=(-1,)](%x)
+  return (%14, %15, %16, %19, %21, %22, %x, %x, %x, %x)"""
+
+
+def test_normalize_keeps_dot_where_matmul_would_round_differently():
+    """np.dot of vectors or of a stack of matrices sums in another order than np.matmul."""
+    v, batch, m = np.ones(4, np.float32), np.ones((2, 3, 4), np.float32), np.ones((4, 5), np.float32)
+    for args in [(v, v), (batch, m), (m.T, v)]:
+        graph, _ = run(normalize, traced_graph(np.dot, *args))
+        assert kinds(graph) == ["np::dot"]
+    graph, _ = run(normalize, traced_graph(lambda x: np.dot(x, 2.0), v))
+    assert kinds(graph) == ["prim::Constant", "np::multiply"]
+
+
+# ----------------------------------------------------------------------------- fold
+
+
+def handmade_graph():
+    """``x + exp(float32(2) * float32(3))`` times 1: what specialisation and inlining leave behind."""
+    graph = Graph("f")
+    x = graph.add_input(TensorType(np.float32, (3,)), "x")
+
+    def node(kind, *inputs, **attrs):
+        types = ops.infer_types(kind, [v.type for v in inputs], attrs)
+        return graph.add_node(kind, list(inputs), types, attrs=attrs).output
+
+    def constant(value, type_):
+        return graph.add_node("prim::Constant", [], [type_], attrs={"value": value}).output
+
+    scalar = TensorType(np.float32, ())
+    six = node("np::multiply", constant(np.float32(2), scalar), constant(np.float32(3), scalar))
+    y = node("np::add", x, node("np::exp", six))
+    graph.outputs = [node("np::multiply", y, constant(1, ScalarType(int)))]
+    return graph
+
+
+def test_fold_evaluates_constant_subexpressions_and_identities():
+    graph, changed = run(fold, handmade_graph())
+    assert changed
+    graph, _ = dce(graph)
+    assert text(graph) == """\
+graph(%x : Float32(3, strides=[1], device=cpu)):
+  %9 : Float32(strides=[], device=cpu) = prim::Constant[value=403.42877]()
+  %5 : Float32(3, strides=[1], device=cpu) = np::add(%x, %9)
+  return (%5)"""
+    folded = graph.find_nodes("prim::Constant")[0].attrs["value"]
+    assert folded.dtype == np.float32 and folded == np.exp(np.float32(2) * np.float32(3))
+
+
+@pytest.mark.parametrize("fn", [lambda x: x * 1, lambda x: 1 * x, lambda x: x / 1, lambda x: x ** 1,
+                                lambda x: x - 0, lambda x: (x * 1) / 1 - 0],
+                         ids=["x*1", "1*x", "x/1", "x**1", "x-0", "chain"])
+def test_fold_removes_exact_identities(fn):
+    graph, changed = run(fold, traced_graph(fn, X))
+    graph, _ = dce(graph)
+    assert changed and text(graph).splitlines()[1:] == ["  return (%x)"]
+
+
+@pytest.mark.parametrize("fn, x", [
+    (lambda x: x + 0.0, X),  # -0.0 + 0.0 is +0.0
+    (lambda x: x * 1.0, np.ones(3, np.int8)),  # int8 * 1.0 is float64
+    (lambda x: x * True, X),  # a bool is not the number 1 here
+    (lambda x: x * np.float64(1), X),  # float32 * float64 is float64
+    (lambda x: x.T * 1, X),  # the strides of the result differ from the view's
+], ids=["float+0", "int*1.0", "x*True", "float32*float64(1)", "view*1"])
+def test_fold_keeps_what_is_not_an_identity(fn, x):
+    graph, changed = run(fold, traced_graph(fn, x))
+    assert not changed and len([k for k in kinds(graph) if k.startswith("np::")]) >= 1
+
+
+def test_integer_plus_zero_is_an_identity():
+    graph, changed = run(fold, traced_graph(lambda x: 0 + x + 0, np.arange(3)))
+    assert changed and text(dce(graph)[0]).splitlines()[1:] == ["  return (%x)"]
+
+
+# ----------------------------------------------------------------------------- cse and dce
+
+
+def test_cse_merges_identical_nodes_only():
+    graph, changed = run(cse, traced_graph(lambda x: (np.exp(x) + np.exp(x), x * 0.0 + x * -0.0 + x * 0), X))
+    assert changed
+    graph, _ = dce(graph)
+    assert text(graph) == """\
+graph(%x : Float32(2, 3, strides=[3, 1], device=cpu)):
+  %1 : Float32(2, 3, strides=[3, 1], device=cpu) = np::exp(%x)
+  %3 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%1, %1)
+  %4 : float = prim::Constant[value=0.0]()
+  %5 : Float32(2, 3, strides=[3, 1], device=cpu) = np::multiply(%x, %4)
+  %6 : float = prim::Constant[value=-0.0]()
+  %7 : Float32(2, 3, strides=[3, 1], device=cpu) = np::multiply(%x, %6)
+  %8 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%5, %7)
+  %9 : int = prim::Constant[value=0]()
+  %10 : Float32(2, 3, strides=[3, 1], device=cpu) = np::multiply(%x, %9)
+  %11 : Float32(2, 3, strides=[3, 1], device=cpu) = np::add(%8, %10)
+  return (%3, %11)"""
+
+
+def test_cse_merges_the_params_of_a_shared_submodule():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3, seed=0)
+
+        def forward(self, x):
+            return self.lin(x) + self.lin(x)
+
+    traced = gputrace.trace(Twice(), X)
+    graph = traced.frozen_graph.copy()
+    assert kinds(graph).count("prim::Param") == 4
+    graph, _ = run(cse, graph)
+    assert kinds(graph).count("prim::Param") == 2 and kinds(graph).count("np::matmul") == 1
+
+
+def test_dce_drops_unused_nodes_and_keeps_outputs():
+    graph, changed = run(dce, traced_graph(lambda x: (np.sin(x), np.cos(x) * 2)[1], X))
+    assert changed
+    assert text(graph) == """\
+graph(%x : Float32(2, 3, strides=[3, 1], device=cpu)):
+  %2 : Float32(2, 3, strides=[3, 1], device=cpu) = np::cos(%x)
+  %3 : int = prim::Constant[value=2]()
+  %4 : Float32(2, 3, strides=[3, 1], device=cpu) = np::multiply(%2, %3)
+  return (%4)"""
+    graph, changed = dce(traced_graph(lambda x: np.sin(x), X))
+    assert not changed
+
+
+# ----------------------------------------------------------------------------- lint, optimize, fuse
+
+
+def test_lint_reports_broken_invariants():
+    graph = traced_graph(lambda x: np.exp(x) + 1, X)
     graph.lint()
+    graph.nodes.reverse()
+    with pytest.raises(AssertionError, match="np::add uses %1 before it is defined"):
+        graph.lint()
+    graph = traced_graph(lambda x: np.exp(x) + 1, X)
+    graph.nodes[0].outputs[0].users.clear()
+    with pytest.raises(AssertionError, match="does not list np::add as a user"):
+        graph.lint()
+
+
+def test_optimize_keeps_results_and_leaves_its_input_alone():
+    x = np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6)
+    fn = lambda x: np.where(x > 0, np.exp(-x), x * 1 * x).sum(axis=0) + np.zeros_like(x).T.sum(axis=1)
+    traced = gputrace.trace(fn, x)
+    before = text(traced.graph)
+    graph = optimize(traced.graph)
+    assert text(traced.graph) == before
+    assert "np::zeros_like" not in kinds(graph) and "np::T" not in kinds(graph)
+    np.testing.assert_array_equal(traced(x), fn(x))
 
 
 def test_fusion_counts():
@@ -91,12 +319,3 @@ def test_fusion_counts():
     traced = gputrace.trace(lambda x, h: np.tanh(x @ w.T + 1 + h), (x, x))
     program = traced.lower(x, x)
     assert kinds(program.graph).count("np::matmul") == 1 and len(program.kernels) == 1
-
-
-def test_optimize_keeps_results():
-    x = np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6)
-    fn = lambda x: np.where(x > 0, np.exp(-x), x * x).sum(axis=0)
-    traced = gputrace.trace(fn, x)
-    graph = optimize(traced.graph)
-    assert "np::where" in kinds(graph)
-    np.testing.assert_allclose(traced(x), fn(x), rtol=1e-6)

@@ -1,6 +1,7 @@
-"""save/load round trips; anything else raises GraphFormatError and executes nothing."""
+"""save/load round trips; a corrupted, truncated, foreign or hostile file raises GraphFormatError and runs nothing."""
 import io
 import json
+import pickle
 import zipfile
 
 import numpy as np
@@ -8,31 +9,84 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import gputrace
+from gputrace import nn
+
+W = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+
+def head_fn(x):
+    y = np.tanh(x @ W) + x.sum(axis=1, keepdims=True)
+    return y[:, ::2].T, np.where(y > 1, y, 0.5).astype(np.float16)
 
 
 @pytest.fixture
 def saved(tmp_path):
-    w = np.arange(12, dtype=np.float32).reshape(3, 4)
-    traced = gputrace.trace(lambda x: np.tanh(x @ w) + x.sum(axis=1, keepdims=True), np.ones((2, 3), np.float32))
+    traced = gputrace.trace(head_fn, np.ones((2, 3), np.float32))
     path = tmp_path / "f.gpt"
     gputrace.save(traced, path)
     return traced, path
 
 
-def test_round_trip(saved):
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_function_round_trip(saved, rng):
     traced, path = saved
     loaded = gputrace.load(path)
-    x = np.random.default_rng(0).random((5, 3), dtype=np.float32)
-    np.testing.assert_array_equal(loaded(x), traced(x))
-    assert str(loaded.graph).count("np::") == str(traced.frozen_graph).count("np::")
+    assert str(loaded.graph) == str(traced.frozen_graph)
+    assert loaded.params.keys() == {"W"} and np.array_equal(loaded.params["W"], W)
+    for shape in [(2, 3), (5, 3)]:
+        x = rng.random(shape, dtype=np.float32)
+        for got, want in zip(loaded(x), head_fn(x)):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(loaded.python()(x)[0], head_fn(x)[0])  # .code reads the saved params
 
 
-def test_round_trip_module(tmp_path):
-    cell = gputrace.nn.Sequential(gputrace.nn.Linear(4, 4, seed=0), gputrace.nn.GELU())
-    x = np.ones((3, 4), np.float32)
-    traced = gputrace.trace(cell, x)
-    gputrace.save(traced, tmp_path / "m.gpt")
-    np.testing.assert_array_equal(gputrace.load(tmp_path / "m.gpt")(x), cell(x))
+def test_module_round_trip(my_cell, tmp_path, rng):
+    cell = my_cell
+    x, h = rng.random((3, 4), dtype=np.float32), rng.random((3, 4), dtype=np.float32)
+    gputrace.save(gputrace.trace(cell, (x, h)), tmp_path / "cell.gpt")
+    loaded = gputrace.load(tmp_path / "cell.gpt")
+    assert 'prim::Param[name="linear.weight"]()' in str(loaded.graph)
+    got, want = loaded(x, h), cell(x, h)
+    assert isinstance(got, tuple) and len(got) == 2
+    np.testing.assert_array_equal(got[1], want[1])
+    cell.linear.weight = nn.Parameter(np.zeros((4, 4), np.float32))  # the file keeps the weights it saved
+    np.testing.assert_array_equal(loaded(x, h)[0], got[0])
+
+
+def test_non_strict_outputs_round_trip(tmp_path):
+    x = np.arange(3, dtype=np.float32)
+    traced = gputrace.trace(lambda x: {"a": [x * 2, x + 1]}, x, strict=False)
+    gputrace.save(traced, tmp_path / "d.gpt")
+    got = gputrace.load(tmp_path / "d.gpt")(x)
+    assert list(got) == ["a"] and isinstance(got["a"], list)
+    np.testing.assert_array_equal(got["a"][1], x + 1)
+
+
+def test_loaded_trace_checks_signatures(saved):
+    loaded = gputrace.load(saved[1])
+    with pytest.raises(gputrace.SignatureError, match=r"argument 'x' \(position 0\): expected dtype float32"):
+        loaded(np.ones((2, 3)))
+
+
+def test_a_loaded_trace_that_read_shapes_cannot_be_respecialised(tmp_path):
+    traced = gputrace.trace(lambda x: x.reshape(x.shape[0], -1), np.ones((2, 3, 4), np.float32))
+    gputrace.save(traced, tmp_path / "r.gpt")
+    loaded = gputrace.load(tmp_path / "r.gpt")
+    np.testing.assert_array_equal(loaded(np.ones((2, 3, 4), np.float32)), np.ones((2, 12)))
+    with pytest.raises(gputrace.SignatureError, match=r"reads array shapes, so it cannot be re-specialised "
+                                                      r"to \[\(5, 3, 4\)\] without the Python function"):
+        loaded(np.ones((5, 3, 4), np.float32))
+
+
+def test_save_rejects_what_is_not_a_trace(tmp_path):
+    with pytest.raises(TypeError, match="expected a TracedFunction or TracedModule, got function"):
+        gputrace.save(head_fn, tmp_path / "f.gpt")
+
+
+# ----------------------------------------------------------------------------- bad files
 
 
 def rewrite(path, mutate):
@@ -52,43 +106,162 @@ def edit_json(edit):
     return mutate
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (edit_json(lambda d: d.update(version=99)), "version 99"),
-    (edit_json(lambda d: d["graph"]["nodes"][1].update(kind="os::system")), "unknown op"),
-    (edit_json(lambda d: d["graph"]["inputs"][0]["type"].update(shape=[2**60, 3])), "dimension"),
-    (lambda m: m.update({"graph.json": b"{not json"}), "not valid JSON"),
-    (lambda m: m.update({"../evil": b""}), "expected members"),
-    (lambda m: m.update({"params.npz": b"garbage"}), "params.npz"),
-])
-def test_hostile_files(saved, mutate, message):
+def node_of(doc, kind):
+    return next(n for n in doc["graph"]["nodes"] if n["kind"] == kind)
+
+
+def npz_bytes(**arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def deflate_bomb():
+    """A params.npz whose one member inflates 1000-fold: a 24 MB array from a few kB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        array = io.BytesIO()
+        np.save(array, np.zeros(3_000_000))
+        z.writestr("param:W.npy", array.getvalue())
+    return buffer.getvalue()
+
+
+HOSTILE = {
+    "wrong-version": (edit_json(lambda d: d.update(version=99)), "format version 99; this gputrace reads version 1"),
+    "not-a-trace": (edit_json(lambda d: d.update(format="something-else")), "graph.json is not a gputrace trace"),
+    "unknown-op": (edit_json(lambda d: node_of(d, "np::tanh").update(kind="os::system")), "unknown op 'os::system'"),
+    "kind-not-a-string": (edit_json(lambda d: node_of(d, "np::tanh").update(kind=["np::tanh"])), "unknown op"),
+    "oversized-dimension": (edit_json(lambda d: d["graph"]["inputs"][0]["type"].update(shape=[2**60, 3])),
+                            r"a dimension must be an integer in \[0, 281474976710656\)"),
+    "oversized-size": (edit_json(lambda d: d["graph"]["inputs"][0]["type"].update(shape=[2**30, 2**30])),
+                       "is too large"),
+    "lying-type": (edit_json(lambda d: node_of(d, "np::tanh")["outputs"][0]["type"].update(shape=[7, 4])),
+                   r"np::tanh claims types \['Float32\(7, 4"),
+    "forward-reference": (edit_json(lambda d: node_of(d, "np::tanh").update(inputs=[99])),
+                          "np::tanh refers to an undefined value"),
+    "attribute-injection": (edit_json(lambda d: node_of(d, "np::sum")["attrs"].update(
+        {"x=__import__('os').system('echo hacked')) #": 1})), "attribute name that is not an identifier"),
+    "unknown-attribute": (edit_json(lambda d: node_of(d, "np::tanh")["attrs"].update(dtype={"dtype": "float32"})),
+                          r"np::tanh has attributes it does not take: \['dtype'\]"),
+    "constant-of-another-type": (edit_json(lambda d: node_of(d, "prim::Constant")["attrs"].update(value="text")),
+                                 "a constant's value does not match its type"),
+    "subgraph-on-an-op": (edit_json(lambda d: node_of(d, "np::tanh").update(subgraph={"inputs": [], "nodes": []})),
+                          "np::tanh has a subgraph"),
+    "object-input": (edit_json(lambda d: d["graph"]["inputs"][0].update(type={"object": "Module"})),
+                     "the graph's inputs must all be arrays"),
+    "missing-param": (lambda m: m.update({"params.npz": npz_bytes()}), "parameter 'W' is missing from params.npz"),
+    "param-of-another-shape": (lambda m: m.update({"params.npz": npz_bytes(**{"param:W": np.ones(3, np.float32)})}),
+                               "parameter 'W' does not match its type in the graph"),
+    "bad-json": (lambda m: m.update({"graph.json": b"{not json"}), "graph.json is not valid JSON"),
+    "json-not-utf8": (lambda m: m.update({"graph.json": b"\xff\xfe{}"}), "graph.json is not valid JSON"),
+    "extra-member": (lambda m: m.update({"../evil": b"x"}), r"expected members \['graph.json', 'params.npz'\]"),
+    "missing-member": (lambda m: m.pop("params.npz"), "expected members"),
+    "npz-garbage": (lambda m: m.update({"params.npz": b"garbage"}), "params.npz is not a valid array archive"),
+    "npz-is-a-npy": (lambda m: m.update({"params.npz": m["params.npz"][m["params.npz"].index(b"\x93NUMPY"):]}),
+                     "params.npz is not a valid array archive"),
+    "npz-complex-param": (lambda m: m.update({"params.npz": npz_bytes(**{"param:W": np.ones((3, 4), np.complex64)})}),
+                          "has unsupported dtype complex64"),
+    "npz-deflate-bomb": (lambda m: m.update({"params.npz": deflate_bomb()}), r"params.npz/param:W.npy would unpack"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_files_raise_graph_format_error(saved, name):
+    mutate, message = HOSTILE[name]
     _, path = saved
     rewrite(path, mutate)
     with pytest.raises(gputrace.GraphFormatError, match=message):
         gputrace.load(path)
 
 
-def test_truncated_and_foreign_files(saved, tmp_path):
+class CreatesAFile:
+    """Unpickling this object would create a file: the proof that pickles are never loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_pickled_arrays_are_refused_and_never_unpickled(saved, tmp_path):
     _, path = saved
-    data = path.read_bytes()
-    (tmp_path / "t.gpt").write_bytes(data[: len(data) // 2])
-    (tmp_path / "text.gpt").write_text("hello")
-    for name in ("t.gpt", "text.gpt"):
-        with pytest.raises(gputrace.GraphFormatError):
-            gputrace.load(tmp_path / name)
+    evidence = tmp_path / "unpickled"
+    payload = np.array([CreatesAFile(evidence)], dtype=object)
+    pickle.dumps(payload)  # the payload really is a pickle
+    rewrite(path, lambda m: m.update({"params.npz": npz_bytes(**{"param:W": payload})}))
+    with pytest.raises(gputrace.GraphFormatError, match="params.npz is not a valid array archive"):
+        gputrace.load(path)
+    assert not evidence.exists()
 
 
-def test_zip_bomb_is_refused(tmp_path):
-    path = tmp_path / "bomb.gpt"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("graph.json", b"{" + b" " * 50_000_000 + b"}")
-        z.writestr("params.npz", b"")
-    with pytest.raises(gputrace.GraphFormatError, match="unpack"):
+def test_nothing_is_extracted_to_disk(saved, tmp_path):
+    _, path = saved
+    rewrite(path, lambda m: m.update({"../escaped.txt": b"x", "/tmp/absolute.txt": b"x"}))
+    with pytest.raises(gputrace.GraphFormatError):
+        gputrace.load(path)
+    assert not (path.parent.parent / "escaped.txt").exists()
+
+
+def test_a_member_declaring_a_huge_size_is_refused_before_reading(saved):
+    """A zip bomb: the central directory says graph.json unpacks to almost 4 GiB."""
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # graph.json's central directory record, written first
+    assert data[entry + 46:entry + 56] == b"graph.json"
+    data[entry + 24:entry + 28] = (0xFFFF_FFF0).to_bytes(4, "little")  # uncompressed size
+    path.write_bytes(bytes(data))
+    with pytest.raises(gputrace.GraphFormatError, match=r"graph.json would unpack to 4294967280 bytes"):
         gputrace.load(path)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_encrypted_member_is_refused(saved):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 8] |= 1  # the "encrypted" flag
+    path.write_bytes(bytes(data))
+    with pytest.raises(gputrace.GraphFormatError, match="not a readable zip archive"):
+        gputrace.load(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, this is text", b"PK\x03\x04 truncated"],
+                         ids=["empty", "text", "zip-magic"])
+def test_foreign_files(tmp_path, content):
+    path = tmp_path / "foreign.gpt"
+    path.write_bytes(content)
+    with pytest.raises(gputrace.GraphFormatError, match="not a readable zip archive"):
+        gputrace.load(path)
+
+
+def test_a_random_zip_is_not_a_trace(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(gputrace.GraphFormatError, match=r"expected members .* found \['readme.txt'\]"):
+        gputrace.load(path)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_files(saved, fraction):
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+    with pytest.raises(gputrace.GraphFormatError):
+        gputrace.load(path)
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        gputrace.load(tmp_path / "nowhere.gpt")
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
 @given(st.data())
-def test_mutated_bytes_never_escape_as_other_errors(saved, tmp_path_factory, data):
+def test_mutated_bytes_load_or_raise_graph_format_error(saved, tmp_path_factory, data):
     _, path = saved
     blob = bytearray(path.read_bytes())
     for _ in range(data.draw(st.integers(1, 8))):
@@ -99,3 +272,39 @@ def test_mutated_bytes_never_escape_as_other_errors(saved, tmp_path_factory, dat
         gputrace.load(target)
     except gputrace.GraphFormatError:
         pass
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+def json_paths(value, path=()):
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from json_paths(child, path + (key,))
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_json_loads_and_runs_or_raises_graph_format_error(saved, tmp_path_factory, data):
+    """Replace any value of graph.json with any JSON: load either refuses it or gives a trace that runs."""
+    _, path = saved
+    with zipfile.ZipFile(path) as z:
+        doc, params = json.loads(z.read("graph.json")), z.read("params.npz")
+    where = data.draw(st.sampled_from(list(json_paths(doc))[1:]))
+    owner = doc
+    for key in where[:-1]:
+        owner = owner[key]
+    owner[where[-1]] = data.draw(JSON_VALUES)
+    target = tmp_path_factory.mktemp("j") / "j.gpt"
+    with zipfile.ZipFile(target, "w") as z:
+        z.writestr("graph.json", json.dumps(doc))
+        z.writestr("params.npz", params)
+    try:
+        loaded = gputrace.load(target)
+    except gputrace.GraphFormatError:
+        return
+    loaded(np.ones((2, 3), np.float32))
+    loaded.python()

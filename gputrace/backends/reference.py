@@ -57,7 +57,11 @@ class Interpreter:
 
 
 def fresh_outputs(graph: Graph, outputs: Sequence[Any], xp: Any) -> list[Any]:
-    """Outputs that are an input, a parameter or a constant, copied: callers never get those arrays back."""
+    """Outputs that are (views of) inputs, parameters or constants, copied: callers never get those arrays back."""
     def stored(value: Value) -> bool:
+        # normalize drops copies (x.T.copy() becomes x.T): a view of an input must not escape as the result
+        while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
+                and ops.lookup(value.producer.kind).category == ops.VIEW:
+            value = value.producer.inputs[0]
         return value.producer is None or value.producer.kind in ("prim::Param", "prim::Constant")
     return [xp.array(o, copy=True) if stored(v) else o for v, o in zip(graph.outputs, outputs)]

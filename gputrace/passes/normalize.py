@@ -1,7 +1,7 @@
 """Normalise ops: one canonical op per meaning, so later passes match fewer patterns.
 
 ``x.T``, ``np.swapaxes`` and ``np.moveaxis`` become ``np::transpose``;
-``np.dot`` on vectors and matrices becomes ``np::matmul``; ``zeros_like`` and
+``np.dot`` of two matrices becomes ``np::matmul``; ``zeros_like`` and
 ``ones_like`` become ``full_like``; ``stack`` becomes ``expand_dims`` +
 ``concatenate``; ``split`` becomes slices; copies, same-dtype casts and
 identity views disappear. Each rule maps a node to replacement values (or
@@ -62,7 +62,8 @@ def _dot(graph: Graph, node: Node) -> list[Value] | None:
     a, b = node.inputs
     if a.type.ndim == 0 or b.type.ndim == 0:
         return [emit(graph, node, "np::multiply", [a, b]).output]
-    if b.type.ndim <= 2:
+    # only matrix by matrix is one GEMM for both: vectors and stacks of matrices sum in another order
+    if a.type.ndim == 2 and b.type.ndim == 2:
         return [emit(graph, node, "np::matmul", [a, b]).output]
     return None
 

@@ -1,0 +1,229 @@
+"""The user API: calling conventions, signature checks, shape-generic traces, check_trace."""
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import gputrace
+
+
+def line_of(fn, marker):
+    lines, start = inspect.getsourcelines(fn)
+    return start + next(i for i, text in enumerate(lines) if marker in text)
+
+
+@pytest.fixture
+def traced():
+    return gputrace.trace(lambda x, y: x * y + 1, (np.ones((2, 3), np.float32), np.ones((2, 3), np.float32)))
+
+
+# ----------------------------------------------------------------------------- signatures
+
+
+def test_a_single_array_may_be_passed_instead_of_a_tuple():
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(gputrace.trace(np.exp, x)(x), np.exp(x))
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_wrong_number_of_arguments_is_a_type_error(traced, count):
+    with pytest.raises(TypeError, match=rf"<lambda>\(\) takes 2 array arguments \(x, y\) but {count} were given"):
+        traced(*[np.ones((2, 3), np.float32)] * count)
+
+
+def test_wrong_dtype_names_the_argument_and_both_dtypes(traced):
+    with pytest.raises(gputrace.SignatureError,
+                       match=r"argument 'y' \(position 1\): expected dtype float32 as traced, got int64"):
+        traced(np.ones((2, 3), np.float32), np.ones((2, 3), np.int64))
+
+
+def test_wrong_ndim_names_the_argument_and_both_ndims(traced):
+    with pytest.raises(gputrace.SignatureError,
+                       match=r"argument 'x' \(position 0\): expected a 2-d array as traced, "
+                             r"got 3-d with shape \(1, 2, 3\)"):
+        traced(np.ones((1, 2, 3), np.float32), np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("bad, shown", [([1.0, 2.0], "list"), (2.0, r"float \(2.0\)"), (None, r"NoneType \(None\)"),
+                                        (np.float32(1), "float32")])
+def test_non_array_arguments_are_type_errors_naming_the_argument(traced, bad, shown):
+    expected = rf"argument 'y' \(position 1\): expected a numpy.ndarray or cupy.ndarray, got {shown}"
+    with pytest.raises(TypeError, match=expected):
+        traced(np.ones((2, 3), np.float32), bad)
+
+
+UNSUPPORTED = [
+    (np.ones(2, np.complex64), "dtype complex64 is not supported; gputrace supports bool, int8"),
+    (np.array([object()]), "dtype object is not supported"),
+    (np.array(["a", "b"]), "dtype <U1 is not supported"),
+    (np.zeros(2, dtype=[("a", "<f4"), ("b", "<i4")]), r"dtype \[\('a', '<f4'\), \('b', '<i4'\)\] is not supported"),
+    (np.ones(2, ">f4"), r"big-endian arrays \(>f4\) are not supported; convert with x.astype"),
+]
+
+
+@pytest.mark.parametrize("array, message", UNSUPPORTED, ids=["complex", "object", "str", "structured", "big-endian"])
+def test_unsupported_dtypes_are_clear_type_errors(array, message):
+    with pytest.raises(TypeError, match=rf"example_inputs\[0\]: {message}"):
+        gputrace.trace(lambda x: x, (array,))
+    traced = gputrace.trace(lambda x: x, np.ones(2, np.float32))
+    with pytest.raises(TypeError, match=rf"argument 'x' \(position 0\): {message}"):
+        traced(array)
+
+
+@pytest.mark.parametrize("example, message", [
+    ([np.ones(3)], "example_inputs: expected an array or a tuple of arrays, got list"),
+    ((np.ones(3), 2.0), r"example_inputs\[1\]: expected a numpy.ndarray or cupy.ndarray, got float"),
+])
+def test_example_inputs_must_be_arrays(example, message):
+    with pytest.raises(TypeError, match=message):
+        gputrace.trace(lambda *a: a[0], example)
+
+
+def test_trace_needs_something_callable():
+    with pytest.raises(TypeError, match="expected a function or a gputrace.nn.Module, got int"):
+        gputrace.trace(3, np.ones(3))
+
+
+def test_run_rejects_an_unknown_backend(traced):
+    with pytest.raises(ValueError, match="expected one of numpy, emulate, cuda, got 'tpu'"):
+        traced.run(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), backend="tpu")
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_new_shapes_with_the_same_dtype_and_ndim_work(traced, rng):
+    for shape in [(5, 7), (1, 1), (0, 3)]:
+        x, y = rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
+        np.testing.assert_array_equal(traced(x, y), x * y + 1)
+    x = rng.random((4, 3), dtype=np.float32)
+    np.testing.assert_array_equal(traced(x, x[:1]), x * x[:1] + 1)  # broadcasting between the arguments
+    with pytest.raises(ValueError, match="could not be broadcast|cannot be broadcast"):
+        traced(np.ones((4, 3), np.float32), np.ones((2, 3), np.float32))
+
+
+def test_programs_are_compiled_once_per_signature(traced):
+    a, b = np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)
+    assert traced.lower(a, a) is traced.lower(a.copy(), a.copy())
+    program = traced.lower(b, b)
+    assert program is not traced.lower(a, a)
+    assert [t.shape for t in program.input_types] == [(4, 5), (4, 5)]
+
+
+def test_functions_that_read_shapes_are_retraced_per_shape(rng):
+    def flatten_rows(x):
+        return x.reshape(x.shape[0], -1).sum(axis=1)
+
+    traced = gputrace.trace(flatten_rows, np.ones((2, 3, 4), np.float32))
+    for shape in [(5, 3, 4), (3, 5, 2)]:
+        x = rng.random(shape, dtype=np.float32)
+        np.testing.assert_array_equal(traced(x), flatten_rows(x))
+    assert "np::reshape[shape=(3, -1)]" in str(traced.lower(x).graph)  # traced at (2, 3, 4): shape=(2, -1)
+
+
+@pytest.mark.parametrize("fn", [lambda x: x / len(x), lambda x: sum(row for row in x), lambda x: x * x.size],
+                         ids=["len", "iteration", "size"])
+def test_len_iteration_and_size_also_retrace(fn):
+    """The trace bakes in len(x); at another length it is traced again instead of silently reused."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)
+        traced = gputrace.trace(fn, np.ones((2, 3), np.float32))
+        x = np.arange(15, dtype=np.float32).reshape(5, 3)
+        np.testing.assert_array_equal(traced(x), fn(x))
+
+
+def test_a_shape_that_does_not_fit_raises_what_numpy_raises():
+    traced = gputrace.trace(lambda x: x.reshape(2, -1), np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"cannot reshape an array of size 9 into shape \(2, -1\)"):
+        traced(np.ones((3, 3), np.float32))
+    traced = gputrace.trace(lambda x: x[3], np.ones((5, 2), np.float32))
+    with pytest.raises(IndexError, match="index 3 is out of bounds for axis 0 with size 2"):
+        traced(np.ones((2, 2), np.float32))
+
+
+# ----------------------------------------------------------------------------- check_trace
+
+
+def sign_dependent(x):
+    if x.sum() > 0:
+        return np.exp(x)  # positive
+    return np.sin(x)  # negative
+
+
+def test_data_dependent_control_flow_fails_the_check_naming_both_lines():
+    positive, negative = line_of(sign_dependent, "# positive"), line_of(sign_dependent, "# negative")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)
+        with pytest.raises(gputrace.TracingCheckError) as info:
+            gputrace.trace(sign_dependent, np.ones(3, np.float32), check_inputs=[(-np.ones(3, np.float32),)])
+    message = str(info.value)
+    assert "the graphs differ: this usually means data-dependent control flow" in message
+    assert f"traced:    %4 : Float32(3, strides=[1], device=cpu) = np::exp(%x)  # test_api.py:{positive}:" in message
+    assert f"re-traced: %4 : Float32(3, strides=[1], device=cpu) = np::sin(%x)  # test_api.py:{negative}:" in message
+
+
+def test_check_inputs_that_take_the_same_path_pass():
+    with pytest.warns(gputrace.TracerWarning):
+        traced = gputrace.trace(sign_dependent, np.ones(3, np.float32),
+                                check_inputs=[np.full(3, 2, np.float32), (np.arange(3, dtype=np.float32),)])
+    np.testing.assert_array_equal(traced(np.ones(3, np.float32)), np.exp(np.ones(3, np.float32)))
+
+
+def test_random_numbers_inside_the_function_are_a_differing_constant():
+    with pytest.raises(gputrace.TracingCheckError, match=r"a constant differs between traces .*random numbers"):
+        gputrace.trace(lambda x: x + np.random.rand(3), np.ones(3))
+    gputrace.trace(lambda x: x + np.random.rand(3), np.ones(3), check_trace=False)  # unchecked: the user's call
+
+
+def test_a_python_value_computed_from_the_data_is_a_differing_constant():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)
+        with pytest.raises(gputrace.TracingCheckError, match=r"a constant differs .*float\(x.sum\(\)\)") as info:
+            gputrace.trace(lambda x: x * float(x.sum()), np.ones(3), check_inputs=[(np.ones(3) * 2,)])
+    assert "prim::Constant[value=3.0]" in str(info.value) and "prim::Constant[value=6.0]" in str(info.value)
+
+
+def test_a_loop_whose_length_depends_on_the_data_fails_the_check():
+    def add_max_times(x):
+        for _ in range(int(x.max())):
+            x = x + 1
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)
+        with pytest.raises(gputrace.TracingCheckError, match=r"traced:    \(nothing: the graph ended here\)"):
+            gputrace.trace(add_max_times, np.ones(3, np.float32), check_inputs=[(np.full(3, 3, np.float32),)])
+
+
+def test_traced_result_that_differs_from_eager_names_output_error_and_node():
+    state = np.ones(3, np.float32)
+
+    def stateful(x):
+        y = np.exp(x) * state
+        state[:] = state * 2  # mutates what it captured: each call computes something else
+        return y + 1
+
+    with pytest.raises(gputrace.TracingCheckError) as info:
+        gputrace.trace(stateful, np.zeros(3, np.float32))
+    message = str(info.value)
+    assert ("output 0 of the traced graph differs from the Python function: "
+            "max abs error 2, max rel error 0.667") in message
+    assert "First differing node: %2 : Float32(3, strides=[1], device=cpu) = np::multiply(%1, %state)" in message
+
+
+def test_check_trace_returns_a_report(traced):
+    x = np.ones((2, 3), np.float32)
+    report = gputrace.check_trace(traced, (x, x), backends=("numpy",))
+    assert report.ok and report.rows == []
+    report = gputrace.check_trace(traced, (x, x), backends=("numpy", "numpy"), tolerance=0)
+    assert report.ok and [(r.output, r.backend) for r in report.rows] == [(0, "numpy")]
+    assert str(report).splitlines()[-1].split() == ["0", "numpy", "0", "0", "ok"]
+    with pytest.raises(ValueError, match="expected at least one backend"):
+        gputrace.check_trace(traced, (x, x), backends=())
+
+
+def test_check_trace_accepts_a_traced_module():
+    layer = gputrace.nn.Linear(3, 2, seed=0)
+    x = np.ones((4, 3), np.float32)
+    assert gputrace.check_trace(gputrace.trace(layer, x), x, backends=("numpy", "numpy")).ok
