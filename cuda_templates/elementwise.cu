@@ -1,16 +1,34 @@
-// gputrace elementwise kernel: one thread per output element, grid-stride loop.
+// gputrace elementwise kernel: grid-stride loop over the output elements.
 // ${name}: ${summary}
 // Filled in by gputrace/codegen/elementwise.py; placeholders are $$-prefixed names in braces.
-#include "gputrace_ops.cuh"
+//
+// Operands read contiguously over the whole iteration space, and the outputs, move W elements
+// per aligned vector access when every such pointer is aligned (16-byte loads for float32);
+// the scalar loop does the remaining elements, or all of them when a pointer is not aligned.
+#include "gputrace_kernel.cuh"
 
 extern "C" __global__ void ${name}(${params})
 {
     typedef ${index_t} index_t;
+    constexpr int W = ${vector_width};
     const index_t stride = (index_t)blockDim.x * gridDim.x;
-    for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-${index_setup}
-${loads}
-${body}
-${stores}
+    const index_t first = (index_t)blockIdx.x * blockDim.x + threadIdx.x;
+    index_t tail = 0;
+    if (W > 1 && ${vectors_aligned}) {
+        const index_t vectors = n / W;
+        for (index_t v = first; v < vectors; v += stride) {
+${vector_loads}
+${vector_outputs}
+#pragma unroll
+            for (int lane = 0; lane < W; ++lane) {
+                const index_t i = v * W + lane;
+${vector_element}
+            }
+${vector_stores}
+        }
+        tail = vectors * W;
+    }
+    for (index_t i = tail + first; i < n; i += stride) {
+${element}
     }
 }

@@ -32,7 +32,7 @@
 //   rint                        f       round half to even
 //   maximum minimum             b i u f NaN in either operand propagates; equal operands (-0.0 vs +0.0)
 //                                       give the second one, as x86 NumPy's float32/float64 loops do
-//                                       (NumPy's float16 loop gives the first: differs for +-0 only)
+//                                       (NumPy's float16 loop gives the first: the renderer swaps the operands)
 //   fmax fmin                   b i u f NaN ignored unless both are; ties (+-0) give the second
 //                                       (NumPy's own result there depends on array length and stride)
 //   equal ... greater_equal     b i u f also int64 vs uint64 (NumPy's qQ/Qq loops), compared exactly
@@ -316,7 +316,18 @@ GT_MATH1(arcsinh, asinhf, asinh) GT_MATH1(arccosh, acoshf, acosh) GT_MATH1(arcta
 GT_MATH1(rint, rintf, rint)
 #undef GT_MATH1
 template <class T> GT_FN gt_if<T, GT_F> gt_arctan2(T a, T b) { if constexpr (sizeof(T) == 4) return atan2f(a, b); else return atan2(a, b); }
-template <class T> GT_FN gt_if<T, GT_F> gt_hypot(T a, T b) { if constexpr (sizeof(T) == 4) return hypotf(a, b); else return hypot(a, b); }
+template <class T> GT_FN gt_if<T, GT_F> gt_hypot(T a, T b)
+{
+    const T r = sizeof(T) == 4 ? hypotf(a, b) : hypot(a, b);
+#ifdef __CUDACC_RTC__
+    // CUDA's double hypot overflows to inf for finite results near DBL_MAX (hypot(1, DBL_MAX)); rescale.
+    if (r - r != 0 && a - a == 0 && b - b == 0) {
+        const T big = fmax(fabs(a), fabs(b)), small = fmin(fabs(a), fabs(b)), q = small / big;  // both finite
+        return big * sqrt((T)1 + q * q);
+    }
+#endif
+    return r;
+}
 
 // NPY_PI/180 is rounded in T, as NumPy's npy_deg2rad[f] does.
 template <class T> GT_FN gt_if<T, GT_F> gt_deg2rad(T a) { return a * ((T)3.141592653589793238462643383279502884 / (T)180); }

@@ -1,14 +1,18 @@
-// gputrace row kernel: each block reduces whole rows (the reduced axes), grid-stride over rows.
+// gputrace row kernel: each block (or, for rows side by side in memory, each thread) reduces whole rows
+// (the reduced axes), grid-stride over rows; few long rows are each split over several blocks (units).
 // ${name}: ${summary}
 // Phases: one loop over the row per reduction, then one loop that writes the elementwise outputs.
+// Rows that fit are held in registers (cache<a>[t]); __launch_bounds__ keeps enough blocks per SM that
+// one block's loads overlap another's block reductions.
 // Filled in by gputrace/codegen/reduction.py; placeholders are $$-prefixed names in braces.
 #include "gputrace_reduce.cuh"
 
-extern "C" __global__ void ${name}(${params})
+extern "C" __global__ void __launch_bounds__(${block}, ${min_blocks}) ${name}(${params})
 {
     typedef ${index_t} index_t;
+${constants}
 ${shared}
-    for (index_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    for (index_t unit = ${first_unit}; unit < units; unit += ${unit_step}) {
 ${row_setup}
 ${row_body}
     }

@@ -12,9 +12,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import check as checking
-from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, TracingError)
+from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, TracingError, UnsupportedOperationError)
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
-from .passes import SIMPLIFY, inline, inline_graph, freeze, run_passes, to_fixed_point
+from .passes import SIMPLIFY, dce, inline, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
 from .tracer import is_array, trace_graph, unflatten_outputs
 
@@ -22,24 +22,24 @@ BACKENDS = ("numpy", "emulate", "cuda")
 
 
 def check_array_argument(x: Any, where: str) -> None:
-    """Raise a TypeError naming ``where`` unless ``x`` is an array gputrace can trace."""
+    """Raise an error naming ``where`` unless ``x`` is an array gputrace can trace (both errors are TypeErrors)."""
     if not is_array(x):
-        raise TypeError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got {type(x).__name__}"
-                        + (f" ({x!r})" if isinstance(x, (int, float, bool, type(None))) else ""))
+        raise SignatureError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got {type(x).__name__}"
+                             + (f" ({x!r})" if isinstance(x, (int, float, bool, type(None))) else ""))
     dtype = np.dtype(x.dtype)
     if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
-        raise TypeError(f"{where}: big-endian arrays ({dtype.str}) are not supported; "
-                        f"convert with x.astype(x.dtype.newbyteorder('='))")
+        raise UnsupportedOperationError(f"{where}: big-endian arrays ({dtype.str}) are not supported; "
+                                        f"convert with x.astype(x.dtype.newbyteorder('='))")
     if dtype.newbyteorder("=") not in SUPPORTED_DTYPES or dtype.fields is not None:
         names = ", ".join(d.name for d in SUPPORTED_DTYPES)
-        raise TypeError(f"{where}: dtype {dtype} is not supported; gputrace supports {names}")
+        raise UnsupportedOperationError(f"{where}: dtype {dtype} is not supported; gputrace supports {names}")
 
 
 def _example_tuple(example_inputs: Any, where: str = "example_inputs") -> tuple:
     if is_array(example_inputs):
         return (example_inputs,)
     if not isinstance(example_inputs, tuple):
-        raise TypeError(f"{where}: expected an array or a tuple of arrays, got {type(example_inputs).__name__}")
+        raise SignatureError(f"{where}: expected an array or a tuple of arrays, got {type(example_inputs).__name__}")
     for i, x in enumerate(example_inputs):
         check_array_argument(x, f"{where}[{i}]")
     return example_inputs
@@ -73,7 +73,12 @@ class Program:
         return launch_plan(self)
 
     def __repr__(self) -> str:
-        return f"<Program {len(self.kernels)} kernels for {', '.join(str(t) for t in self.input_types)}>"
+        from .display import program_signature
+        return f"<Program {program_signature(self)}>"
+
+    def _repr_html_(self) -> str:
+        from .display import traced_function_html
+        return traced_function_html(self)
 
 
 class TracedFunction:
@@ -96,6 +101,8 @@ class TracedFunction:
         self._frozen = run_passes(inline_graph(graph), [freeze]) if module is not None else graph.copy()
         self._inlined: Graph | None = None
         self._programs: dict[tuple, Program] = {}
+        self._executors: dict[tuple, Any] = {}
+        self._param_names = [n.attrs["name"] for n in self._frozen.nodes if n.kind == "prim::Param"]
         self._lock = threading.RLock()
         self.input_names = [v.name for v in graph.inputs if not isinstance(v.type, ObjectType)]
         self.input_types = [v.type for v in graph.inputs if not isinstance(v.type, ObjectType)]
@@ -129,16 +136,15 @@ class TracedFunction:
 
     @property
     def params(self) -> dict[str, Any]:
-        names = [n.attrs["name"] for n in self._frozen.nodes if n.kind == "prim::Param"]
-        return {name: self.param(name) for name in names}
+        return {name: self.param(name) for name in self._param_names}
 
     # -- signatures and programs
     def _check_arguments(self, arrays: Sequence[Any]) -> None:
         expected = len(self.input_types)
         if len(arrays) != expected:
             names = ", ".join(self.input_names)
-            raise TypeError(f"{self.name}() takes {expected} array argument{'s' * (expected != 1)} ({names}) "
-                            f"but {len(arrays)} were given")
+            raise SignatureError(f"{self.name}() takes {expected} array argument{'s' * (expected != 1)} ({names}) "
+                                 f"but {len(arrays)} were given")
         devices = set()
         for i, (x, name, t) in enumerate(zip(arrays, self.input_names, self.input_types)):
             where = f"argument '{name}' (position {i})"
@@ -184,7 +190,7 @@ class TracedFunction:
             graph = self._frozen.copy()
         graph, _ = specialize(graph, input_types, param_types)
         graph = to_fixed_point(graph, SIMPLIFY)
-        graph = fuse(graph)
+        graph = run_passes(fuse(graph), [dce])  # constants now inside the fusion groups
         graph.lint()
         return graph
 
@@ -195,16 +201,28 @@ class TracedFunction:
 
     # -- running
     def __call__(self, *arrays: Any) -> Any:
-        self._check_arguments(arrays)
-        device = TensorType.of(arrays[0]).device if arrays else "cpu"
-        return self.run(*arrays, backend="numpy" if device == "cpu" else "cuda")
+        """Run on the arrays' device: NumPy arrays on ``numpy``, CuPy arrays on ``cuda``."""
+        return self._run(arrays, None)
 
     def run(self, *arrays: Any, backend: str = "numpy") -> Any:
         """Run on a chosen backend: ``numpy`` (reference), ``emulate`` (CUDA on the CPU) or ``cuda``."""
         if backend not in BACKENDS:
             raise ValueError(f"run(backend=...): expected one of {', '.join(BACKENDS)}, got {backend!r}")
-        program = self.lower(*arrays)
-        outputs = program.executor(backend).run(list(arrays), self.param)
+        return self._run(arrays, backend)
+
+    def _run(self, arrays: Sequence[Any], backend: str | None) -> Any:
+        # A signature seen before (same array types, dtypes, shapes, strides and parameter layouts)
+        # goes straight to its executor: the checks and the compilation happened on its first call.
+        key = (backend, _layouts(arrays), _layouts([self.param(name) for name in self._param_names]))
+        executor = self._executors.get(key)
+        if executor is None:
+            program = self.lower(*arrays)
+            if backend is None:
+                backend = "numpy" if (TensorType.of(arrays[0]).device if arrays else "cpu") == "cpu" else "cuda"
+            executor = program.executor(backend)
+            if None not in key[1:]:
+                self._executors[key] = executor
+        outputs = executor.run(list(arrays), self.param)
         return unflatten_outputs(self._frozen.meta["output_tree"], outputs)
 
     def check(self, *arrays: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
@@ -214,7 +232,8 @@ class TracedFunction:
     def __repr__(self) -> str:
         if self.module is not None:
             return repr(self.module)
-        return f"TracedFunction({self.name})"
+        from .display import traced_function_signature
+        return f"<TracedFunction {traced_function_signature(self)}>"
 
     def __str__(self) -> str:
         return self.__repr__()
@@ -222,6 +241,15 @@ class TracedFunction:
     def _repr_html_(self) -> str:
         from .display import traced_function_html
         return traced_function_html(self)
+
+
+def _layouts(arrays: Sequence[Any]) -> tuple | None:
+    """What a compiled Program depends on, per array (type, device, dtype, shape, strides); None for non-arrays."""
+    try:
+        return tuple((type(x), -1 if isinstance(x, np.ndarray) else x.data.device_id, x.dtype, x.shape, x.strides)
+                     for x in arrays)
+    except AttributeError:
+        return None
 
 
 # ----------------------------------------------------------------------------- tracing entry points

@@ -8,6 +8,8 @@ change between calls, so a call does little Python work.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from typing import Any, Callable, Sequence
 
@@ -15,8 +17,8 @@ import numpy as np
 
 from .. import ops
 from ..errors import BackendUnavailableError
-from ..ir import Node, TensorType
-from .reference import Interpreter, fresh_outputs
+from ..ir import Node, TensorType, Value
+from .reference import Interpreter, fresh_outputs, stored_outputs
 
 
 def host_arrays(arrays: Sequence[Any]) -> list[Any]:
@@ -42,8 +44,10 @@ class EmulatedLauncher:
     def load(self, kernel):
         return self._build(kernel.source, [kernel.name])
 
-    def launch(self, module, kernel, args):
-        module.launch(kernel.name, kernel.grid(self.max_blocks), kernel.block, args, shared_mem=kernel.shared_mem)
+    def bind(self, module, kernel) -> Callable[[list], None]:
+        """A function launching ``kernel`` on an argument list, with its grid worked out once."""
+        grid, block, shared_mem = kernel.grid(self.max_blocks), kernel.block, kernel.shared_mem
+        return lambda args: module.launch(kernel.name, grid, block, args, shared_mem=shared_mem)
 
     def prepare(self, arrays):
         return host_arrays(arrays)
@@ -65,19 +69,26 @@ class CudaLauncher:
     def load(self, kernel):
         return self._load(kernel.source).get_function(kernel.name)
 
-    def launch(self, function, kernel, args):
-        function((kernel.grid(self.max_blocks),), (kernel.block,), tuple(args), shared_mem=kernel.shared_mem)
+    def bind(self, function, kernel) -> Callable[[list], None]:
+        grid, block, shared_mem = (kernel.grid(self.max_blocks),), (kernel.block,), kernel.shared_mem
+        return lambda args: function(grid, block, tuple(args), shared_mem=shared_mem)
 
     def prepare(self, arrays):
-        import cupy
-        return [cupy.asarray(a) for a in arrays]
+        cupy = self.xp
+        return [a if isinstance(a, cupy.ndarray) else cupy.asarray(a) for a in arrays]
 
 
 LAUNCHERS = {"emulate": EmulatedLauncher, "cuda": CudaLauncher}
 
 
 class KernelExecutor(Interpreter):
-    """Runs a Program's graph: fusion groups as generated kernels, other nodes with the array module."""
+    """Runs a Program's graph: fusion groups as generated kernels, other nodes with the array module.
+
+    A call without ``record`` runs a plan made once: values live in numbered slots, constants are
+    filled in ahead, and each step is one node's ``run_node``; so the per-call Python work is a
+    short loop. With ``record`` (check_trace's search for the first diverging node) the graph is
+    interpreted node by node and every value kept.
+    """
 
     def __init__(self, program: Any, backend: str):
         from ..codegen import kernels_of
@@ -87,27 +98,41 @@ class KernelExecutor(Interpreter):
         self.launcher = launcher
         groups = [n for n in program.graph.nodes if n.kind == "gt::FusionGroup"]
         self.kernels = dict(zip(groups, kernels_of(program)))
-        self.loaded = {node: launcher.load(kernel) for node, kernel in self.kernels.items()}
+        self.groups = {node: self._group_runner(node, kernel, launcher.load(kernel)) for node, kernel in self.kernels.items()}
+        self._plan = Plan(self)
+
+    def _group_runner(self, node: Node, kernel: Any, loaded: Any) -> Callable[..., list]:
+        """The function a call runs for fusion group ``node``: allocate its outputs, launch its kernel."""
+        xp, specs = self.xp, [(t.shape, t.dtype) for t in kernel.output_types]
+        launch = self.launcher.bind(loaded, kernel)
+
+        def run_group(*args: Any) -> list[Any]:
+            if kernel.empty_error:
+                raise ValueError(kernel.empty_error)
+            outputs = [xp.empty(shape, dtype) for shape, dtype in specs]
+            if kernel.elements:
+                launch(kernel.arguments(args, outputs, kernel.allocate_workspace(xp)))
+            return outputs
+        return run_group
 
     def run(self, inputs: Sequence[Any], param: Callable[[str], Any], record: dict | None = None) -> list[Any]:
-        inputs = self.launcher.prepare(inputs)
-        self.params = lambda name: self.launcher.prepare([param(name)])[0]
-        self.record = record
-        outputs = self.run_graph(self.graph, inputs)
-        return fresh_outputs(self.graph, outputs, self.xp)
+        prepare = self.launcher.prepare
+        inputs = prepare(inputs)
+        params = lambda name: prepare([param(name)])[0]  # noqa: E731
+        if record is None:
+            return self._plan(inputs, params)
+        runner = copy.copy(self)  # per-call state stays off the shared executor (threads)
+        runner.params, runner.record = params, record
+        return fresh_outputs(self.graph, runner.run_graph(self.graph, inputs), self.xp, self._plan.stored)
 
     def run_node(self, node: Node, args: list[Any]) -> list[Any]:
-        kernel = self.kernels.get(node)
-        if kernel is None:
-            results = super().run_node(node, args)
-            return [self._as_typed(v, r) for v, r in zip(node.outputs, results)]
-        if kernel.empty_error:
-            raise ValueError(kernel.empty_error)
-        xp = self.xp
-        outputs = [xp.empty(t.shape, t.dtype) for t in kernel.output_types]
-        if kernel.elements:
-            self.launcher.launch(self.loaded[node], kernel, kernel.arguments(args, outputs))
-        return outputs
+        group = self.groups.get(node)
+        if group is not None:
+            return group(*args)
+        if node.kind == "prim::Constant" and isinstance(node.attrs["value"], np.ndarray):
+            return self.launcher.prepare([node.attrs["value"]])
+        results = super().run_node(node, args)
+        return [self._as_typed(v, r) for v, r in zip(node.outputs, results)]
 
     def _as_typed(self, value, result):
         """Make a computed array honour its type's strides, which the kernels were generated for."""
@@ -117,8 +142,49 @@ class KernelExecutor(Interpreter):
         result = self.xp.asarray(result)
         itemsize = t.dtype.itemsize
         actual = tuple(s // itemsize for s in result.strides)
-        if all(a == b for a, b, n in zip(actual, t.strides, t.shape) if n > 1):
-            return result
+        if result.size == 0 or all(a == b for a, b, n in zip(actual, t.strides, t.shape) if n > 1):
+            return result  # an empty array has no element whose address its strides could get wrong
         if t.is_contiguous:
             return self.xp.ascontiguousarray(result)
         raise AssertionError(f"internal error: %{value.name} has strides {actual}, its type says {t.strides}")
+
+
+class Plan:
+    """A graph's nodes as numbered steps over a list of slots, made once per executor."""
+
+    def __init__(self, executor: KernelExecutor):
+        graph = executor.graph
+        slots: dict[Value, int] = {v: k for k, v in enumerate(graph.inputs)}
+        self.template: list[Any] = [None] * len(graph.inputs)
+        self.params: list[tuple[int, str]] = []
+        self.steps: list[tuple[Callable[..., list], tuple[int, ...], tuple[int, ...]]] = []
+        for node in graph.nodes:
+            for v in node.outputs:
+                slots[v] = len(self.template)
+                self.template.append(None)
+            if node.kind == "prim::Constant":  # array constants move to the device once
+                value = node.attrs["value"]
+                self.template[slots[node.output]] = \
+                    executor.launcher.prepare([value])[0] if isinstance(value, np.ndarray) else value
+            elif node.kind == "prim::Param":
+                self.params.append((slots[node.output], node.attrs["name"]))
+            else:
+                run = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
+                self.steps.append((run, tuple(slots[v] for v in node.inputs), tuple(slots[v] for v in node.outputs)))
+        self.outputs = [slots[v] for v in graph.outputs]
+        self.stored = stored_outputs(graph)
+        self.xp = executor.xp
+
+    def __call__(self, inputs: Sequence[Any], params: Callable[[str], Any]) -> list[Any]:
+        env = self.template.copy()
+        env[:len(inputs)] = inputs
+        for slot, name in self.params:
+            env[slot] = params(name)
+        for run, ins, outs in self.steps:
+            for slot, value in zip(outs, run(*[env[k] for k in ins])):
+                env[slot] = value
+        return [self.xp.array(env[k], copy=True) if stored else env[k] for k, stored in zip(self.outputs, self.stored)]
+
+
+def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:
+    return run_node(node, list(args))

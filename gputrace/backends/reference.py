@@ -56,12 +56,18 @@ class Interpreter:
         return list(result) if ops.lookup(kind).category == ops.SPLIT else [result]
 
 
-def fresh_outputs(graph: Graph, outputs: Sequence[Any], xp: Any) -> list[Any]:
-    """Outputs that are (views of) inputs, parameters or constants, copied: callers never get those arrays back."""
+def stored_outputs(graph: Graph) -> list[bool]:
+    """For each output: is it (a view of) an input, a parameter or a constant, which callers must not get back?"""
     def stored(value: Value) -> bool:
         # normalize drops copies (x.T.copy() becomes x.T): a view of an input must not escape as the result
         while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
                 and ops.lookup(value.producer.kind).category == ops.VIEW:
             value = value.producer.inputs[0]
         return value.producer is None or value.producer.kind in ("prim::Param", "prim::Constant")
-    return [xp.array(o, copy=True) if stored(v) else o for v, o in zip(graph.outputs, outputs)]
+    return [stored(v) for v in graph.outputs]
+
+
+def fresh_outputs(graph: Graph, outputs: Sequence[Any], xp: Any, stored: Sequence[bool] | None = None) -> list[Any]:
+    """Outputs that are (views of) inputs, parameters or constants, copied: callers never get those arrays back."""
+    stored = stored_outputs(graph) if stored is None else stored
+    return [xp.array(o, copy=True) if s else o for s, o in zip(stored, outputs)]

@@ -1,6 +1,7 @@
 """Code generation: fusion groups become CUDA kernels rendered from ``cuda_templates/``."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..passes.fuse import fuse
@@ -9,6 +10,7 @@ from .elementwise import render_elementwise
 from .reduction import render_reduction
 from .kernel import Kernel, LibraryCall
 
+log = logging.getLogger("gputrace.kernels")
 LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
 
 
@@ -27,6 +29,8 @@ def kernels_of(program: Any) -> list[Kernel]:
         kernels = [render_group(node, number) for number, node in enumerate(groups)]
         for node, kernel in zip(groups, kernels):
             node.attrs["kernel"] = kernel.name
+            log.debug("rendered %s: %d elements, block %d, %d bytes to move\n%s", kernel.name, kernel.elements,
+                      kernel.block, kernel.bytes_moved, kernel.source)
         program.__dict__["_kernels"] = kernels
     return kernels
 

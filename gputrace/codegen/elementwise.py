@@ -6,7 +6,9 @@ float16, rounds the float result to half, so fused code computes exactly what
 NumPy computes op by op. Inputs are read through strides over the group's
 iteration shape (broadcast dims have stride 0), after merging dimensions that
 are contiguous for every operand; a contiguous input is read at ``i`` and a
-broadcast scalar at 0. Indices are 32-bit when every offset fits.
+broadcast scalar at 0. Indices are 32-bit when every offset fits. Contiguous
+operands and the outputs move as aligned vectors (16 bytes per access) when
+their pointers allow, with a scalar loop for the tail.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ C_TYPES = {
 }
 STORAGE_TYPES = dict(C_TYPES, float16="__half")
 HALF = np.dtype(np.float16)
+BLOCK = 256
+VECTOR_BYTES = 16      # the widest global memory access
+MAX_VECTOR_WIDTH = 8   # elements per vector access (bounds the unrolled code per thread)
 
 
 def compute_type(dtype: np.dtype) -> str:
@@ -98,7 +103,10 @@ def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
         result = out
     else:
         loop, result = ops.ufunc_loop_dtypes(kind, arg_types)
-    call = f"{op.cuda}({', '.join(render_cast(a, s, d) for a, s, d in zip(args, sources, loop))})"
+    operands = [render_cast(a, s, d) for a, s, d in zip(args, sources, loop)]
+    if kind in ("np::maximum", "np::minimum") and loop[0] == HALF:
+        operands.reverse()  # NumPy's float16 loop keeps the first of equal operands (+-0), gt_maximum the second
+    call = f"{op.cuda}({', '.join(operands)})"
     if result == HALF:
         call = f"gt_round_half({call})"
     return render_cast(call, result, out) if result != out else call
@@ -164,20 +172,19 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     index_t = _index_type(n, dims, in_strides)
     contiguous = contiguous_strides(dims)
 
-    params, loads, setup, scalar_args = [], [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
+    params, setup, scalar_args = [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
     names: dict[Value, tuple[str, Type]] = {}
+    index_of: list[str] = []
     strided = []
     for k, (v, t, st) in enumerate(zip(sub.inputs, in_types, in_strides)):
         params.append(f"const {STORAGE_TYPES[t.dtype.name]}* __restrict__ in{k}")
         if all(s == 0 for s in st):
-            index = "0"
+            index_of.append("0")
         elif tuple(st) == contiguous:
-            index = "i"
+            index_of.append("i")
         else:
-            index = f"off{k}"
+            index_of.append(f"off{k}")
             strided.append((k, st))
-        load = f"gt_load_half(in{k} + {index})" if t.dtype == HALF else f"in{k}[{index}]"
-        loads.append(f"        const {compute_type(t.dtype)} x{k} = {load};")
         names[v] = (f"x{k}", t)
     for k, t in enumerate(out_types):
         params.append(f"{STORAGE_TYPES[t.dtype.name]}* __restrict__ out{k}")
@@ -191,17 +198,17 @@ def render_elementwise(group: Node, number: int) -> Kernel:
             for j, s in enumerate(st):
                 params.append(f"{index_t} s{k}_{j}")
                 scalar_args.append(scalar_type(s))
-        setup.append("        index_t rem = i;")
+        setup.append("index_t rem = i;")
         for k, _ in strided:
-            setup.append(f"        index_t off{k} = 0;")
+            setup.append(f"index_t off{k} = 0;")
         for j in reversed(range(len(dims))):
             coord = f"c{j}"
             if j > 0:
-                setup.append(f"        const index_t {coord} = rem % d{j}; rem /= d{j};")
+                setup.append(f"const index_t {coord} = rem % d{j}; rem /= d{j};")
             else:
-                setup.append(f"        const index_t {coord} = rem;")
+                setup.append(f"const index_t {coord} = rem;")
             for k, _ in strided:
-                setup.append(f"        off{k} += {coord} * s{k}_{j};")
+                setup.append(f"off{k} += {coord} * s{k}_{j};")
 
     body = []
     for j, node in enumerate(sub.nodes):
@@ -212,23 +219,52 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         args = [names[v][0] for v in node.inputs]
         arg_types = [names[v][1] for v in node.inputs]
         expr = render_op(node, args, arg_types)
-        body.append(f"        const {compute_type(node.output.type.dtype)} v{j} = {expr};"
+        body.append(f"const {compute_type(node.output.type.dtype)} v{j} = {expr};"
                     f"  // {node.kind}" + (f" {node.source}" if node.source else ""))
         names[node.output] = (f"v{j}", node.output.type)
-    stores = []
-    for k, (v, t) in enumerate(zip(sub.outputs, out_types)):
+    results = []
+    for v, t in zip(sub.outputs, out_types):
         expr, src = names[v]
-        value = render_cast(expr, _weak_or_dtype(src), t.dtype)
-        stores.append(f"        gt_store_half(out{k} + i, {value});" if t.dtype == HALF
-                      else f"        out{k}[i] = {value};")
+        results.append(render_cast(expr, _weak_or_dtype(src), t.dtype))
+
+    # Operands that move as vectors: inputs read at ``i`` and every output.
+    vectored = [k for k, index in enumerate(index_of) if index == "i"]
+    widest = max([in_types[k].dtype.itemsize for k in vectored] + [t.dtype.itemsize for t in out_types])
+    width = max(1, min(VECTOR_BYTES // widest, MAX_VECTOR_WIDTH))
+
+    def vector(t: TensorType) -> str:
+        return f"GtVector<{STORAGE_TYPES[t.dtype.name]}, W>"
+
+    def element(vectors: bool) -> str:
+        """One element's code; with ``vectors``, contiguous operands come from and go to vector registers."""
+        lines = list(setup)
+        for k, t in enumerate(in_types):
+            cell = f"vin{k}.v[lane]" if vectors and k in vectored else f"in{k}[{index_of[k]}]"
+            load = f"gt_load_half(&{cell})" if t.dtype == HALF else cell
+            lines.append(f"const {compute_type(t.dtype)} x{k} = {load};")
+        lines += body
+        for k, (t, value) in enumerate(zip(out_types, results)):
+            cell = f"vout{k}.v[lane]" if vectors else f"out{k}[i]"
+            lines.append(f"gt_store_half(&{cell}, {value});" if t.dtype == HALF else f"{cell} = {value};")
+        indent = " " * (16 if vectors else 8)
+        return "\n".join(indent + line for line in lines)
+
+    pointers = [f"in{k}" for k in vectored] + [f"out{k}" for k in range(len(out_types))]
+    aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
+    vector_loads = [f"            const {vector(in_types[k])} vin{k} = "
+                    f"reinterpret_cast<const {vector(in_types[k])}*>(in{k})[v];" for k in vectored]
+    vector_outputs = [f"            {vector(t)} vout{k};" for k, t in enumerate(out_types)]
+    vector_stores = [f"            reinterpret_cast<{vector(t)}*>(out{k})[v] = vout{k};"
+                     for k, t in enumerate(out_types)]
 
     name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("elementwise.cu")).substitute(
-        name=name, summary=summary, params=",\n    ".join(params), index_t=index_t,
-        index_setup="\n".join(setup), loads="\n".join(loads), body="\n".join(body), stores="\n".join(stores))
+        name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, vector_width=width,
+        vectors_aligned=aligned, vector_loads="\n".join(vector_loads), vector_outputs="\n".join(vector_outputs),
+        vector_element=element(True), vector_stores="\n".join(vector_stores), element=element(False))
     return Kernel(name=name, source=source,
                   inputs=[v.name for v in group.inputs], input_types=in_types,
                   outputs=[v.name for v in group.outputs], output_types=out_types,
-                  scalar_args=scalar_args, elements=n,
+                  scalar_args=scalar_args, elements=n, block=BLOCK, work_per_block=BLOCK * width,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

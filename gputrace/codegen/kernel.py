@@ -32,6 +32,7 @@ class Kernel:
     shared_mem: int = 0
     work_per_block: int | None = None  # elements one block covers per grid-stride step (default: block)
     empty_error: str | None = None      # NumPy's error for reductions without identity over no elements
+    workspace: list = field(default_factory=list)  # (dtype, count, zeroed) scratch arrays after the outputs
     ops: list[str] = field(default_factory=list)
 
     # -- launching
@@ -39,8 +40,13 @@ class Kernel:
         per_block = self.work_per_block or self.block
         return max(1, min((self.elements + per_block - 1) // per_block, max_blocks))
 
-    def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[Any]:
-        return [*inputs, *outputs, *self.scalar_args]
+    def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any], workspace: Sequence[Any] = ()) -> list[Any]:
+        """The launch's argument list, in the order of the kernel's parameters."""
+        return [*inputs, *outputs, *workspace, *self.scalar_args]
+
+    def allocate_workspace(self, xp: Any) -> list[Any]:
+        """Fresh scratch arrays for one launch (per call, so concurrent calls never share them)."""
+        return [xp.zeros(n, dtype) if zeroed else xp.empty(n, dtype) for dtype, n, zeroed in self.workspace]
 
     @property
     def bytes_moved(self) -> int:
@@ -69,6 +75,11 @@ class Kernel:
         found = parse_resources(self.compile(arch).log)
         if self.name in found:
             return found[self.name]
+        if not found:  # ptxas reports only for sm_XX targets, and only when NVRTC ran it with -v
+            from ..errors import KernelCompileError
+            compile_log = self.compile(arch).log.strip() or "(empty)"
+            raise KernelCompileError(f"{self.name}: no register usage for {arch}: ptxas printed no resource lines "
+                                     f"(resources need an sm_XX architecture). NVRTC log:\n{compile_log}")
         return next(iter(found.values()))
 
     def __repr__(self) -> str:

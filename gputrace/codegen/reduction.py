@@ -1,15 +1,22 @@
 """Render a fusion group with reductions into a row kernel from ``reduction.cu``.
 
 The group's space is a full shape F and the reduced axes A. A *row* is one
-index over the kept axes; one block reduces it with all its threads. Every
-value of the group is either element-level (shape F: one per row element) or
-row-level (the reduced shape: one per row). Each reduction is a phase: a loop
-over the row's elements that evaluates the reduction's input expression and
-accumulates, then a block reduction; row-level values are computed right
-after the values they need. A final loop writes the element-level outputs
-(the epilogue: e.g. softmax's ``e / sum``). Element-level expressions are
-recomputed in every loop that needs them: the row's second read comes from
-cache, and no intermediate goes to memory.
+index over the kept axes. Every value of the group is either element-level
+(shape F: one per row element) or row-level (the reduced shape: one per row).
+Each reduction is a phase: a loop over the row's elements that evaluates the
+reduction's input expression and accumulates, then a block reduction;
+row-level values are computed right after the values they need. A final loop
+writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
+
+Three layouts, chosen from the sizes (all constants of the source):
+- a block per row, the row held in registers (up to 16 elements per thread):
+  rows are read from memory once, and element values a later phase needs
+  again (softmax's ``exp``) are kept rather than recomputed;
+- a block per row, re-reading longer rows in each phase (from L2);
+- a thread per row when rows lie side by side in memory (a reduction over a
+  leading axis), so neighbouring threads read neighbouring elements;
+and few long rows (a full reduction) are split over several blocks whose
+partial results the row's last block combines.
 """
 from __future__ import annotations
 
@@ -26,11 +33,36 @@ from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims,
 from .kernel import Kernel
 from .templates import read_template
 
-BLOCK = 256
+BLOCK = 256            # threads per row when the row does not fit in registers
+MAX_ITEMS = 16         # row elements one thread keeps in registers
+SPLIT_CHUNK = 16384         # at least this many row elements per block when a row is split over blocks
+SPLIT_BLOCKS = 1024         # blocks a split reduction aims for
+PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
+THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
+CACHED_BLOCKS = (256, 512, 1024)
+
+
+def row_layout(cols: int) -> tuple[int, int]:
+    """(threads per block, row elements per thread held in registers); 0 elements: the row is re-read per phase.
+
+    Small blocks first: several blocks per SM overlap one row's loads with another's block reductions.
+    """
+    for block in CACHED_BLOCKS:
+        items = -(-cols // block)
+        if items <= MAX_ITEMS:
+            return block, max(items, 1)
+    return BLOCK, 0
+
+
 _COMBINE = {"sum": "GtSum", "mean": "GtSum", "var": "GtSum", "std": "GtSum", "prod": "GtProd",
             "max": "GtMax", "min": "GtMin", "any": "GtAny", "all": "GtAll",
             "argmax": "GtArgMax", "argmin": "GtArgMin"}
-_NO_IDENTITY = {"max": "maximum", "min": "minimum", "argmax": "argmax", "argmin": "argmin"}
+# NumPy's error for a reduction without identity over zero elements
+FAST_EXTREMUM = {("max", "float"): "fmaxf", ("max", "double"): "fmax", ("min", "float"): "fminf", ("min", "double"): "fmin"}
+_NO_IDENTITY = {"max": "zero-size array to reduction operation maximum which has no identity",
+                "min": "zero-size array to reduction operation minimum which has no identity",
+                "argmax": "attempt to get argmax of an empty sequence",
+                "argmin": "attempt to get argmin of an empty sequence"}
 
 
 def accumulator_dtype(node: Node) -> np.dtype:
@@ -81,6 +113,21 @@ def _embed_strides(t: TensorType, shape: tuple[int, ...], space: Space) -> list[
         return strides
     it = iter(strides)  # the dropped-dims form: reduced axes are missing
     return [0 if d in space.axes else next(it) for d in range(len(space.shape))]
+
+
+def _reduction_feeds_reduction(reductions: list[Node]) -> bool:
+    """Does a reduction's input depend on another reduction's result (softmax's sum on its max)?"""
+    seen: set[Node] = set()
+    stack = [v.producer for n in reductions for v in n.inputs if v.producer is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        if node in reductions:
+            return True
+        seen.add(node)
+        stack += [v.producer for v in node.inputs if v.producer is not None]
+    return False
 
 
 def render_reduction(group: Node, number: int) -> Kernel:
@@ -140,27 +187,20 @@ def render_reduction(group: Node, number: int) -> Kernel:
     reach = max([rows * max(cols, 1)] + [sum(abs(s) * (d - 1) for s, d in zip(st, kdims)) for st in kstrides]
                 + [sum(abs(s) * (d - 1) for s, d in zip(st, rdims)) for st in rstrides_list])
     index_t = "int" if reach < 2**31 - 1 else "long long"
-    scalar = np.int32 if index_t == "int" else np.int64
 
     params = [f"const {STORAGE_TYPES[v.type.dtype.name]}* __restrict__ in{k}" for k, v in enumerate(sub.inputs)]
     params += [f"{STORAGE_TYPES[v.type.dtype.name]}* __restrict__ out{k}" for k, v in enumerate(sub.outputs)]
-    params += [f"{index_t} rows", f"{index_t} cols"]
-    scalar_args = [scalar(rows), scalar(cols)]
-    for j, d in enumerate(kdims):
-        params.append(f"{index_t} kd{j}")
-        scalar_args.append(scalar(d))
-    for j, d in enumerate(rdims):
-        params.append(f"{index_t} rd{j}")
-        scalar_args.append(scalar(d))
-    for a, st in enumerate(kstrides):
-        for j, s in enumerate(st):
-            params.append(f"{index_t} ks{a}_{j}")
-            scalar_args.append(scalar(s))
-    for a in elem_accesses:
-        for j, s in enumerate(rstrides[a]):
-            params.append(f"{index_t} rs{a}_{j}")
-            scalar_args.append(scalar(s))
+    # Sizes and strides are constants of the source (a Program is specialised to its signature anyway):
+    # a row element's address is then the row's base plus an immediate offset.
+    sizes = [("rows", rows), ("cols", cols)] + [(f"kd{j}", d) for j, d in enumerate(kdims)]
+    sizes += [(f"rd{j}", d) for j, d in enumerate(rdims)]
+    sizes += [(f"ks{a}_{j}", s) for a, st in enumerate(kstrides) for j, s in enumerate(st)]
+    sizes += [(f"rs{a}_{j}", s) for a in elem_accesses for j, s in enumerate(rstrides[a])]
+    constants = [f"    constexpr index_t {name} = {value};" for name, value in sizes]
+    scalar_args: list = []
 
+    body: list[str] = []
+    shared: list[str] = []
     # -- row setup: the row's offset in every operand
     setup = ["        index_t rrem = row;"] if kdims else []
     for a in range(len(accesses)):
@@ -201,9 +241,51 @@ def render_reduction(group: Node, number: int) -> Kernel:
             return f"a{a}", v.type
         return local.get(v) or names[v]
 
+    # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
+    # neighbouring threads then read neighbouring elements. Otherwise one block reduces each row.
+    per_thread = rows >= PER_THREAD_MIN_ROWS and all(
+        kstrides[a] and abs(kstrides[a][-1]) == 1 for a in elem_accesses if accesses[a].pointer.startswith("in"))
+    block, items = (BLOCK, 0) if per_thread else row_layout(cols)
+    # Few long rows (a full reduction): each row is split over several blocks, which write partial results;
+    # the last block of a row to finish (a ticket counter) combines them and writes the row's outputs.
+    # Only for groups with nothing to broadcast back over the row and one pass per reduction.
+    splits = 1
+    if not per_thread and not items and not any(elem for _, _, elem, _ in outputs) \
+            and all(n.op not in ("var", "std") for n in reductions) and not _reduction_feeds_reduction(reductions):
+        splits = max(1, min(-(-cols // SPLIT_CHUNK), SPLIT_BLOCKS // max(rows, 1)))
+    chunk = -(-cols // splits)
+    units = rows * splits
+    constants += [f"    constexpr index_t units = {units};"]
+    if splits > 1:
+        constants += [f"    constexpr index_t splits = {splits}, chunk = {chunk};"]
+        shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
+        setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;",
+                     "        const index_t end = (part + 1) * chunk < cols ? (part + 1) * chunk : cols;"]
+    else:
+        setup[:0] = ["        const index_t row = unit;"]
+    workspace: list[tuple[np.dtype, int, bool]] = []
+    cached: set[int] = set()  # element-level accesses already held in registers (cache<a>[t])
+    held: dict[Node, str] = {}  # element-level values computed by an earlier pass, held in registers
+
+    def row_loop(indent: str) -> list[str]:
+        """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
+        if items:
+            return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
+                    f"{indent}    const index_t j = threadIdx.x + t * {block};",
+                    f"{indent}    if (j < cols) {{"]
+        if per_thread:
+            return [f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
+        if splits > 1:
+            return [f"{indent}for (index_t j = part * chunk + threadIdx.x; j < end; j += blockDim.x) {{"]
+        return [f"{indent}for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {{"]
+
+    def end_row_loop(indent: str) -> list[str]:
+        return [f"{indent}}}}}" if items else f"{indent}}}"]
+
     def emit_elements(targets: list[Value], indent: str, consumer: Node | None = None,
-                      stores: tuple[int, ...] = ()) -> tuple[list[str], dict]:
-        """Offsets, loads and element-level nodes that ``targets`` need, for one loop body."""
+                      stores: tuple[int, ...] = ()) -> tuple[list[str], list[str], dict]:
+        """For one pass over the row: the loop that first loads operands into registers (when the row is
+        held in registers), and the loop body's offsets, loads and element-level nodes that ``targets`` need."""
         needed: set[Node] = set()
         stack = [v.producer for v in targets if level.get(v) == "elem"]
         while stack:
@@ -211,23 +293,41 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if node in needed:
                 continue
             needed.add(node)
-            stack += [v.producer for v in node.inputs if level[v] == "elem"]
-        readers = needed | ({consumer} if consumer is not None else set())
+            if node not in held:  # a value held in registers needs nothing more
+                stack += [v.producer for v in node.inputs if level[v] == "elem"]
+        readers = (needed - set(held)) | ({consumer} if consumer is not None else set())
         loads = sorted({access_of[(n, p)] for n in readers for p in range(len(n.inputs))
                         if (n, p) in access_of and accesses[access_of[(n, p)]].reduced is not None})
-        lines = column_setup(indent, loads + list(stores)) + [load(a, indent, True) for a in loads]
+        # Operands that differ between rows are loaded into registers once, all loads issued before any use;
+        # the ones that are the same for every row (a layernorm weight) are read where used, from L1.
+        keep = [a for a in loads if items and a not in cached and any(accesses[a].kept)]
+        preload = []
+        if keep:
+            inner = indent + "    "
+            preload = row_loop(indent[:-4]) + column_setup(inner, keep)
+            preload += [load(a, inner, True) for a in keep] + [f"{inner}cache{a}[t] = a{a};" for a in keep]
+            preload += end_row_loop(indent[:-4])
+            cached.update(keep)
+        fresh = [a for a in loads if a not in cached]
+        lines = column_setup(indent, fresh + list(stores)) + [load(a, indent, True) for a in fresh]
+        lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = cache{a}[t];" for a in loads if a in cached]
         local: dict = {}
         for j, node in enumerate(sub.nodes):
             if node not in needed:
                 continue
-            args = [operand(node, p, local) for p in range(len(node.inputs))]
-            expr = render_op(node, [a for a, _ in args], [t for _, t in args])
-            lines.append(f"{indent}const {compute_type(node.output.type.dtype)} e{j} = {expr};  // {node.kind}")
+            ctype = compute_type(node.output.type.dtype)
+            if node in held:
+                lines.append(f"{indent}const {ctype} e{j} = {held[node]}[t];  // {node.kind}, computed before")
+            else:
+                args = [operand(node, p, local) for p in range(len(node.inputs))]
+                expr = render_op(node, [a for a, _ in args], [t for _, t in args])
+                lines.append(f"{indent}const {ctype} e{j} = {expr};  // {node.kind}")
+                if items:  # kept for later passes over the row (unread ones cost nothing: the compiler drops them)
+                    lines.append(f"{indent}held{j}[t] = e{j};")
+                    held[node] = f"held{j}"
             local[node.output] = (f"e{j}", node.output.type)
-        return lines, local
+        return preload, lines, local
 
-    body: list[str] = []
-    shared: list[str] = []
     emitted_row: set[Node] = set()
     row_loaded: set[int] = set()
 
@@ -253,45 +353,14 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 emitted_row.add(node)
                 progress = True
 
-    emit_row_nodes()
-    for number_r, node in enumerate(reductions):
-        acc = accumulator_dtype(node)
-        ctype = compute_type(acc)
-        name = node.op
-        is_arg = name in ("argmax", "argmin")
-        value_t = f"GtArg<{ctype}>" if is_arg else ctype
-        shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
-        identity = _identity(name, acc)
-        passes = ["mean", "dev"] if name in ("var", "std") else [name]
-        mean_name = None
-        for stage in passes:
-            acc_name = f"acc{number_r}{stage[0]}"
-            body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
-            body.append("        for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {")
-            lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
-            body += lines
-            x, xt = operand(node, 0, local)
-            value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
-            if is_arg:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, "
-                            f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
-            elif stage == "dev":
-                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
-                body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
-            elif name in ("any", "all"):
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, gt_cast<bool>({x}));")
-            else:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, {value});")
-            body.append("        }")
-            body.append(f"        const {value_t} red{number_r}{stage[0]} = gt_block_reduce({acc_name}, "
-                        f"{_COMBINE[name]}(), {identity}, scratch{number_r});")
-            if stage == "mean":
-                mean_name = f"mean{number_r}"
-                body.append(f"        const {ctype} {mean_name} = gt_true_divide(red{number_r}m, gt_cast<{ctype}>(cols));")
+    def finish(number_r, node, acc, ctype, name, is_arg, value_t, identity, passes) -> None:
+        """The reduction's result from its block-reduced value, then the row-level nodes it enables."""
         result = f"red{number_r}{passes[-1][0]}"
         if is_arg:
             result = f"{result}.i"
         elif name == "mean":
+            if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
+                result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
             result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
         elif name in ("var", "std"):
             ddof = node.attrs.get("ddof", 0)
@@ -306,22 +375,96 @@ def render_reduction(group: Node, number: int) -> Kernel:
         names[node.output] = (f"r{j}", node.output.type)
         emit_row_nodes()
 
+    emit_row_nodes()
+    finishes = []
+    for number_r, node in enumerate(reductions):
+        acc = accumulator_dtype(node)
+        ctype = compute_type(acc)
+        name = node.op
+        is_arg = name in ("argmax", "argmin")
+        value_t = f"GtArg<{ctype}>" if is_arg else ctype
+        if not per_thread:
+            shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
+        identity = _identity(name, acc)
+        passes = ["mean", "dev"] if name in ("var", "std") else [name]
+        mean_name = None
+        for stage in passes:
+            acc_name = f"acc{number_r}{stage[0]}"
+            body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
+            fast_extremum = name in ("max", "min") and acc.kind == "f"
+            if fast_extremum:
+                body.append(f"        bool nan{number_r} = false;")
+            preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
+            body += preload + row_loop("        ") + lines
+            x, xt = operand(node, 0, local)
+            value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
+            if is_arg:
+                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, "
+                            f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
+            elif stage == "dev":
+                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
+                body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
+            elif name in ("any", "all"):
+                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, gt_cast<bool>({x}));")
+            elif fast_extremum:
+                # fmax plus a NaN flag beside it: a NaN-propagating max in the loop costs 1.5x the time
+                # of the whole softmax (H100); the block reduction below propagates NaN between threads.
+                body.append(f"            const {ctype} v{number_r} = {value};")
+                body.append(f"            {acc_name} = {FAST_EXTREMUM[name, ctype]}({acc_name}, v{number_r});")
+                body.append(f"            nan{number_r} = nan{number_r} || v{number_r} != v{number_r};")
+            else:
+                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, {value});")
+            body += end_row_loop("        ")
+            if fast_extremum:
+                body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
+            reduced = f"part{number_r}" if splits > 1 else f"red{number_r}{stage[0]}"
+            body.append(f"        const {value_t} {reduced} = {acc_name};" if per_thread else
+                        f"        const {value_t} {reduced} = gt_block_reduce({acc_name}, "
+                        f"{_COMBINE[name]}(), {identity}, scratch{number_r});")
+            if splits > 1:
+                body.append(f"        if (threadIdx.x == 0) partial{number_r}[unit] = {reduced};")
+                params.append(f"{value_t}* __restrict__ partial{number_r}")
+                workspace.append((np.dtype(np.uint8), units * 16, False) if is_arg else (acc, units, False))
+            if stage == "mean" and len(passes) == 2:
+                mean_name = f"mean{number_r}"
+                body.append(f"        const {ctype} {mean_name} = gt_true_divide(red{number_r}m, gt_cast<{ctype}>(cols));")
+        if splits > 1:  # finished once the row's partial results are combined
+            finishes.append((number_r, node, acc, ctype, name, is_arg, value_t, identity, passes))
+        else:
+            finish(number_r, node, acc, ctype, name, is_arg, value_t, identity, passes)
+
+    if splits > 1:
+        params.append("unsigned int* __restrict__ tickets")
+        workspace.append((np.dtype(np.uint32), rows, True))
+        body += ["        __threadfence();  // this block's partial results are visible before its ticket",
+                 "        if (threadIdx.x == 0) last_block = atomicAdd(&tickets[row], 1u) == splits - 1;",
+                 "        __syncthreads();",
+                 "        if (!last_block) continue;",
+                 "        __threadfence();"]
+        for number_r, node, acc, ctype, name, is_arg, value_t, identity, passes in finishes:
+            body += [f"        {value_t} all{number_r} = {identity};",
+                     "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)",
+                     f"            all{number_r} = {_COMBINE[name]}()(all{number_r}, partial{number_r}[row * splits + p]);",
+                     f"        const {value_t} red{number_r}{passes[-1][0]} = gt_block_reduce(all{number_r}, "
+                     f"{_COMBINE[name]}(), {identity}, scratch{number_r});"]
+    for finished in finishes:
+        finish(*finished)
+
     elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
     if elem_outputs:
-        body.append("        for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {")
-        lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
-                                     stores=tuple(a for _, _, a in elem_outputs))
-        body += lines
+        preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
+                                              stores=tuple(a for _, _, a in elem_outputs))
+        body += preload + row_loop("        ") + lines
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
             index = f"roff{a} + coff{a}"
             body.append(f"            gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
                         f"            out{k}[{index}] = {value};")
-        body.append("        }")
+        body += end_row_loop("        ")
     row_outputs = [(k, v) for k, v, elem, _ in outputs if not elem]
     if row_outputs:
-        body.append("        if (threadIdx.x == 0) {")
+        body.append("        {" if per_thread else "        if (threadIdx.x == 0) {")
         for k, v in row_outputs:
             expr, t = names[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
@@ -329,18 +472,25 @@ def render_reduction(group: Node, number: int) -> Kernel:
                         f"            out{k}[row] = {value};")
         body.append("        }")
 
+    body[:0] = [f"        {compute_type(accesses[a].dtype)} cache{a}[{items}];  // this thread's row elements"
+                for a in sorted(cached)] + \
+               [f"        {compute_type(node.output.type.dtype)} {name}[{items}];  // {node.kind} of this thread's elements"
+                for node, name in held.items()]
     name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("reduction.cu")).substitute(
-        name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, shared="\n".join(shared),
+        name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, constants="\n".join(constants),
+        shared="\n".join(shared),
+        block=block, min_blocks=max(1, THREADS_PER_SM // block),
+        first_unit="(index_t)blockIdx.x * blockDim.x + threadIdx.x" if per_thread else "blockIdx.x",
+        unit_step="(index_t)blockDim.x * gridDim.x" if per_thread else "gridDim.x",
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
-    if cols == 0:
-        for node in reductions:
-            if node.op in _NO_IDENTITY:
-                empty_error = f"zero-size array to reduction operation {_NO_IDENTITY[node.op]} which has no identity"
+    if cols == 0:  # the first reduction NumPy would run raises
+        empty_error = next((_NO_IDENTITY[n.op] for n in reductions if n.op in _NO_IDENTITY), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
-                  output_types=[v.type for v in sub.outputs], scalar_args=scalar_args, elements=rows,
-                  block=BLOCK, work_per_block=1, empty_error=empty_error,
+                  output_types=[v.type for v in sub.outputs], scalar_args=scalar_args, elements=units,
+                  workspace=workspace,
+                  block=block, work_per_block=block if per_thread else 1, empty_error=empty_error,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

@@ -39,9 +39,11 @@ TRANSCENDENTAL = set(
 HOST_ULPS = 4  # the host's libm against NumPy (whose float32 exp/log/sin/cos are its own SIMD code)
 # CUDA's documented maximum errors (CUDA Math API, single/double precision tables), plus one for
 # NumPy's own error; functions built from others (logaddexp, power) get more.
+# logaddexp(a, b) = a + log1p(exp(b - a)) cancels when a < 0 < the log1p term: one ulp of the term is
+# several of the result (measured on an H100: 8 ulp in float32, 6 in float64).
 GPU_ULPS = {"float32": dict.fromkeys(TRANSCENDENTAL, 4) | {"power": 10, "tan": 5, "sinh": 4, "cosh": 4,
-                                                            "logaddexp": 6, "logaddexp2": 6},
-            "float64": dict.fromkeys(TRANSCENDENTAL, 3) | {"logaddexp": 4, "logaddexp2": 4}}
+                                                            "logaddexp": 16, "logaddexp2": 16},
+            "float64": dict.fromkeys(TRANSCENDENTAL, 3) | {"logaddexp": 8, "logaddexp2": 8}}
 
 DTYPES = [np.dtype(c) for c in "?bBhHiIlLefd"]
 C_TYPES = {"bool": "bool", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t",
@@ -524,9 +526,8 @@ def gpu_runner():
             raise RuntimeError("no device")
     except Exception:  # no CuPy, no driver or no device
         pytest.skip("no GPU")
-    from gputrace.backends.nvrtc import cuda_include_dirs as nvrtc_include_dirs
-    options = ("-std=c++17", "--fmad=false", *(f"-I{d}" for d in nvrtc_include_dirs()))
-    module = cupy.RawModule(code=loops_source(KERNEL_PRELUDE, ALL_LOOPS), options=options)
+    from gputrace.backends.nvrtc import load_raw_module  # gputrace's own options (cupy.RawModule flushes denormals)
+    module = load_raw_module(loops_source(KERNEL_PRELUDE, ALL_LOOPS))
 
     def run(loop: Loop, *arrays: np.ndarray) -> np.ndarray:
         args = [cupy.asarray(a.astype(np.float32) if a.dtype == HALF else a) for a in arrays]
