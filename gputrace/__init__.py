@@ -8,7 +8,7 @@
 >>> traced(x, h, w, b).shape
 (3, 4)
 """
-from . import nn
+from . import log, nn
 from .errors import (BackendUnavailableError, DeviceMismatchError, GputraceError, GraphFormatError,
                      KernelCompileError, SignatureError, TracerWarning, TracingCheckError, TracingError,
                      UnsupportedOperationError)
@@ -17,6 +17,8 @@ from .serialize import load, save
 from .traced import Program, TracedFunction, TracedModule, check_trace, trace, trace_module
 
 __version__ = "0.1.0"
+
+log.configure_from_env()  # GPUTRACE_LOG=graph,fusion,kernels,cache switches on debug logging per topic
 
 __all__ = [
     "trace", "trace_module", "check_trace", "save", "load", "nn",

@@ -135,13 +135,17 @@ def _nvdisasm_check() -> str:
     return f"disassembles {DEFAULT_ARCH} cubins ({sum('/*0' in line for line in sass.splitlines())} instructions in the probe)"
 
 
+class Absent(Exception):
+    """Something doctor looked for and did not find; the message says all (no exception type in front)."""
+
+
 def _gpu() -> str:
     import cupy
     runtime = cupy.cuda.runtime
     driver = runtime.driverGetVersion()  # 0 when no driver is installed
     driver_text = f"driver CUDA {driver // 1000}.{driver % 1000 // 10}" if driver else "no NVIDIA driver"
     if not _nvrtc().gpu_available():
-        raise RuntimeError(f"no CUDA GPU found ({driver_text})")
+        raise Absent(f"no GPU ({driver_text})")
     props = runtime.getDeviceProperties(0)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     return f"{name} (sm_{props['major']}{props['minor']}), {runtime.getDeviceCount()} device(s), {driver_text}"
@@ -151,14 +155,14 @@ def _host_compiler() -> str:
     from .backends.host_compiler import host_compiler_info
     info = host_compiler_info()
     if not info["available"]:
-        raise RuntimeError(info["error"])
+        raise Absent(info["error"])
     return f"{info['version']}, {info['threads']} threads; CUDA headers: {info['cuda_headers']}"
 
 
 def _graphviz() -> str:
     dot = graphviz_dot()
     if dot is None:
-        raise RuntimeError("`dot` is not on PATH")
+        raise Absent("`dot` is not on PATH")
     return dot
 
 
@@ -195,7 +199,9 @@ def doctor_report() -> tuple[list[list[str]], dict[str, bool]]:
         # doctor must describe every failure, whatever it is, rather than stop at the first
         detail, error = attempt(probe, errors=(Exception,))
         found[component] = error is None
-        rows.append([component, "ok" if error is None else "MISSING", detail if error is None else describe(error)])
+        if error is not None:
+            detail = str(error) if isinstance(error, Absent) else describe(error)
+        rows.append([component, "ok" if error is None else "MISSING", detail])
         if error is not None and remedy:
             rows.append(["", "", f"-> {remedy}"])
     backends = {"numpy": True, "emulate": found["host compiler"],
@@ -300,8 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
-    log.configure_from_env()
+    args.extra = extra  # GPUTRACE_LOG was read when gputrace was imported
     if args.log:
         try:
             log.enable(args.log)

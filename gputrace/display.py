@@ -56,6 +56,11 @@ def typed_names(names: Sequence[str], types: Sequence[Type]) -> str:
     return ", ".join(f"%{n}: {short_type(t)}" for n, t in zip(names, types))
 
 
+def typed_values(values: Sequence[Value]) -> str:
+    """``%x: f32[3,4], %h: f32[3,4]``."""
+    return typed_names([v.name for v in values], [v.type for v in values])
+
+
 def attempt(compute: Callable[[], Any],
             errors: tuple[type[BaseException], ...] = (ImportError, GputraceError, OSError, RuntimeError)
             ) -> tuple[Any, BaseException | None]:
@@ -121,7 +126,7 @@ def _node_call(node: Node, names: dict[Value, str]) -> str:
 
 
 def _node_results(node: Node) -> str:
-    return ", ".join(f"%{v.name}: {short_type(v.type)}" for v in node.outputs)
+    return typed_values(node.outputs)
 
 
 def _node_line(node: Node, names: dict[Value, str], separator: str) -> str:
@@ -143,7 +148,7 @@ def _enter_group(node: Node, names: dict[Value, str]) -> dict[Value, str]:
 
 def graph_text(graph: Graph) -> str:
     """A compact terminal layout: one line per node, constants inline, each fusion group framed."""
-    lines = [f"{graph.name}({typed_names([v.name for v in graph.inputs], [v.type for v in graph.inputs])}):"]
+    lines = [f"{graph.name}({typed_values(graph.inputs)}):"]
 
     def emit(g: Graph, names: dict[Value, str], prefix: str) -> None:
         for node in g.nodes:
@@ -232,9 +237,15 @@ def graph_html(graph: Graph) -> str:
     return f"<div class='gputrace-graph'>{picture}{_details('IR', _pre(str(graph)))}</div>"
 
 
+def fusion_group_signature(node: Node) -> str:
+    """``reads %5: f32[3,4], %h: f32[3,4]; writes %7: f32[3,4]``: what a fusion group's kernel takes and gives."""
+    return f"reads {typed_values(node.inputs)}; writes {typed_values(node.outputs)}"
+
+
 def fusion_group_html(node: Node) -> str:
-    """A ``gt::FusionGroup`` node: its kernel name and its subgraph drawn as a graph."""
-    return f"<div><b>{html.escape(_group_label(node))}</b>{graph_html(node.subgraph)}</div>"
+    """A ``gt::FusionGroup`` node: its kernel name, what it reads and writes, and its subgraph drawn as a graph."""
+    return (f"<div class='gputrace-fusion-group'><b>{html.escape(_group_label(node))}</b>"
+            f"<div>{html.escape(fusion_group_signature(node))}</div>{graph_html(node.subgraph)}</div>")
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -290,6 +301,10 @@ def kernel_text(kernel: Kernel, arch: str = DEFAULT_ARCH) -> str:
 PLAN_HEADERS = ("#", "step", "reads", "writes", "bytes", "registers", "spills (st/ld)")
 
 
+def _nbytes(types: Sequence[Type]) -> int:
+    return sum(t.nbytes for t in types if isinstance(t, TensorType))
+
+
 def plan_rows(program: Any, arch: str = DEFAULT_ARCH) -> tuple[list[list[str]], BaseException | None]:
     """One row per launch-plan step, and the first error that kept registers out (None: they are all there)."""
     types = {v.name: v.type for v in program.graph.inputs}
@@ -297,8 +312,9 @@ def plan_rows(program: Any, arch: str = DEFAULT_ARCH) -> tuple[list[list[str]], 
     rows, missing = [], None
     for k, step in enumerate(program.plan):
         if isinstance(step, LibraryCall):
-            rows.append([str(k), f"library: {step.name}", typed_names(step.inputs, [types[n] for n in step.inputs]),
-                         typed_names(step.outputs, [types[n] for n in step.outputs]), "", "", ""])
+            reads, writes = [types[n] for n in step.inputs], [types[n] for n in step.outputs]
+            rows.append([str(k), f"library: {step.name}", typed_names(step.inputs, reads),
+                         typed_names(step.outputs, writes), f"{_nbytes(reads) + _nbytes(writes):,}", "", ""])
             continue
         resources, error = kernel_resources(step, arch)
         missing = missing or error
@@ -313,31 +329,50 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
+def program_signature(program: Any) -> str:
+    """``forward(%x: f32[3,4]) -> (f32[3,4]): 1 kernel, 1 library call``: what a Program takes, gives and launches."""
+    graph = program.graph
+    kernels = sum(isinstance(step, Kernel) for step in program.plan)
+    return (f"{graph.name}({typed_values(graph.inputs)}) -> "
+            f"({', '.join(short_type(v.type) for v in graph.outputs)}): {_plural(kernels, 'kernel')}, "
+            f"{_plural(len(program.plan) - kernels, 'library call')}")
+
+
+def traced_function_signature(traced: Any) -> str:
+    """``gelu(%x: f32[256,512])``: a traced function's name and the arrays it was traced with."""
+    return f"{traced.name}({typed_names(traced.input_names, traced.input_types)})"
+
+
 @dataclass
 class PlanSummary:
-    """What both views of a traced function show: its signature line, its Program, the plan table, a note."""
+    """What both views of a Program show: its signature line, the Program, the plan table, a note."""
     header: str
     program: Any
     rows: list[list[str]]
     note: str
 
 
-def plan_summary(traced: Any, arch: str = DEFAULT_ARCH) -> PlanSummary:
-    """The summary of a TracedFunction (a TracedModule shows its ``forward``) at the signature it was traced at."""
-    from .traced import TracedModule
-    function = traced.methods["forward"] if isinstance(traced, TracedModule) else traced
-    program = function._program(function.input_types, None)  # the Program ``function.kernels`` describes
+def plan_summary(program_or_traced: Any, arch: str = DEFAULT_ARCH) -> PlanSummary:
+    """The summary of a Program, or of a TracedFunction (a TracedModule: its ``forward``) at its traced signature."""
+    program = _program_of(program_or_traced)
     rows, missing = plan_rows(program, arch)
-    kernels = sum(isinstance(step, Kernel) for step in program.plan)
-    header = (f"{function.name}({typed_names(function.input_names, function.input_types)}) -> "
-              f"({', '.join(short_type(v.type) for v in program.graph.outputs)}): {_plural(kernels, 'kernel')}, "
-              f"{_plural(len(program.plan) - kernels, 'library call')}")
     note = f"registers and spills for {arch}: {unavailable(missing, lines=2)}" if missing else ""
-    return PlanSummary(header, program, rows, note)
+    return PlanSummary(program_signature(program), program, rows, note)
+
+
+def _program_of(program_or_traced: Any) -> Any:
+    from .traced import Program, TracedModule
+    if isinstance(program_or_traced, Program):
+        return program_or_traced
+    function = program_or_traced
+    if isinstance(function, TracedModule):
+        function = function.methods["forward"]
+    return function._program(function.input_types, None)  # the Program ``function.kernels`` describes
 
 
 def traced_function_html(traced: Any, arch: str = DEFAULT_ARCH) -> str:
-    """Signature, the fused graph, the launch plan table and every kernel (source, PTX, SASS)."""
+    """Signature, the fused graph, the launch plan table and every kernel (source, PTX, SASS): for a
+    TracedFunction, a TracedModule or a Program."""
     summary = plan_summary(traced, arch)
     cells = [[html.escape(c) for c in row] for row in summary.rows]
     note = f"<p><i>{html.escape(summary.note)}</i></p>" if summary.note else ""

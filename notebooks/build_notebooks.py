@@ -226,8 +226,53 @@ FUSION_AND_KERNELS = [
     md("""
         ## `emulate` against `numpy`
 
-        Each program runs on NumPy (the reference, op by op) and on the generated kernels, and every output
-        is compared; on a machine with a GPU the `cuda` backend is checked too.
+        `run(..., backend="numpy")` is the reference: the fused graph run op by op with NumPy.
+        `backend="emulate"` runs the generated CUDA kernels themselves on the CPU: the host C++ compiler
+        builds the very source shown above against an emulation header (blocks on worker threads, CUDA
+        threads as fibers, shared memory, barriers and warp shuffles), so a wrong index or a missing
+        `__syncthreads` shows up here without a GPU. The first call builds the kernels (then cached on
+        disk); the second only runs them. On a machine with a GPU the `cuda` backend runs too.
+    """),
+    code("""
+        import time
+        from gputrace.check import compare_arrays
+        from gputrace.display import text_table
+
+        def timed_run(traced_fn, args, backend):
+            start = time.perf_counter()
+            result = traced_fn.run(*args, backend=backend)
+            return result, 1e3 * (time.perf_counter() - start)
+
+        rows = []
+        for name, (fn, args) in examples.items():
+            eager = fn(*args)
+            for backend in BACKENDS:
+                result, first_ms = timed_run(traced[name], args, backend)
+                result, second_ms = timed_run(traced[name], args, backend)
+                difference = compare_arrays(eager, result, tolerance=1e-5)
+                assert difference.ok, (name, backend, difference)
+                runs = "NumPy, op by op" if backend == "numpy" else f"{len(traced[name].kernels)} generated kernel(s)"
+                rows.append([name, backend, runs, f"{first_ms:.1f}", f"{second_ms:.1f}", f"{difference.max_abs:.2g}"])
+        print(text_table(["program", "backend", "runs", "1st call ms", "2nd call ms", "max abs error vs eager"], rows))
+    """),
+    md("""
+        What `emulate` does for each kernel can be done by hand: build the GELU kernel's source shown above
+        with the host compiler and launch it on NumPy arrays, as `cudaLaunchKernel` would on the GPU.
+    """),
+    code("""
+        from gputrace.backends.host_compiler import build_host_module
+
+        module = build_host_module(gelu_kernel.source, [gelu_kernel.name])
+        print(gelu_kernel.name, module.parameters(gelu_kernel.name))
+        out = np.empty_like(x)
+        grid = gelu_kernel.grid(max_blocks=64)
+        module.launch(gelu_kernel.name, grid, gelu_kernel.block, gelu_kernel.arguments([x], [out]))
+        print(f"{grid} blocks of {gelu_kernel.block} threads; max abs error vs NumPy {np.abs(out - gelu(x)).max():.2g}")
+        assert compare_arrays(gelu(x), out, tolerance=1e-5).ok
+    """),
+    md("""
+        `check_trace` does the comparison for every output and shows it as a table, with the largest absolute
+        and relative error per backend:
     """),
     code("""
         for name, (fn, args) in examples.items():

@@ -1,5 +1,8 @@
 """``python -m gputrace``: every subcommand, its --help, and doctor on a machine without a GPU."""
+import contextlib
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +32,8 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def emulate_available() -> bool:
-    return cli.attempt(lambda: __import__("gputrace.backends.host_compiler"))[0] is not None
+    from gputrace.backends.host_compiler import host_compiler_info
+    return host_compiler_info()["available"]
 
 
 def test_python_dash_m_gputrace_lists_every_command():
@@ -60,19 +64,53 @@ def test_no_command_is_a_usage_error(capsys):
 # ----------------------------------------------------------------------------- demo
 
 
-@pytest.mark.skipif(not emulate_available(), reason="the emulate backend is not installed yet")
-def test_demo_prints_graphs_kernels_and_a_passing_check(capsys, cache_dir):
-    status, out, _ = run(capsys, "demo", "--backend", "emulate")
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory):
+    """``gputrace demo``'s exit status and output, run once for the tests below (building the kernels takes seconds)."""
+    if not emulate_available():
+        pytest.skip("no host C++ compiler for the emulate backend")
+    with pytest.MonkeyPatch.context() as patch:  # the session's private cache, as conftest sets for each test
+        patch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = cli.main(["demo"])
+    return status, out.getvalue()
+
+
+def demo_sections(text):
+    """``{title: body}`` for the ``=== title ===`` sections of the demo's output."""
+    return dict(re.findall(r"^=== (.+?) ===\n(.*?)(?=^=== |^```|\Z)", text, re.S | re.M))
+
+
+def test_demo_prints_graphs_kernels_and_a_passing_check(demo_output):
+    status, out = demo_output
     assert status == 0, out
+    backend = "cuda" if cli.gpu_present() else "emulate"
     sections = [line for line in out.splitlines() if line.startswith("=== ")]
     assert sections == ["=== mycell.py ===", "=== module ===", "=== code ===", "=== graph ===", "=== inlined graph ===",
                         "=== fused graph and launch plan ===", "=== kernel gt_fused_0_add_tanh ===",
-                        "=== check: numpy vs emulate ==="]
+                        f"=== check: numpy vs {backend} ==="]
     assert "MyCell(\n  original_name=MyCell\n  (linear): Linear(original_name=Linear)\n)" in out
     assert "prim::CallMethod[name=\"forward\"](%linear, %x)  # mycell.py:11:24" in out
     assert "┌ fusion group gt_fused_0_add_tanh" in out
+    assert "forward(%x: f32[3,4], %h: f32[3,4]) -> (f32[3,4], f32[3,4]): 1 kernel, 1 library call" in out
+    assert "0  library: cublas_matmul (CuPy)" in out and "1  kernel: gt_fused_0_add_tanh" in out
     assert 'extern "C" __global__ void gt_fused_0_add_tanh(' in out
-    assert out.rstrip().endswith("ok")
+    check = out.split(f"=== check: numpy vs {backend} ===\n")[1].splitlines()
+    assert check[0] == "check against numpy (tolerance 1e-05):"
+    assert [row.split()[:2] + row.split()[-1:] for row in check[2:]] == [["0", backend, "ok"], ["1", backend, "ok"]]
+
+
+def test_the_readme_shows_what_the_demo_prints(demo_output):
+    readme = demo_sections((REPO / "README.md").read_text())
+    printed = demo_sections(demo_output[1])
+    assert readme["graph"] == printed["graph"]
+    fused = "fused graph and launch plan"
+    assert readme[fused].split("launch plan")[0] == printed[fused].split("launch plan")[0]
+    kernel = readme["kernel gt_fused_0_add_tanh"].splitlines()
+    trimmed = [line for line in kernel if "trimmed" not in line and not line.startswith("resources (sm_90)")]
+    assert trimmed and set(trimmed) <= set(printed["kernel gt_fused_0_add_tanh"].splitlines()), \
+        "README.md shows a kernel the demo no longer prints: paste the new one"
 
 
 def test_demo_on_the_cuda_backend_without_a_gpu_says_what_to_do(capsys, cache_dir):
@@ -101,9 +139,26 @@ def test_doctor_without_a_gpu_says_so_and_what_still_works(capsys, cache_dir):
         pytest.skip("this machine has a GPU")
     status, out, _ = run(capsys, "doctor")
     assert status == 0
-    assert "GPU and driver  MISSING" in out
+    assert "GPU and driver  MISSING  no GPU (" in out
     assert "-> the cuda backend needs an NVIDIA GPU and driver" in out
     assert out.rstrip().endswith("cuda no")
+
+
+def test_doctor_reports_versions_and_the_emulate_compiler(capsys, cache_dir):
+    host_compiler = pytest.importorskip("gputrace.backends.host_compiler")
+    info = host_compiler.host_compiler_info()
+    if not info["available"]:
+        pytest.skip(info["error"])
+    status, out, _ = run(capsys, "doctor")
+    assert status == 0
+    rows = {line[:16].strip(): line[16:] for line in out.splitlines() if line[:1].strip()}
+    assert rows["host compiler"].startswith(f"ok       {info['version']}, ")
+    assert "backends: numpy yes, emulate yes, " in out
+    if rows["NVRTC"].startswith("ok"):
+        from gputrace.backends.nvrtc import nvrtc_version
+        assert rows["NVRTC"] == f"ok       {'.'.join(map(str, nvrtc_version()))}, compiles for sm_90"
+    if rows["CuPy"].startswith("ok"):
+        assert rows["CuPy"] == f"ok       {__import__('cupy').__version__}"
 
 
 def test_doctor_names_the_package_to_install_for_a_missing_piece(capsys, cache_dir, monkeypatch):
@@ -120,7 +175,7 @@ def test_doctor_without_a_host_compiler_says_emulate_is_off(capsys, cache_dir, m
                         lambda: {"available": False, "error": "no C++ compiler found (tried g++, clang++)"})
     status, out, _ = run(capsys, "doctor")
     assert status == 0
-    assert "host compiler   MISSING  RuntimeError: no C++ compiler found (tried g++, clang++)" in out
+    assert "host compiler   MISSING  no C++ compiler found (tried g++, clang++)" in out
     assert "-> the emulate backend builds kernels with g++: apt-get install g++" in out
     assert "backends: numpy yes, emulate no, " in out
 
@@ -212,3 +267,13 @@ def test_log_option_rejects_an_unknown_topic(capsys, cache_dir):
     status, _, err = run(capsys, "--log", "everything", "cache", "info")
     assert status == 2
     assert "gputrace: --log: unknown gputrace log topic everything" in err
+
+
+@pytest.mark.skipif(not emulate_available(), reason="no host C++ compiler for the emulate backend")
+def test_the_readme_example_runs(capsys):
+    example = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert "= prim::CallMethod[name=\"forward\"](%linear, %x)" in out
+    assert "┌ fusion group gt_fused_0_add_tanh" in out and 'extern "C" __global__ void gt_fused_0_add_tanh(' in out
+    assert out.rstrip().endswith("ok") and "MISMATCH" not in out

@@ -9,6 +9,7 @@ import gputrace
 from gputrace import display
 from gputrace.check import CheckReport, Difference, OutputCheck
 from gputrace.codegen.kernel import Kernel
+from gputrace.errors import KernelCompileError
 
 
 def tanh_matmul_exp(x, w):
@@ -144,6 +145,7 @@ def test_launch_plan_table_lists_kernels_and_library_calls(program, no_nvrtc):
                                         "kernel: gt_fused_1_exp"]
     assert rows[1][2:4] == ["%4: f32[3,4], %w: f32[4,2]", "%2: f32[3,2]"]
     assert rows[0][4] == "96" and rows[2][4] == "48"  # 12 floats in and out; 6 floats in and out
+    assert rows[1][4] == "104" and rows[1][5:] == ["", ""]  # matmul reads 12 + 8 floats, writes 6
     assert rows[0][5:] == ["–", "–"] and str(missing) == "NVRTC is not installed"
 
 
@@ -176,3 +178,57 @@ def test_check_report_html_is_a_table_of_outputs_by_backend():
     assert "emulate: max abs" in html and "cuda: result" in html
     assert "mismatch</span> 3 of 12 elements differ" in html and html.count(">ok</span>") == 3
     assert "check against <b>numpy</b> (tolerance 1e-05): MISMATCH" in html
+
+
+# ----------------------------------------------------------------------------- plain reprs
+
+
+def test_plain_reprs_say_what_each_object_is(program):
+    assert repr(program.graph) == str(program.graph)  # the IR, as a TorchScript graph prints
+    assert repr(program) == "<Program tanh_matmul_exp(%x: f32[3,4], %w: f32[4,2]) -> (f32[3,2]): 2 kernels, " \
+                            "1 library call>"
+    first, second = program.graph.find_nodes("gt::FusionGroup")
+    assert repr(first) == "<FusionGroup gt_fused_0_tanh(%x) -> (%4): np::tanh>"
+    assert repr(program.kernels[1]) == "<Kernel gt_fused_1_exp(%2) -> (%5): exp>"
+    x, w = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+    assert repr(gputrace.trace(tanh_matmul_exp, (x, w))) == "<TracedFunction tanh_matmul_exp(%x: f32[3,4], %w: f32[4,2])>"
+
+
+def test_a_fusion_group_node_displays_itself_and_other_nodes_fall_back_to_text(program, no_graphviz):
+    group = program.graph.find_nodes("gt::FusionGroup")[1]
+    html = group._repr_html_()
+    assert "fusion group gt_fused_1_exp" in html and "reads %2: f32[3,2]; writes %5: f32[3,2]" in html
+    matmul = program.graph.find_nodes("np::matmul")[0]
+    assert matmul._repr_html_() is None  # Jupyter then shows the repr
+
+
+def test_a_program_displays_its_launch_plan(program, no_graphviz, no_nvrtc):
+    html = program._repr_html_()
+    assert "tanh_matmul_exp(%x: f32[3,4], %w: f32[4,2]) -&gt; (f32[3,2]): 2 kernels, 1 library call" in html
+    assert html.count("<tr>") == 4 and "library: cublas_matmul (CuPy)" in html
+
+
+def test_check_report_repr_is_its_table():
+    report = CheckReport("numpy", [OutputCheck(0, "emulate", Difference(False, 0.5, 0.25, reason="1 of 4 differ"))])
+    assert repr(report) == str(report)
+    assert repr(report).splitlines()[-1].split() == ["0", "emulate", "0.5", "0.25", "MISMATCH", "1", "of", "4", "differ"]
+
+
+def test_resources_without_ptxas_lines_raise_a_compile_error(program, monkeypatch):
+    class CompiledWithoutPtxas:
+        log = ""
+    monkeypatch.setattr(Kernel, "compile", lambda self, arch="sm_90": CompiledWithoutPtxas())
+    with pytest.raises(KernelCompileError, match="gt_fused_0_tanh: no register usage for sm_90: ptxas printed no "
+                                                 "resource lines"):
+        program.kernels[0].resources()
+    resources, error = display.kernel_resources(program.kernels[0])
+    assert resources is None and isinstance(error, KernelCompileError)  # the views say why instead of failing
+
+
+def test_resources_for_a_virtual_architecture_say_it_needs_sm_xx(program):
+    pytest.importorskip("gputrace.backends.nvrtc")
+    ptx, error = display.attempt(lambda: program.kernels[0].ptx("compute_90"))
+    if ptx is None:
+        pytest.skip(f"NVRTC cannot compile here: {error}")
+    with pytest.raises(KernelCompileError, match="resources need an sm_XX architecture"):
+        program.kernels[0].resources("compute_90")
