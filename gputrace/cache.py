@@ -85,6 +85,7 @@ class DiskCache:
     def get_or_build(self, key: str, build: Callable[[], bytes]) -> bytes:
         payload = self.get(key)
         if payload is None:
+            log.debug("cache miss %s/%s: building", self.namespace, key)
             payload = build()
             self.put(key, payload)
         else:

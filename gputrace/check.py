@@ -192,6 +192,8 @@ class CheckReport:
                          f"{'ok' if d.ok else 'MISMATCH ' + d.reason}")
         return "\n".join(lines)
 
+    __repr__ = __str__  # the table, not the dataclass fields
+
     def _repr_html_(self) -> str:
         from .display import check_report_html
         return check_report_html(self)

@@ -11,11 +11,11 @@ class GputraceError(Exception):
 
 
 class UnsupportedOperationError(GputraceError, TypeError):
-    """The tracer met a NumPy function, method or keyword it cannot record."""
+    """The tracer met a NumPy function, method, keyword or dtype it cannot record (complex, object, big-endian ...)."""
 
 
 class SignatureError(GputraceError, TypeError):
-    """A traced function was called with arrays of another dtype or ndim than traced."""
+    """Arguments that do not fit: not arrays, the wrong number of them, or another dtype or ndim than traced."""
 
 
 class TracingError(GputraceError, RuntimeError):

@@ -220,7 +220,17 @@ class Node:
         return self.kind.split("::", 1)[1]
 
     def __repr__(self) -> str:
+        if self.kind == "gt::FusionGroup" and self.subgraph is not None:
+            ops = ", ".join(n.kind for n in self.subgraph.nodes if n.kind != "prim::Constant")
+            return (f"<FusionGroup {self.attrs.get('kernel', '')}({', '.join(map(repr, self.inputs))}) -> "
+                    f"({', '.join(map(repr, self.outputs))}): {ops}>")
         return f"<Node {self.kind} -> {self.outputs}>"
+
+    def _repr_html_(self) -> str | None:
+        if self.kind != "gt::FusionGroup":
+            return None  # Jupyter shows the plain repr instead
+        from .display import fusion_group_html
+        return fusion_group_html(self)
 
 
 # ----------------------------------------------------------------------------- graph
@@ -370,6 +380,8 @@ class Graph:
     # -- printing
     def __str__(self) -> str:
         return format_graph(self)
+
+    __repr__ = __str__  # like TorchScript's graphs: the REPL shows the IR
 
     def _repr_html_(self) -> str:
         from .display import graph_html  # display sits above ir in the pipeline: import it when drawn

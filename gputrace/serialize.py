@@ -338,8 +338,8 @@ def load(path: str | Path):
     from .traced import TracedFunction
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if names != _MEMBERS:
+            names = archive.namelist()
+            if sorted(names) != sorted(_MEMBERS):  # a list: a member stored twice is refused too
                 raise _fail(f"expected members {sorted(_MEMBERS)}, found {sorted(names)[:10]}")
             document_bytes = _read_member(archive, "graph.json")
             npz_bytes = _read_member(archive, "params.npz")

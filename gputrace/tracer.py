@@ -321,6 +321,13 @@ def _clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue,
     hi = a_max if a_max is not np._NoValue else (None if max is np._NoValue else max)
     if lo is None and hi is None:
         raise ValueError("One of max or min must be given")
+    dtype = getattr(_concrete(a), "dtype", None)
+    if dtype is not None and dtype.kind in "iu":  # as NumPy's _clip: a Python int bound beyond the dtype is no bound
+        info = np.iinfo(dtype)
+        lo = None if type(lo) is int and lo <= info.min else lo
+        hi = None if type(hi) is int and hi >= info.max else hi
+        if lo is None and hi is None:
+            return record("np::positive", [a])
     if lo is None:
         return record("np::minimum", [a, hi])
     if hi is None:
@@ -520,6 +527,10 @@ def _asarray(a, dtype=None, *args, **kwargs):
 
 _UFUNC_KWARGS_ALLOWED = {"out": None, "where": True, "casting": "same_kind", "order": "K", "dtype": None,
                          "subok": True, "signature": None}
+_UFUNC_KWARG_HINTS = {"out": "gputrace traces functional code: compute a new array instead",
+                      "where": "select with np.where(condition, result, other) instead",
+                      "dtype": "convert with .astype(dtype) before or after the call instead",
+                      "order": "traced results are always C-contiguous"}
 
 _REDUCE_UFUNCS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
                   "logical_and": "all", "logical_or": "any"}
@@ -555,8 +566,7 @@ class TracedArray:
             default = _UFUNC_KWARGS_ALLOWED.get(key, np._NoValue)
             if value is default or (key == "out" and isinstance(value, tuple) and all(o is None for o in value)):
                 continue
-            hint = "gputrace traces functional code: compute a new array instead" if key == "out" else ""
-            raise unsupported(f"np.{ufunc.__name__}(..., {key}=...)", hint)
+            raise unsupported(f"np.{ufunc.__name__}(..., {key}=...)", _UFUNC_KWARG_HINTS.get(key, ""))
         kind = f"np::{name}"
         if kind not in ops.OPS or ufunc.nout != 1:
             raise unsupported(f"the NumPy function np.{ufunc.__name__}")

@@ -1,6 +1,7 @@
 """What the tracer cannot record is an error naming the NumPy function or keyword and the user's line.
 
-(Signature errors on calls are in test_api.py; hostile files in test_serialize.py.)
+(Signature errors on calls are in test_api.py, every bad input of issue 5 in test_bad_inputs.py, hostile files
+in test_serialize.py.)
 """
 import inspect
 

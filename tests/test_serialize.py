@@ -225,6 +225,64 @@ def test_an_encrypted_member_is_refused(saved):
         gputrace.load(path)
 
 
+def test_a_member_stored_twice_is_refused(saved, tmp_path):
+    """Zip readers disagree on which copy counts: a file with two graph.json is no trace."""
+    _, path = saved
+    other = tmp_path / "other.gpt"
+    gputrace.save(gputrace.trace(lambda x: x * 3, np.ones((2, 3), np.float32)), other)
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(other) as o:
+        members = [(n, z.read(n)) for n in z.namelist()] + [("graph.json", o.read("graph.json"))]
+    with pytest.warns(UserWarning, match="Duplicate name: 'graph.json'"), zipfile.ZipFile(path, "w") as z:
+        for name, data in members:
+            z.writestr(name, data)
+    with pytest.raises(gputrace.GraphFormatError,
+                       match=r"expected members \['graph.json', 'params.npz'\], found \['graph.json', 'graph.json', "):
+        gputrace.load(path)
+
+
+def nested_groups(input_type: dict, depth: int) -> str:
+    """A graph that is ``depth`` fusion groups inside each other, each passing its input through (written by hand:
+    json.dumps itself cannot nest this deep)."""
+    t = json.dumps(input_type)
+    node = ('{"name": "g", "inputs": [{"name": "x", "type": %s}], "nodes": [{"kind": "gt::FusionGroup", "inputs": [0], '
+            '"attrs": {}, "outputs": [{"name": "y", "type": %s}], "subgraph": ' % (t, t))
+    innermost = '{"name": "g", "inputs": [{"name": "x", "type": %s}], "nodes": [], "outputs": [0]}' % t
+    return node * depth + innermost + '}], "outputs": [1]}' * depth
+
+
+@pytest.mark.parametrize("depth", [20, 5000])
+def test_deeply_nested_subgraphs_load_or_are_refused(saved, depth):
+    _, path = saved
+
+    def nest(members):
+        doc = json.loads(members["graph.json"])
+        graph = nested_groups(doc.pop("graph")["inputs"][0]["type"], depth)
+        members["graph.json"] = json.dumps(doc)[:-1] + ', "graph": ' + graph + "}"
+
+    rewrite(path, nest)
+    if depth > 1000:  # deeper than Python's recursion limit: refused, never a RecursionError
+        with pytest.raises(gputrace.GraphFormatError, match="graph.json is not valid JSON .*recursion"):
+            gputrace.load(path)
+        return
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(gputrace.load(path)(x), x)
+
+
+def test_load_executes_nothing(saved, monkeypatch):
+    """Loading parses and type-checks the graph; no op of it runs until the trace is called."""
+    _, path = saved
+
+    def no_running(kind, *args, **kwargs):
+        raise AssertionError(f"load ran {kind}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gputrace.ops, "run_op", no_running)
+        loaded = gputrace.load(path)
+    x = np.ones((2, 3), np.float32)
+    for got, want in zip(loaded(x), head_fn(x)):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("content", [b"", b"hello, this is text", b"PK\x03\x04 truncated"],
                          ids=["empty", "text", "zip-magic"])
 def test_foreign_files(tmp_path, content):

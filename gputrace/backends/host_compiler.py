@@ -245,15 +245,19 @@ def _build_module(source: str, names: list[str], flags: tuple[str, ...], compile
     files = {file: _host_source(source, names).encode(), runtime.soname: runtime.payload}
 
     def build(header: Path):
-        arguments = [*flags, "-shared", *_include_flags(), "-include", str(header), "-x", "c++", file, "-x", "none", runtime.soname]
+        arguments = [*flags, "-Winvalid-pch", "-shared", *_include_flags(), "-include", str(header), "-x", "c++", file,
+                     "-x", "none", runtime.soname]
         return _run_compiler(compiler, arguments, files)
 
     header = _precompiled_header(compiler, flags) if compiler.is_gcc else templates_dir() / HEADER
     done, payload = build(header)
-    if payload is None and "PCH" in done.stderr:  # a damaged precompiled header: drop it, build without
+    # A damaged precompiled header fails the build ("cannot read PCH file", "while reading precompiled header")
+    # or, with -Winvalid-pch, is reported and skipped ("not a PCH file"): drop it (the next build makes it again).
+    if header != templates_dir() / HEADER and re.search(r"PCH|precompiled header", done.stderr):
         log.warning("precompiled header %s.gch does not load; removing it", header)
         Path(f"{header}.gch").unlink(missing_ok=True)
-        done, payload = build(templates_dir() / HEADER)
+        if payload is None:
+            done, payload = build(templates_dir() / HEADER)
     if payload is None:
         lines = {int(m) for m in re.findall(rf"^{re.escape(file)}:(\d+):\d+: error", done.stderr, re.M)}
         raise KernelCompileError(f"{compiler.name} could not build the emulated kernels ({', '.join(names)}):\n"

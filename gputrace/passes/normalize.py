@@ -9,10 +9,13 @@ None to keep it), inserting new nodes before it.
 """
 from __future__ import annotations
 
+import operator
 from typing import Callable
 
+import numpy as np
+
 from .. import ops
-from ..ir import Graph, Node, Value
+from ..ir import Graph, Node, ScalarType, Value
 from .rewrite import emit, replace_node
 
 Rule = Callable[[Graph, Node], "list[Value] | None"]
@@ -85,6 +88,29 @@ def _copy(graph: Graph, node: Node) -> list[Value] | None:
 @rule("np::astype")
 def _astype(graph: Graph, node: Node) -> list[Value] | None:
     return [node.inputs[0]] if node.attrs["dtype"] == node.inputs[0].type.dtype else None
+
+
+_COMPARISONS = {"np::less": operator.lt, "np::less_equal": operator.le, "np::greater": operator.gt,
+                "np::greater_equal": operator.ge, "np::equal": operator.eq, "np::not_equal": operator.ne}
+
+
+@rule(*_COMPARISONS)
+def _out_of_range_comparison(graph: Graph, node: Node) -> list[Value] | None:
+    """An integer array against a Python int its dtype cannot hold: NumPy 2 gives the same answer for every
+    element (``uint8_array < 300`` is all True); computed in the array's dtype, the int would wrap."""
+    loop, _ = ops.ufunc_loop_dtypes(node.kind, [v.type for v in node.inputs])
+    weak = [isinstance(v.type, ScalarType) and v.type.kind is int and v.producer is not None
+            and v.producer.kind == "prim::Constant" for v in node.inputs]
+    if loop[0].kind not in "iu" or weak.count(True) != 1:
+        return None
+    value = node.inputs[weak.index(True)].producer.attrs["value"]
+    info = np.iinfo(loop[0])
+    if info.min <= value <= info.max:
+        return None
+    extreme = int(info.max) if value > info.max else int(info.min)  # every element compares as this one does
+    result = _COMPARISONS[node.kind](*[value if w else extreme for w in weak])
+    array = node.inputs[weak.index(False)]
+    return [emit(graph, node, "np::full_like", [array], {"fill_value": result, "dtype": np.dtype(bool)}).output]
 
 
 @rule("np::stack")

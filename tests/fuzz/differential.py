@@ -1,0 +1,220 @@
+"""The differential runner: one program run eagerly by NumPy, then traced and run on every backend.
+
+Every output is compared with NumPy's: the dtype and shape exactly; integers,
+bools and exactly computed floats exactly (NaN where NaN, zero signs aside);
+floats that went through the math library, a sum, a product or a matrix
+product within a tolerance by dtype, scaled by the magnitude of the inexact
+values they were computed from (a reassociated sum is off relative to its
+terms, not to its result). A program NumPy rejects must be rejected by
+gputrace with the same kind of error (ValueError, TypeError, IndexError, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+import gputrace
+
+from .program import EXACT, INEXACT, UNSTABLE, Evaluation, Program, Ref, evaluate
+
+# relative error allowed per dtype for inexact results: a few ulp of libm, float16 rounding after each op
+RTOL = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+ERROR_KINDS = (IndexError, ValueError, TypeError, OverflowError, ZeroDivisionError, FloatingPointError)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One way gputrace disagreed with NumPy: where (trace or a backend), which output, what."""
+    stage: str
+    description: str
+    output: int | None = None
+
+    def __str__(self) -> str:
+        where = f"output {self.output} on {self.stage}" if self.output is not None else self.stage
+        return f"{where}: {self.description}"
+
+
+def available_backends(requested: Sequence[str]) -> tuple[str, ...]:
+    """``requested`` without ``cuda`` where there is no GPU."""
+    if "cuda" not in requested:
+        return tuple(requested)
+    from gputrace.backends.nvrtc import gpu_available
+    return tuple(b for b in requested if b != "cuda" or gpu_available())
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+def error_kinds(error: BaseException) -> set[type]:
+    return {kind for kind in ERROR_KINDS if isinstance(error, kind)}
+
+
+def describe_error(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text[:200]}"
+
+
+def to_host(x: Any) -> np.ndarray:
+    if hasattr(x, "get") and not isinstance(x, (np.ndarray, np.generic)):
+        x = x.get()
+    return np.asarray(x)
+
+
+def tolerance_scale(program: Program, evaluation: Evaluation, index: int) -> tuple[float, int]:
+    """The largest finite magnitude among the inexact values ``index`` comes from, and their operands;
+    and the longest sum among them (error grows with the number of terms)."""
+    n_inputs = len(program.inputs)
+    scale, terms = 0.0, 1
+    for i in program.ancestors(index):
+        if evaluation.exactness[i] != INEXACT:
+            continue
+        related = [i]
+        if i >= n_inputs:
+            op = program.ops[i - n_inputs]
+            related += op.refs()
+            terms = max([terms] + [int(np.size(evaluation.values[r])) for r in op.refs()])
+            scale = max([scale] + [abs(a) for a in op.args if isinstance(a, (int, float)) and math.isfinite(a)])
+        for r in related:
+            values = np.asarray(evaluation.values[r])
+            if values.dtype.kind in "fiu" and values.size:
+                finite = np.abs(values[np.isfinite(values)].astype(np.float64))
+                scale = max(scale, float(finite.max(initial=0.0)))
+    return scale, terms
+
+
+def first_position(mask: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+
+
+def compare_output(expected: Any, actual: Any, exactness: str, scale: float = 0.0, terms: int = 1) -> str | None:
+    """None when ``actual`` is NumPy's ``expected`` up to what ``exactness`` allows, else what differs."""
+    e, a = np.asarray(expected), to_host(actual)
+    if e.dtype != a.dtype:
+        return f"dtype {a.dtype}, NumPy gives {e.dtype}"
+    if e.shape != a.shape:
+        return f"shape {a.shape}, NumPy gives {e.shape}"
+    if exactness == UNSTABLE or e.size == 0:
+        return None
+    if e.dtype.kind in "biu":
+        wrong = e != a
+        if wrong.any():
+            at = first_position(wrong)
+            return f"{int(wrong.sum())} of {e.size} elements differ, first at {at}: {a[at]!r}, NumPy {e[at]!r}"
+        return None
+    e64, a64 = e.astype(np.float64), a.astype(np.float64)
+    nan_e, nan_a = np.isnan(e64), np.isnan(a64)
+    if (nan_e != nan_a).any():
+        at = first_position(nan_e != nan_a)
+        return f"NaN differs at {int((nan_e != nan_a).sum())} positions, first at {at}: {a[at]!r}, NumPy {e[at]!r}"
+    if exactness == EXACT:
+        wrong = ~nan_e & (e64 != a64)
+        if wrong.any():
+            at = first_position(wrong)
+            return (f"{int(wrong.sum())} of {e.size} exactly computed elements differ, first at {at}: "
+                    f"{a[at]!r}, NumPy {e[at]!r}")
+        return None
+    rtol = RTOL[e.dtype]
+    big = np.finfo(e.dtype).max / 2
+    inf_e, inf_a = np.isinf(e64), np.isinf(a64)
+    overflowed = (inf_e != inf_a) & (np.maximum(np.abs(np.where(inf_e, a64, e64)), 0) >= big)
+    both_finite = ~inf_e & ~inf_a & ~nan_e
+    allowed = rtol * np.abs(e64) + rtol * scale * (1 + math.sqrt(terms))
+    wrong = (inf_e != inf_a) & ~overflowed | (inf_e & inf_a & (e64 != a64)) | \
+        (both_finite & (np.abs(e64 - a64) > allowed))
+    if wrong.any():
+        at = first_position(wrong)
+        return (f"{int(wrong.sum())} of {e.size} elements beyond tolerance (rtol {rtol:g}, scale {scale:.3g}, "
+                f"{terms} terms), first at {at}: {a[at]!r}, NumPy {e[at]!r}")
+    return None
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")) -> list[Mismatch]:
+    """Every disagreement between NumPy and gputrace on ``program`` (empty: all agree)."""
+    evaluation = evaluate(program)
+    inputs = program.make_inputs()
+    pristine = [x.copy() for x in inputs]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            traced = gputrace.trace(program.function(), inputs)
+        except Exception as error:
+            return [_rejection_mismatch(evaluation, error)] if not _same_rejection(evaluation, error) else []
+        if evaluation.error is not None:
+            return [Mismatch("trace", f"NumPy raises {describe_error(evaluation.error)} at "
+                                      f"`{evaluation.failed_statement}`, gputrace.trace accepted the program")]
+        mismatches = []
+        for backend in backends:
+            mismatches += _run_backend(program, evaluation, traced, inputs, backend)
+            changed = [i for i, (x, y) in enumerate(zip(inputs, pristine)) if not _identical(x, y)]
+            if changed:
+                mismatches.append(Mismatch(backend, f"input arrays {changed} were modified"))
+        # the traced program on other values of the same types: nothing of the first values may be baked in
+        mismatches += _run_variant(program.with_other_values(), traced, backends, "other input values")
+        # and on inputs of other shapes (same dtypes and ndim), compiled anew on the reference backend
+        mismatches += _run_variant(program.with_other_shapes(), traced, ("numpy",), "other input shapes")
+    return mismatches
+
+
+def _run_variant(variant: Program, traced, backends: Sequence[str], what: str) -> list[Mismatch]:
+    """Run ``traced`` on ``variant``'s inputs: NumPy's rejections must be gputrace's, results must agree."""
+    evaluation = evaluate(variant)
+    mismatches = []
+    if evaluation.error is not None and variant.has_value_dependent_errors():
+        return []  # e.g. integer ** negative: NumPy checks values, a compiled kernel does not
+    for backend in backends:
+        if evaluation.error is not None:
+            try:
+                traced.run(*variant.make_inputs(), backend=backend)
+            except Exception as error:
+                if not _same_rejection(evaluation, error):
+                    mismatches.append(Mismatch(f"{backend} ({what})", _rejection_mismatch(evaluation, error).description))
+                continue
+            mismatches.append(Mismatch(f"{backend} ({what})", f"NumPy raises {describe_error(evaluation.error)} at "
+                                       f"`{evaluation.failed_statement}`, gputrace ran the program"))
+            continue
+        mismatches += [dataclasses.replace(m, stage=f"{m.stage} ({what})") for m in
+                       _run_backend(variant, evaluation, traced, variant.make_inputs(), backend)]
+    return mismatches
+
+
+def _same_rejection(evaluation: Evaluation, error: BaseException) -> bool:
+    return evaluation.error is not None and bool(error_kinds(evaluation.error) & error_kinds(error))
+
+
+def _rejection_mismatch(evaluation: Evaluation, error: BaseException) -> Mismatch:
+    if evaluation.error is None:
+        return Mismatch("trace", f"gputrace.trace raised {describe_error(error)}; NumPy computes the program")
+    return Mismatch("trace", f"NumPy raises {describe_error(evaluation.error)} at `{evaluation.failed_statement}`, "
+                             f"gputrace.trace raised {describe_error(error)}")
+
+
+def _identical(x: np.ndarray, y: np.ndarray) -> bool:
+    return x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _run_backend(program: Program, evaluation: Evaluation, traced, inputs, backend: str) -> list[Mismatch]:
+    try:
+        got = traced.run(*inputs, backend=backend)
+    except Exception as error:
+        return [Mismatch(backend, f"raised {describe_error(error)}")]
+    expected = evaluation.outputs(program)
+    if not isinstance(got, tuple) or len(got) != len(expected):
+        return [Mismatch(backend, f"returned {type(got).__name__} of {len(got)} values, NumPy {len(expected)}")]
+    mismatches = []
+    for k, (index, want, have) in enumerate(zip(program.outputs, expected, got)):
+        exactness = evaluation.exactness[index]
+        if evaluation.undefined[index]:
+            exactness = UNSTABLE  # NumPy's own result is undefined (NaN or out-of-range cast to an integer)
+        scale, terms = tolerance_scale(program, evaluation, index) if exactness == INEXACT else (0.0, 1)
+        difference = compare_output(want, have, exactness, scale, terms)
+        if difference:
+            mismatches.append(Mismatch(backend, f"{program.names[index]}: {difference}", k))
+    return mismatches

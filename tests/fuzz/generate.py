@@ -1,0 +1,438 @@
+"""Hypothesis strategies for random NumPy programs over the ops gputrace supports.
+
+``programs()`` draws broadcast-compatible input arrays (0-d, size-0 and size-1
+dimensions included, every supported dtype, transposed, strided and reversed
+layouts, NaN, infinities, -0.0, huge, tiny and integer extremes) and then a DAG
+of operations, each applied to earlier values (or Python and NumPy scalars).
+Every operation is run with NumPy as it is drawn: one NumPy rejects ends the
+program only now and then (gputrace must reject it alike), otherwise it is
+dropped; so are discontinuous functions of inexact values (``floor(exp(x))``),
+whose results may legitimately differ between correct implementations.
+Everything is drawn from hypothesis, so failures shrink to small programs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, Index, NumpyScalar, Op,
+                      Program, Ref, build_input)
+
+# weighted by repetition: common dtypes come up more often
+DTYPES = ("float32",) * 5 + ("float64",) * 3 + ("float16",) * 2 + ("int32",) * 2 + ("int64",) * 2 + (
+    "int8", "int16", "uint8", "uint8", "uint16", "uint32", "uint64", "bool", "bool")
+ALL_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "float16", "float32", "float64")
+
+UNARY = ("negative positive absolute sign square reciprocal exp exp2 expm1 log log2 log10 log1p sqrt cbrt sin cos "
+         "tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh floor ceil trunc rint logical_not invert "
+         "isnan isinf isfinite signbit deg2rad rad2deg fabs degrees radians bitwise_not round").split()
+BINARY = ("add subtract multiply divide floor_divide remainder fmod power maximum minimum fmax fmin equal not_equal "
+          "less less_equal greater greater_equal logical_and logical_or logical_xor bitwise_and bitwise_or "
+          "bitwise_xor left_shift right_shift arctan2 hypot copysign logaddexp logaddexp2 heaviside").split()
+BINARY_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "floor_divide": "//",
+                    "remainder": "%", "power": "**", "bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^",
+                    "left_shift": "<<", "right_shift": ">>", "less": "<", "less_equal": "<=", "greater": ">",
+                    "greater_equal": ">=", "equal": "==", "not_equal": "!="}
+UNARY_OPERATORS = {"negative": ("unop", "-"), "invert": ("unop", "~"), "absolute": ("builtin", "abs"),
+                   "positive": ("unop", "+")}
+REDUCTIONS = "sum prod max min mean var std any all argmax argmin".split()
+SCALARS = (1, 2, 0, -1, 3, 0.5, -2.5, 1.5, True, False, 1e30, -1e-30, math.nan, math.inf, -math.inf, 255, 300,
+           -129, 2 ** 31, 2 ** 63 - 1, -0.0, 65504.0, 7)
+NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), NumpyScalar("float16", 0.1),
+                 NumpyScalar("int8", -3), NumpyScalar("uint8", 200), NumpyScalar("int64", 5),
+                 NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
+FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
+    "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom")
+MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@st.composite
+def full_shapes(draw, max_ndim: int = 4) -> tuple[int, ...]:
+    """The broadcast shape the inputs share; dims of 0 and 1 come up on purpose."""
+    ndim = draw(st.integers(0, max_ndim))
+    dims = tuple(draw(st.sampled_from((2, 3, 1, 4, 5, 0, 1, 2, 7))) for _ in range(ndim))
+    if math.prod(dims) > 256:
+        dims = tuple(min(d, 2) for d in dims)
+    if dims and draw(st.integers(0, 9)) == 9:  # now and then long rows: grid-stride loops, many-block reductions
+        at = draw(st.integers(0, ndim - 1))
+        dims = dims[:at] + (draw(st.sampled_from((33, 257, 1000, 3000))),) + dims[at + 1:]
+        if math.prod(dims) > 6000:
+            dims = tuple(d if i == at else min(d, 1) for i, d in enumerate(dims))
+    return dims
+
+
+@st.composite
+def array_inputs(draw, max_inputs: int = 4) -> tuple[ArrayInput, ...]:
+    full = draw(full_shapes())
+    specs = []
+    for _ in range(draw(st.integers(1, max_inputs))):
+        keep = draw(st.integers(0, len(full)))
+        shape = tuple(1 if draw(st.integers(0, 5)) == 5 else d for d in full[len(full) - keep:])
+        specs.append(ArrayInput(dtype=draw(st.sampled_from(DTYPES)), shape=shape,
+                                layout=draw(st.sampled_from(LAYOUTS)), values=draw(st.sampled_from(VALUE_KINDS)),
+                                seed=draw(st.integers(0, 2 ** 16))))
+    return tuple(specs)
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+@dataclass
+class Context:
+    """The program drawn so far, with every value computed by NumPy."""
+    inputs: tuple[ArrayInput, ...]
+    evaluator: Evaluator
+    ops: list[Op]
+
+    def arrays(self) -> list[np.ndarray]:
+        return [np.asarray(v) for v in self.evaluator.values]
+
+
+def pick(draw, ctx: Context, accept=lambda a: True) -> Ref | None:
+    """An earlier value satisfying ``accept``; shrinks towards the most recent one."""
+    arrays = ctx.arrays()
+    candidates = [i for i in reversed(range(len(arrays))) if accept(arrays[i])]
+    if not candidates:
+        return None
+    return Ref(candidates[draw(st.integers(0, len(candidates) - 1))])
+
+
+def operand(draw, ctx: Context) -> object:
+    """An array value mostly, a Python or NumPy scalar sometimes."""
+    choice = draw(st.integers(0, 9))
+    if choice == 8:
+        return draw(st.sampled_from(SCALARS))
+    if choice == 9:
+        return draw(st.sampled_from(NUMPY_SCALARS))
+    return pick(draw, ctx)
+
+
+def axis_argument(draw, ndim: int, single: bool = False):
+    """None, an int or a tuple of distinct axes (negative ones too)."""
+    kind = draw(st.integers(0, 2 if not single else 1))
+    if kind == 0 or ndim == 0:
+        return None
+    if kind == 1:
+        return draw(st.integers(-ndim, ndim - 1))
+    axes = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
+    return tuple(a - ndim if draw(st.booleans()) else a for a in axes)
+
+
+def draw_unary(draw, ctx):
+    name = draw(st.sampled_from(UNARY))
+    a = pick(draw, ctx)
+    if name in UNARY_OPERATORS and draw(st.booleans()):
+        form, symbol = UNARY_OPERATORS[name]
+        return [Op(form, symbol, (a,))]
+    return [Op("call", name, (a,))]
+
+
+def draw_binary(draw, ctx):
+    name = draw(st.sampled_from(BINARY))
+    a, b = pick(draw, ctx), operand(draw, ctx)
+    if draw(st.booleans()):
+        a, b = b, a
+    if not isinstance(a, Ref) and not isinstance(b, Ref):
+        a = pick(draw, ctx)
+    if name in BINARY_OPERATORS and draw(st.booleans()):
+        return [Op("binop", BINARY_OPERATORS[name], (a, b))]
+    return [Op("call", name, (a, b))]
+
+
+def draw_where(draw, ctx):
+    condition = pick(draw, ctx, lambda v: v.dtype == bool) if draw(st.integers(0, 3)) else None
+    return [Op("call", "where", (condition or pick(draw, ctx), operand(draw, ctx), operand(draw, ctx)))]
+
+
+def draw_clip(draw, ctx):
+    lo = draw(st.one_of(st.none(), st.sampled_from(SCALARS), st.just("array")))
+    hi = draw(st.one_of(st.none(), st.sampled_from(SCALARS), st.just("array")))
+    lo, hi = (pick(draw, ctx) if bound == "array" else bound for bound in (lo, hi))
+    if lo is None and hi is None:
+        hi = 1
+    return [Op("call", "clip", (pick(draw, ctx), lo, hi))]
+
+
+def draw_astype(draw, ctx):
+    target = DType(draw(st.sampled_from(ALL_DTYPES)))
+    a = pick(draw, ctx)
+    if draw(st.integers(0, 3)) == 0:
+        return [Op("call", "astype", (a, target))]
+    return [Op("method", "astype", (a, target))]
+
+
+def draw_reduction(draw, ctx):
+    name = draw(st.sampled_from(REDUCTIONS))
+    a = pick(draw, ctx)
+    ndim = ctx.arrays()[a.index].ndim
+    kwargs = []
+    axis = axis_argument(draw, ndim, single=name in ("argmax", "argmin"))
+    if axis is not None:
+        kwargs.append(("axis", axis))
+    if draw(st.booleans()):
+        kwargs.append(("keepdims", True))
+    if name in ("var", "std") and draw(st.integers(0, 3)) == 0:
+        kwargs.append(("ddof", 1))
+    if name in ("sum", "prod", "mean") and draw(st.integers(0, 5)) == 0:
+        kwargs.append(("dtype", DType(draw(st.sampled_from(("float64", "float32", "int64"))))))
+    form = "method" if draw(st.booleans()) else "call"
+    return [Op(form, name, (a,), tuple(kwargs))]
+
+
+def draw_transpose(draw, ctx):
+    a = pick(draw, ctx)
+    ndim = ctx.arrays()[a.index].ndim
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return [Op("attr", "T", (a,))]
+    if kind == 1 or ndim < 2:
+        perm = tuple(draw(st.permutations(range(ndim))))
+        return [Op("call", "transpose", (a, perm) if draw(st.booleans()) or ndim == 0 else (a,))]
+    i, j = draw(st.integers(-ndim, ndim - 1)), draw(st.integers(-ndim, ndim - 1))
+    return [Op("call", "swapaxes" if kind == 2 else "moveaxis", (a, i, j))]
+
+
+def draw_index(draw, ctx):
+    a = pick(draw, ctx)
+    shape = ctx.arrays()[a.index].shape
+    items, ellipsis = [], False
+    for n in shape[:draw(st.integers(0, len(shape)))]:
+        kind = draw(st.integers(0, 5))
+        if kind == 0 and n > 0:
+            items.append(draw(st.integers(-n, n - 1)))
+        elif kind == 1:
+            items.append(None)
+            items.append((None, None, None))
+        elif kind == 2 and not ellipsis:
+            items.append(Ellipsis)
+            ellipsis = True
+            break
+        else:
+            bound = st.one_of(st.none(), st.integers(-n - 1, n + 1))
+            step = draw(st.sampled_from((None, 1, 2, -1, -2, 3)))
+            items.append((draw(bound), draw(bound), step))
+    return [Op("index", "getitem", (a, Index(tuple(items))))]
+
+
+def draw_expand_dims(draw, ctx):
+    a = pick(draw, ctx)
+    ndim = ctx.arrays()[a.index].ndim
+    return [Op("call", "expand_dims", (a, draw(st.integers(-ndim - 1, ndim))))]
+
+
+def draw_squeeze(draw, ctx):
+    a = pick(draw, ctx)
+    shape = ctx.arrays()[a.index].shape
+    ones = [i for i, n in enumerate(shape) if n == 1]
+    if ones and draw(st.booleans()):
+        return [Op("call", "squeeze", (a,), (("axis", draw(st.sampled_from(ones))),))]
+    return [Op("method" if draw(st.booleans()) else "call", "squeeze", (a,))]
+
+
+def draw_broadcast_to(draw, ctx):
+    a = pick(draw, ctx)
+    shape = ctx.arrays()[a.index].shape
+    lead = tuple(draw(st.sampled_from((1, 2, 3))) for _ in range(draw(st.integers(0, 2))))
+    target = lead + tuple(draw(st.sampled_from((1, 2, 3))) if n == 1 else n for n in shape)
+    return [Op("call", "broadcast_to", (a, target))]
+
+
+def _factor_shape(draw, size: int) -> tuple[int, ...]:
+    if size == 0:
+        return draw(st.sampled_from(((0,), (0, 2), (3, 0), (1, 0, 1))))
+    factors = [p for p in range(2, size + 1) for _ in range(_multiplicity(size, p))]
+    ndim = draw(st.integers(1, 4))
+    dims = [1] * ndim
+    for f in factors:
+        dims[draw(st.integers(0, ndim - 1))] *= f
+    if draw(st.booleans()):
+        dims[draw(st.integers(0, ndim - 1))] = -1
+    return tuple(dims)
+
+
+def _multiplicity(n: int, p: int) -> int:
+    if any(p % q == 0 for q in range(2, p)):
+        return 0
+    count = 0
+    while n % p == 0:
+        n //= p
+        count += 1
+    return count
+
+
+def draw_reshape(draw, ctx):
+    a = pick(draw, ctx)
+    size = ctx.arrays()[a.index].size
+    if size > 512:
+        return []
+    target = _factor_shape(draw, size)
+    if draw(st.booleans()):
+        return [Op("method", "reshape", (a, target))]
+    return [Op("call", "reshape", (a, target))]
+
+
+def draw_ravel(draw, ctx):
+    a = pick(draw, ctx)
+    return [Op(*draw(st.sampled_from((("call", "ravel"), ("method", "ravel"), ("method", "flatten")))), (a,))]
+
+
+def draw_matmul(draw, ctx):
+    arrays = ctx.arrays()
+    a = pick(draw, ctx, lambda v: v.ndim >= 1)
+    if a is None:
+        return []
+    shape = arrays[a.index].shape
+
+    def fits(v):
+        return v.ndim >= 1 and (v.shape[0] if v.ndim == 1 else v.shape[-2]) == shape[-1]
+
+    b = pick(draw, ctx, fits) if draw(st.booleans()) else None
+    ops = []
+    if b is None:  # a @ a.T always fits
+        if len(shape) >= 2:
+            ops.append(Op("call", "swapaxes", (a, -1, -2)))
+            b = Ref(len(arrays))
+        else:
+            b = a
+    form = draw(st.integers(0, 2))
+    if form == 0:
+        ops.append(Op("binop", "@", (a, b)))
+    elif form == 1 or max(len(shape), arrays[b.index].ndim if b.index < len(arrays) else 2) > 2:
+        ops.append(Op("call", "matmul", (a, b)))
+    else:
+        ops.append(Op("call", "dot", (a, b)))
+    return ops
+
+
+def draw_concatenate(draw, ctx):
+    arrays = ctx.arrays()
+    a = pick(draw, ctx, lambda v: v.ndim >= 1)
+    if a is None:
+        return []
+    first = arrays[a.index]
+    axis = draw(st.integers(-first.ndim, first.ndim - 1))
+    k = axis % first.ndim
+    fits = lambda v: v.ndim == first.ndim and all(m == n for i, (m, n) in enumerate(zip(v.shape, first.shape))
+                                                  if i != k)
+    parts = [a] + [pick(draw, ctx, fits) for _ in range(draw(st.integers(1, 2)))]
+    return [Op("list_call", "concatenate", tuple(parts), (("axis", axis),))]
+
+
+def draw_stack(draw, ctx):
+    arrays = ctx.arrays()
+    a = pick(draw, ctx)
+    first = arrays[a.index]
+    parts = [a] + [pick(draw, ctx, lambda v: v.shape == first.shape) for _ in range(draw(st.integers(1, 2)))]
+    return [Op("list_call", "stack", tuple(parts), (("axis", draw(st.integers(-first.ndim - 1, first.ndim))),))]
+
+
+def draw_fill(draw, ctx):
+    a = pick(draw, ctx)
+    kind = draw(st.sampled_from(("zeros_like", "ones_like", "full_like", "copy", "copy_method")))
+    if kind == "copy_method":
+        return [Op("method", "copy", (a,))]
+    if kind == "copy":
+        return [Op("call", "copy", (a,))]
+    dtype = (("dtype", DType(draw(st.sampled_from(ALL_DTYPES)))),) if draw(st.booleans()) else ()
+    if kind == "full_like":
+        return [Op("call", kind, (a, draw(st.sampled_from(SCALARS))), dtype)]
+    return [Op("call", kind, (a,), dtype)]
+
+
+def draw_idiom(draw, ctx):
+    """Reduction idioms of real programs: softmax, logsumexp, layer norm, a mean-centred sum of squares."""
+    a = pick(draw, ctx, lambda v: v.ndim >= 1 and v.dtype.kind == "f")
+    if a is None:
+        return []
+    ndim = ctx.arrays()[a.index].ndim
+    axis = draw(st.integers(-ndim, ndim - 1))
+    keep = (("axis", axis), ("keepdims", True))
+    n = len(ctx.arrays())
+    r = lambda k: Ref(n + k)  # the k-th value this idiom adds
+    idiom = draw(st.sampled_from(("softmax", "logsumexp", "layernorm", "centred")))
+    if idiom == "softmax":
+        return [Op("method", "max", (a,), keep), Op("binop", "-", (a, r(0))), Op("call", "exp", (r(1),)),
+                Op("method", "sum", (r(2),), keep), Op("binop", "/", (r(2), r(3)))]
+    if idiom == "logsumexp":
+        return [Op("call", "max", (a,), keep), Op("call", "subtract", (a, r(0))), Op("call", "exp", (r(1),)),
+                Op("call", "sum", (r(2),), keep), Op("call", "log", (r(3),)), Op("binop", "+", (r(4), r(0)))]
+    if idiom == "layernorm":
+        return [Op("method", "mean", (a,), keep), Op("binop", "-", (a, r(0))), Op("binop", "*", (r(1), r(1))),
+                Op("method", "mean", (r(2),), keep), Op("binop", "+", (r(3), 1e-5)), Op("call", "sqrt", (r(4),)),
+                Op("binop", "/", (r(1), r(5)))]
+    return [Op("method", "mean", (a,), keep), Op("binop", "-", (a, r(0))), Op("call", "square", (r(1),)),
+            Op("method", "sum", (r(2),), (("axis", axis),))]
+
+
+DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "clip": draw_clip,
+           "astype": draw_astype, "reduction": draw_reduction, "transpose": draw_transpose, "index": draw_index,
+           "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
+           "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
+           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom}
+
+
+def names_for(n_inputs: int, n_ops: int) -> list[str]:
+    return [f"x{i}" for i in range(n_inputs)] + [f"v{k}" for k in range(n_ops)]
+
+
+@st.composite
+def programs(draw, max_ops: int = 40, max_inputs: int = 4, error_share: int = 25,
+             families: tuple[str, ...] = FAMILIES) -> Program:
+    """A random program; about one in ``error_share`` operations NumPy rejects ends it (0: never)."""
+    inputs = draw(array_inputs(max_inputs))
+    arrays = tuple(build_input(spec) for spec in inputs)
+    target = draw(st.integers(1, max_ops))
+    ctx = Context(inputs, Evaluator(arrays, names_for(len(inputs), 3 * max_ops + 2)), [])
+    failed = False
+    for _ in range(3 * target):
+        if len(ctx.ops) >= target:
+            break
+        ops = DRAWERS[draw(st.sampled_from(families))](draw, ctx)
+        if not ops or any(a is None for op in ops if op.name != "clip" for a in op.args):
+            continue
+        failed = _append(draw, ctx, ops, error_share)
+        if failed:
+            break
+    if not ctx.ops:
+        ctx.ops.append(Op("call", "positive" if arrays[0].dtype != bool else "logical_not", (Ref(0),)))
+    return Program(inputs, tuple(ctx.ops), _outputs(draw, len(inputs), ctx.ops, failed))
+
+
+def _outputs(draw, n_inputs: int, ops: list[Op], failed: bool) -> tuple[int, ...]:
+    """The last value, and most values nothing else uses (so few operations are dead code)."""
+    last = n_inputs + len(ops) - 1
+    if failed:
+        return (last,)
+    used = {i for op in ops for i in op.refs()}
+    sinks = [i for i in range(n_inputs, last) if i not in used]
+    kept = [i for i in sinks if draw(st.integers(0, 5))][:5]
+    extra = draw(st.lists(st.integers(0, last), max_size=1))  # now and then an input or a used value too
+    return tuple(dict.fromkeys([last] + kept + extra))
+
+
+def _append(draw, ctx: Context, ops: list[Op], error_share: int) -> bool:
+    """Run ``ops`` with NumPy and keep them if they make sense; True if they end the program with an error."""
+    evaluator = ctx.evaluator
+    mark = len(evaluator.values)
+    for op in ops:
+        try:
+            result = evaluator.step(op)
+        except Exception:
+            if error_share and draw(st.integers(0, error_share - 1)) == 0:
+                ctx.ops.extend(ops[:ops.index(op) + 1])
+                return True
+            evaluator.truncate(mark)
+            return False
+        if evaluator.exactness[-1] == UNSTABLE or np.size(result) > MAX_ELEMENTS:
+            evaluator.truncate(mark)
+            return False
+    ctx.ops.extend(ops)
+    return False

@@ -1,0 +1,414 @@
+"""A fuzz program: input arrays and a list of NumPy operations, as plain data.
+
+A :class:`Program` renders itself as standalone Python source (a ``program``
+function and a ``make_inputs`` function that rebuilds the exact input arrays,
+strides included), so every failure can be written out as a readable
+reproducer. It also runs itself statement by statement with NumPy, which
+gives every intermediate value: the differential runner needs them to know
+which outputs are computed exactly and how large the values along the way
+were (the scale of the tolerance).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# -- how exactly a value can be reproduced by another correct implementation
+
+EXACT = "exact"          # bit-for-bit (zero signs and NaN payloads aside)
+INEXACT = "inexact"      # within a tolerance: libm transcendentals, reassociated sums, BLAS
+UNSTABLE = "unstable"    # a discontinuous function of an inexact value: may legitimately differ anywhere
+
+# elementwise functions whose float results come from the math library (a few ulp apart between libms)
+TRANSCENDENTAL = frozenset(
+    "exp exp2 expm1 log log2 log10 log1p cbrt sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh "
+    "arctanh arctan2 hypot logaddexp logaddexp2 power **".split())
+# reductions and contractions whose float results depend on the order of summation
+ACCUMULATING = frozenset("sum prod mean var std matmul @ dot".split())
+# functions with jumps: a tiny change of a float operand can change the result completely
+DISCONTINUOUS = frozenset(
+    "equal not_equal less less_equal greater greater_equal == != < <= > >= floor ceil trunc rint round sign "
+    "heaviside floor_divide remainder fmod // % isnan isinf isfinite signbit copysign logical_and logical_or "
+    "logical_xor logical_not argmax argmin any all astype".split())
+
+# functions defined on part of the real line (name -> edges of the domain of the first operand):
+# an inexact operand near an edge may give NaN in one implementation and a number in another
+DOMAIN_EDGES = {"log": (0,), "log2": (0,), "log10": (0,), "log1p": (-1,), "sqrt": (0,), "arcsin": (-1, 1),
+                "arccos": (-1, 1), "arccosh": (1,), "arctanh": (-1, 1), "power": (0,), "**": (0,)}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to an earlier value of the program: an input or an operation's result."""
+    index: int
+
+
+@dataclass(frozen=True)
+class NumpyScalar:
+    """A NumPy scalar operand such as ``np.float32(2.5)``."""
+    dtype: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Index:
+    """An indexing expression ``a[...]``: items are ints, slices (start, stop, step), None or Ellipsis."""
+    items: tuple
+
+
+@dataclass(frozen=True)
+class DType:
+    """A dtype argument, rendered ``np.float32``."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Op:
+    """One statement ``v<k> = <expression>``.
+
+    form says how it is written: ``call`` np.name(args, **kwargs); ``method`` a.name(rest, **kwargs);
+    ``binop`` a name b; ``unop`` name a; ``builtin`` name(a); ``index`` a[index]; ``attr`` a.name;
+    ``list_call`` np.name([args], **kwargs).
+    """
+    form: str
+    name: str
+    args: tuple
+    kwargs: tuple = ()
+
+    def refs(self) -> list[int]:
+        return [a.index for a in self.args if isinstance(a, Ref)]
+
+
+@dataclass(frozen=True)
+class ArrayInput:
+    """An input array: its logical dtype and shape, its memory layout and how its values are drawn."""
+    dtype: str
+    shape: tuple[int, ...]
+    layout: str = "contiguous"   # contiguous, transposed (a .T view), strided (every other element), reversed
+    values: str = "normal"       # normal, special (NaN, inf, -0.0, ...), extreme (huge, tiny, integer limits)
+    seed: int = 0
+
+
+OTHER_SIZE = {2: 3, 3: 2, 4: 5, 5: 4, 7: 6, 33: 34, 257: 256, 1000: 999, 3000: 2999}  # for with_other_shapes
+LITERAL_LIMIT = 64  # larger inputs are written as the draw_values call that makes them
+LAYOUTS = ("contiguous", "transposed", "strided", "reversed")
+VALUE_KINDS = ("normal", "special", "extreme")
+
+
+# ----------------------------------------------------------------------------- input values
+
+
+def _float_specials(dtype: np.dtype) -> list[float]:
+    info = np.finfo(dtype)
+    return [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 0.5, float(info.max), -float(info.max),
+            float(info.smallest_normal), float(info.smallest_subnormal), -float(info.smallest_subnormal),
+            float(info.max) / 2, 2.0 ** 20, 3.0]
+
+
+def _int_specials(dtype: np.dtype) -> list[int]:
+    info = np.iinfo(dtype)
+    return [int(info.min), int(info.max), 0, 1, -1 if info.min < 0 else 2, int(info.max) - 1,
+            int(info.min) + 1 if info.min < 0 else 3, 7, 63, 64]
+
+
+def draw_values(dtype: np.dtype, count: int, kind: str, seed: int) -> np.ndarray:
+    """``count`` values of ``dtype``; ``kind`` mixes in specials (NaN, inf, -0.0) or extremes."""
+    rng = np.random.default_rng(seed)
+    if dtype.kind == "b":
+        return rng.random(count) < 0.5
+    if dtype.kind == "f":
+        scale = [1.0, 1.0, 100.0, 1e-3][seed % 4]
+        base = rng.standard_normal(count) * scale
+        specials = _float_specials(dtype)
+    else:
+        info = np.iinfo(dtype)
+        low, high = (0, 12) if info.min == 0 else (-8, 8)
+        base = rng.integers(low, high, count, endpoint=True).astype(object)
+        specials = _int_specials(dtype)
+    if kind != "normal":
+        share = 0.3 if kind == "special" else 0.6
+        picks = rng.random(count) < share
+        chosen = rng.integers(0, len(specials), count)
+        base = np.array([specials[c] if p else b for b, p, c in zip(base, picks, chosen)], dtype=object)
+        if kind == "extreme" and dtype.kind == "f":
+            base = np.array([v * 1e30 if isinstance(v, float) and abs(v) < 10 and p else v
+                             for v, p in zip(base, rng.random(count) < 0.3)], dtype=object)
+    with np.errstate(all="ignore"):
+        return np.array(list(base), dtype=object).astype(dtype) if count else np.zeros(0, dtype)
+
+
+def base_shape(spec: ArrayInput) -> tuple[int, ...]:
+    """The shape of the array a layout's view is taken of."""
+    shape = spec.shape
+    if not shape:
+        return shape
+    if spec.layout == "transposed":
+        return tuple(reversed(shape))
+    if spec.layout == "strided":
+        return shape[:-1] + (2 * shape[-1] + 1,)
+    return shape
+
+
+def layout_suffix(spec: ArrayInput) -> str:
+    """The view expression that turns the base array into the input (``.T``, ``[..., 1::2]``, ``[::-1]``)."""
+    if not spec.shape or spec.layout == "contiguous":
+        return ""
+    return {"transposed": ".T", "strided": "[..., 1::2]", "reversed": "[::-1]"}[spec.layout]
+
+
+def base_values(spec: ArrayInput) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    shape = base_shape(spec)
+    return draw_values(dtype, math.prod(shape), spec.values, spec.seed).reshape(shape)
+
+
+def build_input(spec: ArrayInput) -> np.ndarray:
+    base = base_values(spec)
+    return eval("base" + layout_suffix(spec), {"base": base})  # the same expression the source shows
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render_scalar(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "np.nan"
+        if math.isinf(value):
+            return "np.inf" if value > 0 else "-np.inf"
+        return repr(value)
+    return repr(value)
+
+
+def render_arg(arg: Any, names: list[str]) -> str:
+    if isinstance(arg, Ref):
+        return names[arg.index]
+    if isinstance(arg, NumpyScalar):
+        return f"np.{arg.dtype}({render_scalar(arg.value)})"
+    if isinstance(arg, DType):
+        return f"np.{arg.name}"
+    if isinstance(arg, tuple):
+        inner = ", ".join(render_arg(a, names) for a in arg)
+        return f"({inner},)" if len(arg) == 1 else f"({inner})"
+    return render_scalar(arg)
+
+
+def _render_index_item(item: Any) -> str:
+    if item is None:
+        return "None"
+    if item is Ellipsis:
+        return "..."
+    if isinstance(item, tuple):  # a slice
+        start, stop, step = ("" if p is None else str(p) for p in item)
+        return f"{start}:{stop}" + (f":{step}" if step else "")
+    return str(item)
+
+
+def render_expression(op: Op, names: list[str]) -> str:
+    args = [render_arg(a, names) for a in op.args]
+    kwargs = [f"{k}={render_arg(v, names)}" for k, v in op.kwargs]
+    if op.form == "call":
+        return f"np.{op.name}({', '.join(args + kwargs)})"
+    if op.form == "method":
+        return f"{args[0]}.{op.name}({', '.join(args[1:] + kwargs)})"
+    if op.form == "binop":
+        return f"{args[0]} {op.name} {args[1]}"
+    if op.form == "unop":
+        return f"{op.name}{args[0]}"
+    if op.form == "builtin":
+        return f"{op.name}({args[0]})"
+    if op.form == "attr":
+        return f"{args[0]}.{op.name}"
+    if op.form == "index":
+        items = [_render_index_item(i) for i in op.args[1].items]
+        inner = ", ".join(items) + ("," if len(items) == 1 else "")
+        return f"{args[0]}[{inner or '()'}]"
+    if op.form == "list_call":
+        return f"np.{op.name}([{', '.join(args)}]{''.join(', ' + k for k in kwargs)})"
+    raise ValueError(f"Op.form: expected call, method, binop, unop, builtin, attr, index or list_call, "
+                     f"got {op.form!r}")
+
+
+def _render_array_literal(values: np.ndarray) -> str:
+    items = ", ".join(render_scalar(v) for v in values.ravel().tolist())
+    return f"np.array([{items}], dtype=np.{values.dtype.name})"
+
+
+# ----------------------------------------------------------------------------- the program
+
+
+@dataclass(frozen=True)
+class Program:
+    """Inputs, operations and the indices of the returned values (inputs are values 0..n-1)."""
+    inputs: tuple[ArrayInput, ...]
+    ops: tuple[Op, ...]
+    outputs: tuple[int, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"x{i}" for i in range(len(self.inputs))] + [f"v{k}" for k in range(len(self.ops))]
+
+    def statements(self) -> list[str]:
+        names = self.names
+        return [f"{names[len(self.inputs) + k]} = {render_expression(op, names)}" for k, op in enumerate(self.ops)]
+
+    def source(self) -> str:
+        """Standalone Python: ``program(x0, ...)`` and ``make_inputs()``."""
+        names = self.names
+        params = ", ".join(names[:len(self.inputs)])
+        body = [f"    {s}" for s in self.statements()]
+        returned = ", ".join(names[i] for i in self.outputs)
+        lines = ["import numpy as np", "", "", f"def program({params}):", *body,
+                 f"    return ({returned},)", "", "", "def make_inputs():"]
+        for i, spec in enumerate(self.inputs):
+            values = base_values(spec)
+            shape = ", ".join(str(s) for s in values.shape)
+            reshape = f".reshape(({shape}{',' if values.ndim == 1 else ''}))"
+            if values.size > LITERAL_LIMIT:
+                lines[0] = "import numpy as np\nfrom tests.fuzz.program import draw_values"
+                literal = f"draw_values(np.dtype(np.{spec.dtype}), {values.size}, {spec.values!r}, {spec.seed})"
+            else:
+                literal = _render_array_literal(values)
+            lines.append(f"    {names[i]} = {literal}{reshape}{layout_suffix(spec)}")
+        lines.append(f"    return ({params}{',' if self.inputs else ''})")
+        return "\n".join(lines) + "\n"
+
+    def with_other_values(self, offset: int = 1) -> "Program":
+        """The same program on inputs of the same types and layouts with other values."""
+        inputs = tuple(dataclasses.replace(spec, seed=spec.seed + offset) for spec in self.inputs)
+        return dataclasses.replace(self, inputs=inputs)
+
+    def with_other_shapes(self) -> "Program":
+        """The same program on inputs of the same dtypes and ndim with other sizes (0 and 1 stay)."""
+        inputs = tuple(dataclasses.replace(spec, shape=tuple(OTHER_SIZE.get(n, n) for n in spec.shape))
+                       for spec in self.inputs)
+        return dataclasses.replace(self, inputs=inputs)
+
+    def has_value_dependent_errors(self) -> bool:
+        """Whether NumPy may reject the program for its values alone (integer powers with negative exponents)."""
+        return any(op.name in ("power", "**") for op in self.ops)
+
+    def function(self):
+        namespace: dict[str, Any] = {}
+        exec(compile(self.source(), "<fuzz program>", "exec"), namespace)
+        return namespace["program"]
+
+    def make_inputs(self) -> tuple[np.ndarray, ...]:
+        return tuple(build_input(spec) for spec in self.inputs)
+
+    def ancestors(self, index: int) -> set[int]:
+        """Indices of every value ``index`` depends on, itself included."""
+        seen, stack = set(), [index]
+        n = len(self.inputs)
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            if i >= n:
+                stack.extend(self.ops[i - n].refs())
+        return seen
+
+
+@dataclass
+class Evaluation:
+    """Every value of a program run eagerly with NumPy, how exactly each is reproducible, or the error."""
+    values: list[Any]
+    exactness: list[str]
+    undefined: list[bool]        # NumPy warned that a cast had no defined result (NaN or out of range to int)
+    error: BaseException | None = None
+    failed_statement: str = ""
+
+    def outputs(self, program: Program) -> tuple:
+        return tuple(self.values[i] for i in program.outputs)
+
+
+def near_domain_edge(op: Op, operands: list[str], values: list[Any]) -> bool:
+    """Whether an inexact operand of a function like log or sqrt comes within 0.1% of its domain's edge
+    (or, for power, whether an inexact exponent meets a base that is not positive)."""
+    if op.name not in DOMAIN_EDGES or INEXACT not in operands:
+        return False
+    if op.name in ("power", "**"):
+        base = np.asarray(values[0], dtype=np.float64)
+        if operands[1] == INEXACT and (base[~np.isnan(base)] <= 0).any():
+            return True
+        if operands[0] != INEXACT:
+            return False
+    x = np.asarray(values[0], dtype=np.float64)
+    x = x[np.isfinite(x)]
+    margin = 1e-3 * max(1.0, float(np.abs(x).max(initial=0.0)))
+    return any((np.abs(x - edge) <= margin).any() for edge in DOMAIN_EDGES[op.name])
+
+
+def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] | None = None) -> str:
+    """EXACT, INEXACT or UNSTABLE for ``op``'s result, from its operands' exactness (and values)."""
+    if UNSTABLE in operands:
+        return UNSTABLE
+    result_float = np.asarray(result).dtype.kind == "f"
+    inexact = [e == INEXACT for e in operands]
+    if op.name == "astype":
+        return EXACT if not any(inexact) else INEXACT if result_float else UNSTABLE
+    if op.name == "copysign":  # continuous in its first operand, jumps with the sign of the second
+        return UNSTABLE if inexact[1] else INEXACT if inexact[0] else EXACT
+    jumps = op.name in DISCONTINUOUS or op.name == "where" and inexact[0] or not result_float
+    if jumps and any(inexact) or near_domain_edge(op, operands, values or [None] * len(operands)):
+        return UNSTABLE
+    if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
+        return INEXACT
+    return INEXACT if any(inexact) else EXACT
+
+
+def _operand_exactness(op: Op, exactness: list[str]) -> list[str]:
+    return [exactness[a.index] if isinstance(a, Ref) else EXACT for a in op.args]
+
+
+class Evaluator:
+    """Runs a program's statements one at a time with NumPy (warnings silenced), keeping every value."""
+
+    def __init__(self, inputs: tuple, names: list[str]):
+        self.names = names
+        self.namespace: dict[str, Any] = {"np": np, **dict(zip(names, inputs))}
+        self.values = list(inputs)
+        self.exactness = [EXACT] * len(inputs)
+        self.undefined = [False] * len(inputs)
+
+    def step(self, op: Op) -> Any:
+        """Append ``op``'s result; NumPy's exception propagates and nothing is appended."""
+        name = self.names[len(self.values)]
+        statement = f"{name} = {render_expression(op, self.names)}"
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+            warnings.simplefilter("always")
+            exec(statement, self.namespace)
+        result = self.namespace[name]
+        self.values.append(result)
+        operands = [self.values[a.index] if isinstance(a, Ref) else a for a in op.args]
+        self.exactness.append(value_exactness(op, _operand_exactness(op, self.exactness), result, operands))
+        cast_undefined = op.name == "astype" and any("invalid value encountered in cast" in str(w.message)
+                                                     for w in caught)
+        self.undefined.append(cast_undefined or any(self.undefined[i] for i in op.refs()))
+        return result
+
+    def truncate(self, count: int) -> None:
+        """Forget every value after the first ``count``."""
+        for values in (self.values, self.exactness, self.undefined):
+            del values[count:]
+
+
+def evaluate(program: Program, inputs: tuple | None = None) -> Evaluation:
+    """Run ``program`` eagerly with NumPy: every value, or NumPy's error and the statement that raised it."""
+    inputs = program.make_inputs() if inputs is None else inputs
+    evaluator = Evaluator(inputs, program.names)
+    for op in program.ops:
+        try:
+            evaluator.step(op)
+        except Exception as error:  # NumPy rejected the program: gputrace must reject it alike
+            return Evaluation(evaluator.values, evaluator.exactness, evaluator.undefined, error,
+                              render_expression(op, program.names))
+    return Evaluation(evaluator.values, evaluator.exactness, evaluator.undefined)

@@ -1,0 +1,124 @@
+"""The CI fuzz run: random NumPy programs, NumPy eagerly vs gputrace traced, on a bounded budget.
+
+Most programs run on the numpy backend (tracing, passes and fusion, ~0.1 s each);
+a fixed number also run their generated kernels on emulate (a host-compiler
+build each, ~1-2 s). A failure is shrunk by hypothesis and written as a
+reproducer (tests/fuzz/reproducers/, or $GPUTRACE_FUZZ_REPRODUCERS). The
+programs are the same on every run unless $GPUTRACE_FUZZ_SEED is set.
+Longer runs: ``python -m tests.fuzz --count N`` (see tests/fuzz/README.md).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+
+from tests.fuzz.differential import Mismatch, available_backends, compare_output, run_program
+from tests.fuzz.generate import programs
+from tests.fuzz.program import EXACT, INEXACT, UNSTABLE, ArrayInput, Op, Program, Ref, evaluate
+from tests.fuzz.reproducer import load_reproducer, write_reproducer
+
+NUMPY_PROGRAMS = 250
+KERNEL_PROGRAMS = 12
+FUZZ_SEED = int(os.environ.get("GPUTRACE_FUZZ_SEED", "0"))
+
+
+def check(program: Program, backends: tuple[str, ...], name: str) -> None:
+    mismatches = run_program(program, backends)
+    if mismatches:
+        path = write_reproducer(program, mismatches, backends, name=name)  # the last write is the shrunk one
+        pytest.fail("gputrace disagrees with NumPy:\n" + "\n".join(map(str, mismatches))
+                    + f"\nreproducer: {path}\n{program.source()}")
+
+
+def ci_settings(examples: int):
+    return settings(max_examples=examples, deadline=None, database=None, derandomize=not FUZZ_SEED,
+                    suppress_health_check=list(HealthCheck), print_blob=True)
+
+
+@seed(FUZZ_SEED)
+@ci_settings(NUMPY_PROGRAMS)
+@given(programs(max_ops=30))
+def test_numpy_backend_agrees_with_numpy(program):
+    check(program, ("numpy",), "failing_numpy_backend")
+
+
+@seed(FUZZ_SEED + 1)
+@ci_settings(KERNEL_PROGRAMS)
+@given(programs(max_ops=20, error_share=0))
+def test_generated_kernels_agree_with_numpy(program):
+    check(program, available_backends(("numpy", "emulate", "cuda")), "failing_generated_kernels")
+
+
+# ----------------------------------------------------------------------------- the fuzzer itself
+
+
+def test_a_source_runs_as_the_program_evaluates():
+    program = Program((ArrayInput("float32", (2, 3), "transposed", "special", 5), ArrayInput("int8", (3,))),
+                      (Op("binop", "+", (Ref(0), Ref(1))), Op("method", "sum", (Ref(2),), (("axis", 0),)),
+                       Op("call", "exp", (Ref(3),))), (4, 2))
+    namespace: dict = {}
+    exec(program.source(), namespace)
+    inputs = namespace["make_inputs"]()
+    assert inputs[0].strides != np.empty((2, 3), np.float32).strides  # the layout is rebuilt, not just the values
+    with np.errstate(all="ignore"):
+        got = namespace["program"](*inputs)
+    evaluation = evaluate(program)
+    np.testing.assert_array_equal(got[0], evaluation.values[4])
+    assert evaluation.exactness[2:] == [EXACT, INEXACT, INEXACT]
+
+
+def test_discontinuous_functions_of_inexact_values_are_unstable():
+    program = Program((ArrayInput("float64", (4,)),),
+                      (Op("call", "exp", (Ref(0),)), Op("call", "floor", (Ref(1),)), Op("call", "floor", (Ref(0),))),
+                      (2, 3))
+    assert evaluate(program).exactness[1:] == [INEXACT, UNSTABLE, EXACT]
+
+
+@pytest.mark.parametrize("expected, actual, exactness, why", [
+    (np.float32([1, 2]), np.float32([1, np.nextafter(2, 3, dtype=np.float32)]), EXACT, "exactly computed"),
+    (np.float32([1, 2]), np.float64([1, 2]), EXACT, "dtype float64"),
+    (np.int8([1, 2]), np.int8([1, 3]), EXACT, "1 of 2 elements differ"),
+    (np.float64([1, np.nan]), np.float64([1, 0]), INEXACT, "NaN differs"),
+    (np.float32([1, 2]), np.float32([1, 2.01]), INEXACT, "beyond tolerance"),
+    (np.float32([np.inf]), np.float32([-np.inf]), INEXACT, "beyond tolerance"),
+])
+def test_comparison_finds_differences(expected, actual, exactness, why):
+    assert why in compare_output(expected, actual, exactness, scale=2.0)
+
+
+def test_comparison_allows_libm_and_summation_differences():
+    e = np.float32([1.0, 1e-3])
+    assert compare_output(e, e * np.float32(1 + 4e-7), INEXACT, scale=1.0) is None
+    # a sum of terms of size 100 may be off by a few ulp of 100, however small the result
+    assert compare_output(np.float32([1e-3]), np.float32([1e-3 + 1e-5]), INEXACT, scale=100.0, terms=16) is None
+    assert compare_output(np.float64([0.0, -0.0]), np.float64([-0.0, 0.0]), EXACT) is None
+
+
+def test_a_planted_bug_is_found_and_written_as_a_reproducer(monkeypatch, tmp_path):
+    from gputrace.backends import reference
+    original = reference.Interpreter.run_node
+
+    def off_by_one_sum(self, node, args):
+        results = original(self, node, args)
+        return [r + 1 for r in results] if node.kind == "np::sum" and self.record is None else results
+
+    monkeypatch.setattr(reference.Interpreter, "run_node", off_by_one_sum)
+    program = Program((ArrayInput("int32", (3, 4), "strided"),), (Op("method", "sum", (Ref(0),), (("axis", 1),)),),
+                      (1,))
+    mismatches = run_program(program, ("numpy",))
+    assert mismatches and all(isinstance(m, Mismatch) for m in mismatches)
+    assert "elements differ" in str(mismatches[0]) and mismatches[0].stage == "numpy"
+    path = write_reproducer(program, mismatches, ("numpy",), directory=tmp_path)
+    loaded, backends = load_reproducer(path)
+    assert loaded == program and backends == ("numpy",)
+    assert "elements differ" in path.read_text() and "def program(x0):" in path.read_text()
+
+
+def test_rejections_must_match_numpy():
+    program = Program((ArrayInput("float32", (2, 3)), ArrayInput("float32", (4,))),
+                      (Op("call", "add", (Ref(0), Ref(1))),), (2,))
+    assert isinstance(evaluate(program).error, ValueError)
+    assert run_program(program, ("numpy",)) == []  # gputrace raises a ValueError too
