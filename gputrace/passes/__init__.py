@@ -29,9 +29,13 @@ def run_passes(graph: Graph, passes: list[Pass], *, lint: bool | None = None) ->
         graph, changed = p(graph)
         if lint:
             graph.lint()
-        if changed and log.isEnabledFor(logging.DEBUG):
-            log.debug("after %s:\n%s", p.__name__, graph)
+        _log_change(p, graph, changed)
     return graph
+
+
+def _log_change(p: Pass, graph: Graph, changed: bool) -> None:
+    if changed and log.isEnabledFor(logging.DEBUG):
+        log.debug("after %s:\n%s", p.__name__, graph)
 
 
 def to_fixed_point(graph: Graph, passes: list[Pass], limit: int = 10) -> Graph:
@@ -39,6 +43,7 @@ def to_fixed_point(graph: Graph, passes: list[Pass], limit: int = 10) -> Graph:
         changed = False
         for p in passes:
             graph, step = p(graph)
+            _log_change(p, graph, step)
             changed |= step
         if not changed:
             break

@@ -14,10 +14,16 @@ by the same kernel.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value
+from .dce import dce
+from .rewrite import emit, replace_node
+from .specialize import specialize
+
+log = logging.getLogger("gputrace.fusion")
 
 
 @dataclass(frozen=True)
@@ -87,63 +93,169 @@ def _reaches(start: set[int], target: set[int], succ: dict[int, set[int]]) -> bo
     return False
 
 
-def partition(graph: Graph) -> list[list[Node]]:
-    """Groups of nodes, in graph order; a node alone in its group is returned too."""
-    group_of: dict[Node, int] = {}
-    members: dict[int, list[Node]] = {}
-    spaces: dict[int, Space] = {}
-    for index, node in enumerate(graph.nodes):
-        group_of[node] = index
-        members[index] = [node]
-        if not fusible(node):
-            continue
-        spaces[index] = own_space(node)
-        candidates = {group_of[v.producer] for v in node.inputs
-                      if v.producer is not None and group_of[v.producer] in spaces}
-        if not candidates:
-            continue
-        # group-level successor edges, to refuse merges that would create a cycle
+class _Partition:
+    """Groups being formed: each node's group, each group's members, each fusible group's space."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.group_of: dict[Node, int] = {}
+        self.members: dict[int, list[Node]] = {}
+        self.spaces: dict[int, Space] = {}
+
+    def add(self, index: int, node: Node) -> None:
+        self.group_of[node] = index
+        self.members[index] = [node]
+        if fusible(node):
+            self.spaces[index] = own_space(node)
+
+    def successors(self, nodes: list[Node]) -> dict[int, set[int]]:
+        """Group-level edges among ``nodes``, to refuse merges that would create a cycle."""
         succ: dict[int, set[int]] = {}
-        for other in graph.nodes[:index]:
-            for v in other.inputs:
-                if v.producer is not None and group_of[v.producer] != group_of[other]:
-                    succ.setdefault(group_of[v.producer], set()).add(group_of[other])
+        for node in nodes:
+            for v in node.inputs:
+                if v.producer is not None and self.group_of[v.producer] != self.group_of[node]:
+                    succ.setdefault(self.group_of[v.producer], set()).add(self.group_of[node])
+        return succ
+
+    def absorb(self, groups: set[int], space: Space) -> None:
+        """Merge ``groups`` into the lowest-numbered one, whose space becomes ``space``."""
+        target = min(groups)
+        self.spaces[target] = space
+        for g in groups - {target}:
+            self.spaces.pop(g, None)
+            for member in self.members.pop(g):
+                self.group_of[member] = target
+                self.members[target].append(member)
+
+    def join_producers(self, index: int, node: Node) -> None:
+        """Put ``node`` into the groups of its producers it can join, merging them."""
+        candidates = {self.group_of[v.producer] for v in node.inputs
+                      if v.producer is not None and self.group_of[v.producer] in self.spaces}
+        if not candidates:
+            return
+        succ = self.successors(self.graph.nodes[:index])
         merged: set[int] = set()
         space: Space | None = None
-        for g in sorted(candidates, key=lambda g: -len(members[g])):
-            trial_space = spaces[g] if space is None else merge(space, spaces[g])
+        for g in sorted(candidates, key=lambda g: -len(self.members[g])):
+            trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
             trial_space = trial_space and join(node, trial_space)
             if trial_space is None:
                 continue
             trial = merged | {g}
             # a path that leaves the merged groups and comes back (to them or to this node) is a cycle
             exits = {s for t in trial for s in succ.get(t, ()) if s not in trial}
-            feeders = {group_of[v.producer] for v in node.inputs if v.producer is not None} - trial
+            feeders = {self.group_of[v.producer] for v in node.inputs if v.producer is not None} - trial
             if _reaches(exits, trial | feeders, succ):
                 continue
             merged, space = trial, trial_space
-        if not merged:
-            continue
-        target = min(merged)
-        spaces[target] = space
-        for g in merged | {index}:
-            if g == target:
+        if merged:
+            self.absorb(merged | {index}, space)
+
+    def join_siblings(self) -> None:
+        """Merge groups of one space that read a common array and do not depend on each other: one kernel
+        reads it once (``x.sum(0), x.max(0)``; independent outputs computed from the same inputs)."""
+        readers: dict[Value, list[Node]] = {}
+        for node in self.graph.nodes:
+            if self.group_of[node] not in self.spaces:
                 continue
-            spaces.pop(g, None)
-            for member in members.pop(g):
-                group_of[member] = target
-                members[target].append(member)
-    order = {node: i for i, node in enumerate(graph.nodes)}
-    return [sorted(m, key=order.get) for _, m in sorted(members.items(), key=lambda kv: order[kv[1][0]])]
+            for v in node.inputs:
+                if isinstance(v.type, TensorType) and (v.producer is None or v.producer.kind != "prim::Constant"):
+                    readers.setdefault(v, []).append(node)
+        succ = self.successors(self.graph.nodes)
+        for nodes in readers.values():
+            for node in nodes[1:]:
+                a, b = self.group_of[nodes[0]], self.group_of[node]
+                if a == b or self.spaces[a] != self.spaces[b]:
+                    continue
+                if _reaches(succ.get(a, set()), {b}, succ) or _reaches(succ.get(b, set()), {a}, succ):
+                    continue
+                self.absorb({a, b}, self.spaces[a])
+                succ = self.successors(self.graph.nodes)
+
+    def groups(self) -> list[list[Node]]:
+        order = {node: i for i, node in enumerate(self.graph.nodes)}
+        return [sorted(m, key=order.get) for _, m in sorted(self.members.items(), key=lambda kv: order[kv[1][0]])]
+
+
+def partition(graph: Graph) -> list[list[Node]]:
+    """Groups of nodes, in graph order; a node alone in its group is returned too."""
+    parts = _Partition(graph)
+    for index, node in enumerate(graph.nodes):
+        parts.add(index, node)
+        if fusible(node):
+            parts.join_producers(index, node)
+    parts.join_siblings()
+    return parts.groups()
+
+
+# views that select or reorder elements (reshape may need a copy, so it stays put)
+HOISTABLE_VIEWS = ("np::getitem", "np::transpose", "np::swapaxes", "np::T", "np::expand_dims", "np::squeeze")
+
+
+def hoist_views(graph: Graph) -> tuple[Graph, bool]:
+    """Apply views before an elementwise op that only views read: ``f(a, b)[s]`` becomes ``f(a[s], b[s])``.
+
+    The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
+    array is never written: each slice is computed from its inputs read through the view's strides.
+    """
+    changed = False
+    while _hoist_once(graph):
+        changed = True
+        dce(graph)  # the producers left without users; their inputs may now be read by views only
+    if changed:
+        params = {n.attrs["name"]: n.output.type for n in graph.nodes if n.kind == "prim::Param"}
+        specialize(graph, [v.type for v in graph.inputs], params)  # views after the hoisted ones: new strides
+    return graph, changed
+
+
+def _hoist_once(graph: Graph) -> bool:
+    hoisted = False
+    for view in list(graph.nodes):
+        producer = view.inputs[0].producer if view.kind in HOISTABLE_VIEWS else None
+        if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
+            continue
+        computed = producer.output
+        if computed in graph.outputs or any(u.kind not in HOISTABLE_VIEWS for u in computed.users):
+            continue
+        inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
+        replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
+        hoisted = True
+    return hoisted
+
+
+def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> Value:
+    """``value`` as ``view`` sees it, after broadcasting to ``shape``; Python scalars stay as they are."""
+    if not isinstance(value.type, TensorType):
+        return value
+    if value.type.shape != shape:
+        value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
+    return emit(graph, view, view.kind, [value], view.attrs).output
 
 
 def fuse(graph: Graph) -> Graph:
     """Replace each group of two or more fusible nodes (or one elementwise node) by a FusionGroup node."""
+    graph, _ = hoist_views(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
+    if log.isEnabledFor(logging.DEBUG):
+        _log_decisions(graph, groups)
     for number, group in enumerate(groups):
         _make_group(graph, group, number)
     graph.topological_sort()
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("after fusion:\n%s", graph)
     return graph
+
+
+def _log_decisions(graph: Graph, groups: list[list[Node]]) -> None:
+    for number, group in enumerate(groups):
+        space = own_space(next((n for n in group if not ops.is_elementwise(n.kind)), group[0]))
+        reduces = f", reducing axes {space.axes}" if space.axes is not None else ""
+        log.debug("fused_%d: %s over shape %s%s", number, ", ".join(n.kind for n in group), space.shape, reduces)
+    grouped = {n for g in groups for n in g}
+    outside = [n for n in graph.nodes if n.kind.startswith("np::") and n not in grouped]
+    if outside:
+        log.debug("not fused (views, library calls, unsupported dtypes): %s",
+                  ", ".join(f"{n.kind} -> {n.outputs}" for n in outside))
 
 
 def _make_group(graph: Graph, nodes: list[Node], number: int) -> Node:

@@ -1,0 +1,60 @@
+"""Run a traced program on ``emulate`` and on the ``numpy`` reference and compare every output.
+
+Shared by the emulate program tests and the random elementwise graphs. Dtypes and shapes must be
+equal; integers and bools exactly; floats bit-exact when no tolerance is given (NaN where NaN, the
+sign of zero too), else within ``rtol`` of each value plus ``atol`` (NaN and +-inf where NumPy has
+them in either case).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import gputrace
+
+# A few ulp for programs with transcendental functions (libm against NumPy's own SIMD code, per op).
+TRANSCENDENTAL_RTOL = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 4e-6, np.dtype(np.float64): 1e-13}
+
+
+def outputs_of(result: Any) -> list:
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def assert_arrays_agree(want: Any, got: Any, *, rtol: float = 0.0, atol: float = 0.0, what: str = "output") -> None:
+    want, got = np.asarray(want), np.asarray(got)
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, numpy gives {want.dtype}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, numpy gives {want.shape}"
+    if want.dtype.kind != "f" or (rtol == 0 and atol == 0):
+        np.testing.assert_array_equal(got, want, err_msg=what, strict=True)
+        if want.dtype.kind == "f":
+            numbers = ~np.isnan(want)
+            wrong = np.signbit(got[numbers]) != np.signbit(want[numbers])
+            assert not wrong.any(), f"{what}: the sign of zero differs at {int(wrong.sum())} positions"
+        return
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol,
+                               equal_nan=True, err_msg=what)
+
+
+def trace(fn: Callable, inputs: Sequence[Any]) -> gputrace.TracedFunction:
+    return gputrace.trace(fn, tuple(inputs), check_trace=False)
+
+
+def assert_emulate_matches(fn: Callable | gputrace.TracedFunction, inputs: Sequence[Any], *, rtol: float = 0.0,
+                           atol: float = 0.0, scale_atol: bool = False) -> gputrace.TracedFunction:
+    """``fn`` on ``emulate`` agrees with the ``numpy`` backend on ``inputs``; returns the traced function.
+
+    ``scale_atol``: ``atol`` is relative to each output's largest finite magnitude (cancellation in a
+    chain of rounded operations loses digits of small results, not of the output's scale).
+    """
+    traced = fn if isinstance(fn, gputrace.TracedFunction) else trace(fn, inputs)
+    want = outputs_of(traced.run(*inputs, backend="numpy"))
+    got = outputs_of(traced.run(*inputs, backend="emulate"))
+    assert len(got) == len(want)
+    for k, (w, g) in enumerate(zip(want, got)):
+        tolerance = atol
+        if scale_atol and np.asarray(w).dtype.kind == "f":
+            finite = np.abs(np.asarray(w, np.float64)[np.isfinite(w)])
+            tolerance = atol * float(finite.max(initial=0.0))
+        assert_arrays_agree(w, g, rtol=rtol, atol=tolerance, what=f"output {k} of {traced.name}")
+    return traced

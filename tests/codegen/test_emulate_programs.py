@@ -1,0 +1,375 @@
+"""Every kind of kernel gputrace generates, run on ``emulate`` and compared with the ``numpy`` backend.
+
+Elementwise programs over every dtype, layout and special value; reductions over every axis
+combination; reductions fused with producers and consumers (softmax ... attention). Programs return
+many outputs at once, so one kernel covers many ops (g++ builds each kernel in about half a second).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import gputrace
+from benchmarks import programs as bench
+from gputrace.backends.host_compiler import host_compiler_info
+
+from gputrace.backends.nvrtc import nvrtc_available
+from tests.fusion_targets import TARGETS, Target
+
+from .backend_agreement import TRANSCENDENTAL_RTOL, assert_arrays_agree, assert_emulate_matches, outputs_of, trace
+
+pytestmark = pytest.mark.skipif(not host_compiler_info()["available"], reason="no host C++ compiler for emulate")
+
+FLOATS = [np.dtype(t) for t in (np.float16, np.float32, np.float64)]
+SIGNED = [np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64)]
+UNSIGNED = [np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64)]
+ALL_DTYPES = FLOATS + SIGNED + UNSIGNED + [np.dtype(bool)]
+
+
+def special_values(dtype: np.dtype) -> np.ndarray:
+    """NaN, +-inf, -0.0, the extremes and the small values where rules change sign or round."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        values = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1, -1, 0.5, -0.5, 1.5, -2.5, 3, -7, info.max, -info.max,
+                  info.tiny, -info.tiny]
+    elif dtype.kind == "b":
+        values = [False, True]
+    else:
+        info = np.iinfo(dtype)
+        values = [info.min, info.max, 0, 1, 2, 3, 7, info.max - 1, info.min + 1]
+        values += [-1, -2, -3, -7] if dtype.kind == "i" else [info.max // 2]
+    return np.array(values, dtype=dtype)
+
+
+def sample(rng: np.random.Generator, dtype: np.dtype, shape: tuple, *, special: float = 0.3,
+           scale: float = 3.0) -> np.ndarray:
+    """Random values of ``dtype`` with a fraction ``special`` of special values mixed in."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        x = (rng.standard_normal(shape) * scale).astype(dtype)
+    elif dtype.kind == "b":
+        x = rng.random(shape) < 0.5
+    else:
+        info = np.iinfo(dtype)
+        small = rng.integers(-8 if dtype.kind == "i" else 0, 9, shape)
+        wide = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+        x = np.where(rng.random(shape) < 0.5, small, wide).astype(dtype)
+    if special:
+        mask = rng.random(shape) < special
+        x = np.where(mask, rng.choice(special_values(dtype), shape), x).astype(dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+# ============================================================================= elementwise programs
+
+
+def float_arithmetic(x, y):
+    """Everything NumPy computes exactly (correctly rounded or exact): compared bit for bit.
+
+    ``+ 0.0`` turns -0.0 into 0.0 where NumPy's choice between equal operands depends on its loop: clip
+    with array bounds returns the bound on a tie in some inner loops and ``x`` in others.
+    """
+    return (x + y, x - y, x * y, x / y, x // y, x % y, np.fmod(x, y), np.maximum(x, y), np.minimum(x, y),
+            -x, np.abs(x), np.sign(x), np.floor(x), np.ceil(x), np.trunc(x), np.rint(x), np.square(x),
+            np.sqrt(np.abs(y)), np.copysign(x, y), np.reciprocal(y), np.heaviside(x, y),
+            x == y, x != y, x < y, x <= y, x > y, x >= y,
+            np.logical_and(x, y), np.logical_or(x, y), np.logical_xor(x, y), np.logical_not(x),
+            np.isnan(x), np.isinf(x), np.isfinite(x), np.signbit(x),
+            np.where(x > y, x, y), np.clip(x, -1.5, 2.0), np.clip(x, y, 2.0) + 0.0, x * 2.5 + 1, 3 - x, x > 0.5,
+            x.astype(np.int8), x.astype(np.int64), x.astype(np.uint8), x.astype(bool))
+
+
+def float_transcendental(x, y):
+    return (np.exp(x), np.exp2(x), np.expm1(x), np.log(x), np.log2(x), np.log10(x), np.log1p(x), np.cbrt(x),
+            np.sin(x), np.cos(x), np.tan(x), np.arcsin(x), np.arccos(x), np.arctan(x), np.sinh(x), np.cosh(x),
+            np.tanh(x), np.arcsinh(x), np.arccosh(x), np.arctanh(x), np.arctan2(x, y), np.hypot(x, y),
+            np.power(x, y), x ** 3, np.logaddexp(x, y), np.logaddexp2(x, y), np.deg2rad(x), np.rad2deg(x))
+
+
+def integer_arithmetic(x, y):
+    """Wrapping arithmetic, Python's floor rules (x // 0 == 0), shifts, bits, powers, casts."""
+    return (x + y, x - y, x * y, x // y, x % y, np.fmod(x, y), x / y, np.maximum(x, y), np.minimum(x, y),
+            -x, np.abs(x), np.sign(x), np.square(x), x ** (y & 3), np.power(x, 2), np.reciprocal(x),
+            x & y, x | y, x ^ y, ~x, x << y, x >> y, x << 3, x >> 1,
+            x == y, x != y, x < y, x <= y, x > y, x >= y, np.logical_and(x, y), np.logical_not(x),
+            np.where(x > y, x, y), np.clip(x, 0, 5), np.clip(x, y, 100), x + 1, 7 - x, x * 2, x > 3,
+            np.floor(x), np.rint(x).astype(x.dtype), x.astype(np.float32), x.astype(np.float64),
+            x.astype(np.float16), x.astype(np.int8), x.astype(np.uint64), x.astype(bool))
+
+
+def bool_logic(x, y):
+    return (x + y, x * y, x & y, x | y, x ^ y, ~x, x == y, x != y, x < y, x >= y, np.maximum(x, y),
+            np.minimum(x, y), np.logical_and(x, y), np.logical_xor(x, y), np.logical_not(x), np.where(x, y, ~y),
+            np.abs(x), x + 1, x * 2.5, x.astype(np.int8), x.astype(np.float16), x.astype(np.float32),
+            x.astype(np.uint64), np.isnan(x), np.floor(x))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_float_arithmetic_is_bit_exact(dtype, rng):
+    x, y = sample(rng, dtype, (7, 37)), sample(rng, dtype, (7, 74))[::-1, ::2]
+    traced = assert_emulate_matches(float_arithmetic, (x, y))
+    assert len(traced.kernels) == 1
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_float_transcendentals_within_a_few_ulp(dtype, rng):
+    x, y = sample(rng, dtype, (5, 41), scale=1.0), sample(rng, dtype, (5, 41), scale=1.0)
+    assert_emulate_matches(float_transcendental, (x, y), rtol=TRANSCENDENTAL_RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", SIGNED + UNSIGNED, ids=str)
+def test_integer_arithmetic_is_exact(dtype, rng):
+    x, y = sample(rng, dtype, (6, 29)), sample(rng, dtype, (29, 6)).T
+    traced = assert_emulate_matches(integer_arithmetic, (x, y))
+    assert len(traced.kernels) == 1
+
+
+def test_bool_logic_is_exact(rng):
+    x, y = sample(rng, bool, (5, 19)), sample(rng, bool, (5, 19))
+    assert_emulate_matches(bool_logic, (x, y))
+
+
+def test_floor_divide_and_remainder_follow_python_signs():
+    """Every pair of signs and zeros, as integers and as floats (NumPy's npy_divmod)."""
+    a = np.array([7, -7, 7, -7, 0, 0, 7, -7, 6, -6, 1, -1], np.int32)
+    b = np.array([2, 2, -2, -2, 3, -3, 0, 0, -3, 3, -1, 1], np.int32)
+    fn = lambda a, b: (a // b, a % b, np.fmod(a, b), np.remainder(b, a))
+    assert_emulate_matches(fn, (a, b))
+    for dtype in (np.float32, np.float64):
+        fa = np.concatenate([a, [np.inf, -np.inf, 5.5, -5.5, -0.0, np.nan]]).astype(dtype)
+        fb = np.concatenate([b, [3, 3, np.inf, np.inf, 2, 1]]).astype(dtype)
+        assert_emulate_matches(fn, (fa, fb))
+
+
+def test_mixed_dtypes_promote_like_numpy(rng):
+    """int8 + uint8 -> int16, int64 vs uint64 comparisons, int x float16, Python scalars stay weak."""
+    i8, u8 = sample(rng, np.int8, (4, 9)), sample(rng, np.uint8, (4, 9))
+    i64, u64 = sample(rng, np.int64, (4, 9)), sample(rng, np.uint64, (4, 9))
+    f16, f32 = sample(rng, np.float16, (4, 9), scale=1), sample(rng, np.float32, (4, 9), scale=1)
+    fn = lambda i8, u8, i64, u64, f16, f32: (
+        i8 + u8, i8 * f16, u8 / i8, i64 == u64, i64 < u64, u64 >= i64, i8 + f32, f16 * f32, i64 + f16,
+        np.maximum(u8, i8), np.where(i8 > 0, u8, f16), f16 + 1, f16 * 2.5, i8 - 3, u64 // 3, i8 < 0.5,
+        (f16 > f32) | (i8 == 0), np.clip(i8, u8, 100))
+    assert_emulate_matches(fn, (i8, u8, i64, u64, f16, f32))
+
+
+def test_grid_stride_loop_covers_more_elements_than_threads(rng):
+    """More elements than the emulated grid has threads: the grid-stride loop wraps around."""
+    x = sample(rng, np.float32, (3, 10007), special=0.01)
+    traced = assert_emulate_matches(lambda x: np.where(x > 0, x * x, -x) + 1, (x,))
+    kernel = traced.kernels[0]
+    assert kernel.elements > 16 * kernel.block
+
+
+# -- layouts: broadcast, transposed, sliced, negatively strided, 0-d, size-0, size-1
+
+def layout_program(x, y):
+    return np.where(x > y, x * y, x - y) + 2, np.maximum(x, 0) * y
+
+
+def _layouts(rng, dtype):
+    def a(*shape):
+        return sample(rng, dtype, shape, special=0.1)
+
+    base = a(6, 8)
+    return {
+        "broadcast": (a(3, 1, 5), a(4, 1)),
+        "transposed": (a(5, 4).T, a(4, 5)),
+        "both_transposed": (a(4, 5, 3).transpose(2, 0, 1), a(5, 4, 3).transpose(2, 1, 0)),
+        "sliced": (base[::2, 1:6], base[1::2, :5]),
+        "negative": (base[::-1, ::-2], a(6, 4)[:, ::-1]),
+        "zero_d": (a(), a()),
+        "zero_d_and_matrix": (a(), a(3, 4)),
+        "size_zero": (a(0, 5), a(1, 5)),
+        "size_one": (a(1, 1), a(1)),
+        "broadcast_view": (np.broadcast_to(a(5), (4, 5)), a(4, 1)),
+    }
+
+
+def test_layouts(rng):
+    """Index arithmetic does not depend on the dtype: the integer programs read transposed views too."""
+    for name, (x, y) in _layouts(rng, np.dtype(np.float32)).items():
+        try:
+            assert_emulate_matches(layout_program, (x, y))
+        except AssertionError as exc:
+            raise AssertionError(f"layout {name}: x {x.shape} strides {x.strides}, y {y.shape}: {exc}") from None
+
+
+def test_one_trace_runs_at_many_layouts(rng):
+    """A traced function specialises per signature: views of other strides reuse the trace."""
+    x = sample(rng, np.float64, (6, 6))
+    traced = trace(lambda x, y: np.sqrt(np.abs(x)) * y - x, (x, x))
+    for a, b in [(x, x), (x[::-1], x.T), (x[::2, ::3], x[1::2, 1::3])]:
+        assert_emulate_matches(traced, (a, b))
+
+
+# -- programs written by users
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_gelu(dtype, rng):
+    x = sample(rng, dtype, (4, 257), special=0.05)
+    traced = assert_emulate_matches(bench.gelu, (x,), rtol=TRANSCENDENTAL_RTOL[dtype],
+                                    atol=TRANSCENDENTAL_RTOL[dtype], scale_atol=True)
+    assert len(traced.kernels) == 1
+
+
+def test_black_scholes(rng):
+    n = 3000
+    inputs = (bench.uniform(rng, (n,), 5.0, 30.0), bench.uniform(rng, (n,), 1.0, 100.0),
+              bench.uniform(rng, (n,), 0.25, 10.0))
+    traced = assert_emulate_matches(bench.black_scholes, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
+    assert len(traced.kernels) == 1
+
+
+def test_chain_and_diamond(rng):
+    x = sample(rng, np.float32, (33, 17), scale=1)
+    chain = assert_emulate_matches(lambda x: np.tanh(np.exp(np.sin(x) * 2 + 1) - 3), (x,),
+                                   rtol=TRANSCENDENTAL_RTOL[x.dtype])
+    diamond = assert_emulate_matches(lambda x, y: (lambda a: (np.exp(a), a * 2, a))(x * y + 1), (x, x.T.copy().T),
+                                     rtol=TRANSCENDENTAL_RTOL[x.dtype])
+    assert len(chain.kernels) == 1 and len(diamond.kernels) == 1
+
+
+# ============================================================================= reductions
+
+REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "any", "all", "var", "std")
+EPS = {np.dtype(np.float16): 2.0 ** -10, np.dtype(np.float32): 2.0 ** -23, np.dtype(np.float64): 2.0 ** -52}
+
+
+def every_reduction(axis, keepdims, names=REDUCTIONS):
+    """All reductions over one set of axes; they read ``x + x`` so that they share one kernel (its prologue)."""
+    def reduce_all(x):
+        y = x + x
+        out = []
+        for name in names:
+            if name in ("argmax", "argmin") and isinstance(axis, tuple):
+                continue  # NumPy's argmax takes one axis or None
+            extra = {"ddof": 1} if name == "std" else {}
+            out.append(getattr(np, name)(y, axis=axis, keepdims=keepdims, **extra))
+        return tuple(out)
+    reduce_all.__name__ = f"reduce_axis_{axis}_keepdims_{keepdims}".replace(" ", "").replace(",", "_")
+    return reduce_all
+
+
+def summation_tolerance(x, axis) -> float:
+    """NumPy's pairwise sum and a block's tree sum both err by a few eps times the sum of |x| (of 2x here)."""
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(2 * x.astype(np.float64)).sum(axis=axis)
+    finite = np.asarray(magnitude)[np.isfinite(magnitude)]
+    return 16 * EPS[dtype] * float(finite.max(initial=0.0))
+
+
+def assert_reductions_agree(x, axis, keepdims, names=REDUCTIONS, rtol=None):
+    rtol = 8 * EPS[x.dtype] if rtol is None and x.dtype.kind == "f" else (rtol or 1e-12)
+    traced = trace(every_reduction(axis, keepdims, names), (x,))
+    want = outputs_of(traced.run(x, backend="numpy"))
+    got = outputs_of(traced.run(x, backend="emulate"))
+    atol = summation_tolerance(x, axis)
+    for name, w, g in zip([n for n in names if not (n.startswith("arg") and isinstance(axis, tuple))], want, got):
+        exact = name in ("max", "min", "argmax", "argmin", "any", "all") or np.asarray(w).dtype.kind != "f"
+        if name == "prod" and x.dtype.kind != "f":
+            exact = True  # wrapping integer products are exact in any order
+        assert_arrays_agree(w, g, rtol=0 if exact else rtol, atol=0 if exact else atol,
+                            what=f"{name}(axis={axis}, keepdims={keepdims}) of {x.dtype}{x.shape}")
+    return traced
+
+
+def _axis_choices(ndim):
+    subsets = [c for r in range(1, ndim + 1) for c in itertools.combinations(range(ndim), r)]
+    return [None] + [s[0] if len(s) == 1 else s for s in subsets]
+
+
+@pytest.mark.parametrize("shape", [(37,), (5, 6), (3, 4, 5)], ids=str)
+def test_every_reduction_over_every_axis_combination(shape, rng):
+    x = sample(rng, np.float32, shape, special=0)
+    x[..., 0] = np.abs(x[..., 0]) + 0.5  # prod of small values underflows less
+    for axis in _axis_choices(len(shape)):
+        for keepdims in (False, True):  # the same kernel: keepdims only changes the output's shape
+            traced = assert_reductions_agree(x, axis, keepdims, ("sum", "max", "argmin", "std"))
+            assert len(traced.kernels) == 1  # one kernel computes them all
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+def test_reductions_of_every_dtype(dtype, rng):
+    """Accumulator dtypes as NumPy's: ints sum in int64, float16 accumulates in float32, bool counts."""
+    x = sample(rng, dtype, (4, 23), special=0.1, scale=1.0)
+    if np.dtype(dtype).kind in "iu":
+        x = (x % 16).astype(dtype)  # no overflow in var's squares (int64 -> float64 is exact then)
+    names = [n for n in REDUCTIONS if not (np.dtype(dtype) == np.float16 and n in ("var", "std", "prod"))]
+    assert_reductions_agree(x, -1, False, names, rtol=4e-3 if dtype == np.float16 else None)
+
+
+def test_nan_and_infinities_propagate_like_numpy():
+    """NaN wins max/min/sum and counts as the arg-extreme (first occurrence); inf - inf is NaN."""
+    x = np.array([[1, np.nan, 3, np.nan], [np.inf, -np.inf, 0, 1], [-0.0, 0.0, -1, 2], [5, np.inf, np.inf, 1],
+                  [-np.inf, -np.inf, 2, 2], [0, 0, 0, 0]], np.float32)
+    for axis in (0, 1):
+        assert_reductions_agree(x, axis, False)
+
+
+@pytest.mark.parametrize("cols", [5000, 70000])
+def test_rows_longer_than_a_block(cols, rng):
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    traced = assert_reductions_agree(x, 1, True, ("sum", "max", "argmin", "var", "mean"))
+    assert traced.kernels[0].block < cols
+
+
+def test_long_columns_and_full_reductions(rng):
+    x = rng.standard_normal((4000, 3)).astype(np.float32)
+    assert_reductions_agree(x, 0, False, ("sum", "min", "argmax", "std"))
+    assert_reductions_agree(x, None, False, ("sum", "max", "argmin", "var"))
+
+
+def test_empty_and_single_element_rows(rng):
+    single = rng.standard_normal((5, 1)).astype(np.float32)
+    assert_reductions_agree(single, 1, False)
+    empty = np.zeros((3, 0), np.float32)
+    assert_reductions_agree(empty, 1, True, ("sum", "mean", "prod", "any", "all", "var"))
+    assert_reductions_agree(np.zeros((0, 4), np.float32), 0, False, ("sum", "prod", "any", "all"))
+    for name in ("max", "argmin"):
+        traced = trace(getattr(np, name), (single,))  # then run over zero elements: no identity
+        with pytest.raises(ValueError, match="zero-size array|empty sequence") as numpy_error:
+            traced.run(empty, backend="numpy")
+        with pytest.raises(ValueError) as emulate_error:
+            traced.run(empty, backend="emulate")
+        assert str(emulate_error.value) == str(numpy_error.value)
+
+
+def test_non_contiguous_inputs(rng):
+    base = rng.standard_normal((12, 40)).astype(np.float32)
+    for view, axis in ((base.T, 0), (base.T, 1), (base[::-2, 3:37:3], 1), (base[:, ::-1].T[::2], None)):
+        assert_reductions_agree(view, axis, False, ("sum", "max", "argmax", "std"))
+
+
+def test_float16_reductions_accumulate_in_float32(rng):
+    x = (rng.standard_normal((6, 3000)) * 4).astype(np.float16)
+    traced = trace(lambda x: (x.sum(-1), x.mean(-1), x.max(-1), x.argmax(-1), x.std(-1)), (x,))
+    want, got = (outputs_of(traced.run(x, backend=b)) for b in ("numpy", "emulate"))
+    for w, g in zip(want, got):  # NumPy also accumulates a contiguous float16 row in float32
+        assert_arrays_agree(w, g, rtol=2e-3, atol=float(np.abs(w.astype(np.float32)).max()) * 2e-3)
+
+
+# ============================================================================= reductions fused with their neighbours
+
+
+def layernorm_var(x):
+    """layernorm written with np.var: the variance's two passes inside the row kernel."""
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+
+FUSED = dict(TARGETS, layernorm_var=Target(layernorm_var, lambda rng: (bench.normal(rng, (5, 700), 2.0),), 1, 0))
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_fused_program_matches_numpy(name, rng):
+    """Issue 4's programs, each in its one kernel (counted in tests/test_passes.py), on emulate and NVRTC."""
+    target = FUSED[name]
+    inputs = target.make(rng)
+    traced = assert_emulate_matches(target.fn, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
+    if nvrtc_available():
+        for kernel in traced.lower(*inputs).kernels:
+            assert ".entry " + kernel.name in kernel.ptx("sm_90")
