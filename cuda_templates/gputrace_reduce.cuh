@@ -1,5 +1,6 @@
-// Block-wide reductions for gputrace's row kernels: one block reduces one row.
-// Warp shuffles first, then one value per warp through shared memory.
+// Reductions for gputrace's row kernels (reduction.cu): the block-wide reduction of a row that a block
+// works on (warp shuffles first, then one value per warp through shared memory), argmax/argmin pairs,
+// and the reads of split reductions' partial results.
 #pragma once
 #include "gputrace_kernel.cuh"
 
@@ -29,6 +30,20 @@ __device__ __forceinline__ GtArg<T> gt_shfl_xor(GtArg<T> a, int mask)
     GtArg<T> r;
     r.v = gt_shfl_xor(a.v, mask);
     r.i = gt_shfl_xor(a.i, mask);
+    return r;
+}
+
+// A partial result another block of this launch wrote (split reductions): read through volatile, so from
+// L2, where the writer's __threadfence made it visible, never from a stale line in this SM's L1.
+template <class T>
+__device__ __forceinline__ T gt_load_partial(const T* p) { return *(const volatile T*)p; }
+
+template <class T>
+__device__ __forceinline__ GtArg<T> gt_load_partial(const GtArg<T>* p)
+{
+    GtArg<T> r;
+    r.v = *(const volatile T*)&p->v;
+    r.i = *(const volatile long long*)&p->i;
     return r;
 }
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import TracingError
-from .ir import NONE_TYPE, ObjectType, ScalarType, TensorType, Type, contiguous_strides
+from .ir import NONE_TYPE, ScalarType, TensorType, Type
 
 ELEMENTWISE = "elementwise"
 REDUCTION = "reduction"

@@ -12,9 +12,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import check as checking
-from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, TracingError, UnsupportedOperationError)
+from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, UnsupportedOperationError)
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
-from .passes import SIMPLIFY, dce, inline, inline_graph, freeze, run_passes, to_fixed_point
+from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
 from .tracer import is_array, trace_graph, unflatten_outputs
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-import math
 import operator
 import os
 import sys
@@ -25,8 +24,7 @@ import numpy as np
 
 from . import ops
 from .errors import TracerWarning, TracingError, UnsupportedOperationError
-from .ir import (NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, SourceLocation, TensorType, Value,
-                 device_of)
+from .ir import NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, SourceLocation, TensorType, Value
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _LIBRARY_DIRS = tuple({os.path.join(os.path.dirname(os.path.abspath(np.__file__)), ""),  # "" adds the separator:

@@ -30,3 +30,56 @@ class MyCell(nn.Module):
 @pytest.fixture
 def my_cell():
     return MyCell()
+
+
+# ----------------------------------------------------------------------------- every emulated kernel through NVRTC
+# Every kernel that a test runs on `emulate` is also compiled by NVRTC for sm_80 and sm_90 when the session ends:
+# the CUDA source checked on the CPU is the source that must build for the GPU. A failure fails the session.
+NVRTC_ARCHS = ("sm_80", "sm_90")
+_emulated_kernels: dict[str, object] = {}  # source -> Kernel, the first one run with that source
+_session_cache: list = []  # the session's private cache folder, for the compiles after the last test
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_emulated_kernels(tmp_path_factory):
+    from gputrace.backends.kernels import EmulatedLauncher
+    _session_cache.append(tmp_path_factory.getbasetemp() / "cache")
+    load = EmulatedLauncher.load
+
+    def recording_load(self, kernel):
+        _emulated_kernels.setdefault(kernel.source, kernel)
+        return load(self, kernel)
+
+    EmulatedLauncher.load = recording_load
+    yield
+    EmulatedLauncher.load = load
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from gputrace.backends import nvrtc
+    if not _emulated_kernels or not nvrtc.nvrtc_available():
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    import time
+
+    def compile_all_archs(kernel):
+        try:
+            for arch in NVRTC_ARCHS:
+                kernel.cubin(arch)
+        except Exception as error:  # reported below, with the kernel's name
+            return f"{kernel.name}: {type(error).__name__}: {str(error)[:2000]}"
+        return None
+
+    start = time.perf_counter()
+    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(max_workers=2) as pool:
+        patch.setenv("GPUTRACE_CACHE_DIR", str(_session_cache[0]))
+        failures = [f for f in pool.map(compile_all_archs, _emulated_kernels.values()) if f]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    summary = (f"NVRTC: {len(_emulated_kernels)} distinct kernels run on emulate, compiled for "
+               f"{' and '.join(NVRTC_ARCHS)} in {time.perf_counter() - start:.1f} s; {len(failures)} failed")
+    if reporter is not None:
+        reporter.write_line(summary)
+        for failure in failures:
+            reporter.write_line(failure)
+    if failures:
+        session.exitstatus = 1

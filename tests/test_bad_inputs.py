@@ -251,7 +251,8 @@ def index_type(kernel) -> str:
     return declared
 
 
-@pytest.mark.parametrize("elements, index", [(2**31 - 2, "int"), (2**31 + 5, "long long")])
+# just below 2**31 a grid-stride loop's last step would pass INT_MAX: 64 bits there too
+@pytest.mark.parametrize("elements, index", [(2**30, "int"), (2**31 - 2, "long long"), (2**31 + 5, "long long")])
 def test_elementwise_kernels_index_with_64_bits_beyond_2_31_elements(elements, index):
     traced = gputrace.trace(lambda x: np.exp(x) * 2, np.ones(3, np.float32))
     [kernel] = traced.lower(huge((elements,))).kernels
@@ -264,6 +265,13 @@ def test_reduction_kernels_index_with_64_bits_beyond_2_31_elements():
     assert index_type(traced.lower(huge((3, 2**31))).kernels[0]) == "long long"  # 2**31 columns
     assert index_type(traced.lower(huge((2**31, 3))).kernels[0]) == "long long"  # 2**31 rows
     assert index_type(traced.lower(huge((3, 2**20))).kernels[0]) == "int"
+
+
+def test_a_reduction_adds_the_row_offset_and_the_offset_in_the_row():
+    """Each alone fits in 32 bits (3 * 2**29), the element at [1, 1] does not (3 * 2**30)."""
+    traced = gputrace.trace(lambda x: x.sum(axis=1), np.ones((2, 2), np.float32))
+    [kernel] = traced.lower(huge((2, 2), strides=(4 * 3 * 2**29, 4 * 3 * 2**29))).kernels
+    assert index_type(kernel) == "long long"
 
 
 def test_few_elements_far_apart_also_index_with_64_bits():

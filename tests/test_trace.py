@@ -8,16 +8,6 @@ import gputrace
 from gputrace import nn
 
 
-class MyCell(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(4, 4, seed=0)
-
-    def forward(self, x, h):
-        new_h = np.tanh(self.linear(x) + h)
-        return new_h, new_h
-
-
 def f32(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
@@ -36,8 +26,8 @@ def test_seed_cell_function_traces_and_matches_eager(rng):
     np.testing.assert_array_equal(traced(x, h), cell(x, h))
 
 
-def test_mycell_graph_inlined_code_and_call(rng):
-    cell = MyCell()
+def test_mycell_graph_inlined_code_and_call(rng, my_cell):
+    cell = my_cell
     x, h = f32(rng, 3, 4), f32(rng, 3, 4)
     traced = gputrace.trace(cell, (x, h))
     assert repr(traced) == "MyCell(\n  original_name=MyCell\n  (linear): Linear(original_name=Linear)\n)"
@@ -52,8 +42,8 @@ def test_mycell_graph_inlined_code_and_call(rng):
     np.testing.assert_array_equal(traced.python()(cell, x, h)[0], cell(x, h)[0])
 
 
-def test_parameters_updated_after_tracing_are_seen(rng):
-    cell = MyCell()
+def test_parameters_updated_after_tracing_are_seen(rng, my_cell):
+    cell = my_cell
     x, h = f32(rng, 3, 4), f32(rng, 3, 4)
     traced = gputrace.trace(cell, (x, h))
     cell.linear.weight = nn.Parameter(f32(rng, 4, 4))

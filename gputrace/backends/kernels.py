@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import ops
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType, Value
 from .reference import Interpreter, fresh_outputs, stored_outputs
@@ -85,8 +84,8 @@ class KernelExecutor(Interpreter):
     """Runs a Program's graph: fusion groups as generated kernels, other nodes with the array module.
 
     A call without ``record`` runs a plan made once: values live in numbered slots, constants are
-    filled in ahead, and each step is one node's ``run_node``; so the per-call Python work is a
-    short loop. With ``record`` (check_trace's search for the first diverging node) the graph is
+    filled in ahead, and each step launches a fusion group's kernel or runs one other node; so the
+    per-call Python work is a short loop. With ``record`` (check_trace's search for the first diverging node) the graph is
     interpreted node by node and every value kept.
     """
 
@@ -173,7 +172,7 @@ class Plan:
                 self.steps.append((run, tuple(slots[v] for v in node.inputs), tuple(slots[v] for v in node.outputs)))
         self.outputs = [slots[v] for v in graph.outputs]
         self.stored = stored_outputs(graph)
-        self.xp = executor.xp
+        self.graph, self.xp = graph, executor.xp
 
     def __call__(self, inputs: Sequence[Any], params: Callable[[str], Any]) -> list[Any]:
         env = self.template.copy()
@@ -183,7 +182,7 @@ class Plan:
         for run, ins, outs in self.steps:
             for slot, value in zip(outs, run(*[env[k] for k in ins])):
                 env[slot] = value
-        return [self.xp.array(env[k], copy=True) if stored else env[k] for k, stored in zip(self.outputs, self.stored)]
+        return fresh_outputs(self.graph, [env[k] for k in self.outputs], self.xp, self.stored)
 
 
 def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:

@@ -141,9 +141,23 @@ def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tup
     return dims, strs
 
 
+# A grid-stride loop's index passes the last element by up to one grid of threads (times a vector's
+# lanes) before the loop ends: 32-bit indices only where that overshoot fits as well.
+GRID_STRIDE_HEADROOM = 2**28
+
+
+def index_type(reach: int) -> str:
+    """``int`` when every index and offset up to ``reach`` (and a grid stride beyond) fits, else ``long long``."""
+    return "int" if reach + GRID_STRIDE_HEADROOM < 2**31 else "long long"
+
+
+def _reach(dims: list[int], strides: list[int]) -> int:
+    """The largest element offset (in either direction) that ``strides`` over ``dims`` reach."""
+    return sum(abs(st) * (d - 1) for st, d in zip(strides, dims))
+
+
 def _index_type(n: int, dims: list[int], strides: list[list[int]]) -> str:
-    reach = max([n] + [sum(abs(st) * (d - 1) for st, d in zip(s, dims)) for s in strides])
-    return "int" if reach < 2**31 - 1 else "long long"
+    return index_type(max([n] + [_reach(dims, s) for s in strides]))
 
 
 # ----------------------------------------------------------------------------- rendering

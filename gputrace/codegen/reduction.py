@@ -27,9 +27,9 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, own_space, reduction_axes
-from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims, compute_type, render_cast,
-                          render_literal, render_op, _weak_or_dtype, _kernel_name)
+from ..passes.fuse import Space, own_space
+from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims, compute_type, index_type,
+                          render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .kernel import Kernel
 from .templates import read_template
 
@@ -40,6 +40,7 @@ SPLIT_BLOCKS = 1024         # blocks a split reduction aims for
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
+ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
 
 
 def row_layout(cols: int) -> tuple[int, int]:
@@ -57,8 +58,9 @@ def row_layout(cols: int) -> tuple[int, int]:
 _COMBINE = {"sum": "GtSum", "mean": "GtSum", "var": "GtSum", "std": "GtSum", "prod": "GtProd",
             "max": "GtMax", "min": "GtMin", "any": "GtAny", "all": "GtAll",
             "argmax": "GtArgMax", "argmin": "GtArgMin"}
-# NumPy's error for a reduction without identity over zero elements
+# max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
 FAST_EXTREMUM = {("max", "float"): "fmaxf", ("max", "double"): "fmax", ("min", "float"): "fminf", ("min", "double"): "fmin"}
+# NumPy's error for a reduction without identity over zero elements
 _NO_IDENTITY = {"max": "zero-size array to reduction operation maximum which has no identity",
                 "min": "zero-size array to reduction operation minimum which has no identity",
                 "argmax": "attempt to get argmax of an empty sequence",
@@ -95,6 +97,22 @@ def _identity(name: str, acc: np.dtype) -> str:
     info = np.iinfo(acc)
     text, _ = render_literal(int(info.max if big else info.min))
     return f"gt_cast<{ctype}>({text})"
+
+
+@dataclass
+class Reduced:
+    """One reduction of the group as rendered: number (names its variables), node and accumulator type."""
+    number: int
+    node: Node
+    acc: np.dtype
+    ctype: str          # the accumulator's C type
+    value_t: str        # what the threads combine: ctype, or GtArg<ctype> for argmax/argmin
+    identity: str
+    passes: list[str]   # loops over the row: [name], or ["mean", "dev"] for var/std
+
+    @property
+    def is_arg(self) -> bool:
+        return self.node.op in ("argmax", "argmin")
 
 
 @dataclass
@@ -184,9 +202,10 @@ def render_reduction(group: Node, number: int) -> Kernel:
     elem_accesses = [i for i, a in enumerate(accesses) if a.reduced is not None]
     rdims, rstrides_list = collapse_dims(red_shape, [accesses[i].reduced for i in elem_accesses])
     rstrides = dict(zip(elem_accesses, rstrides_list))
-    reach = max([rows * max(cols, 1)] + [sum(abs(s) * (d - 1) for s, d in zip(st, kdims)) for st in kstrides]
-                + [sum(abs(s) * (d - 1) for s, d in zip(st, rdims)) for st in rstrides_list])
-    index_t = "int" if reach < 2**31 - 1 else "long long"
+    # an element's offset is its row's offset plus its offset within the row: the two reaches add up
+    reach = max([rows * max(cols, 1)] + [_reach(kdims, kstrides[a]) + _reach(rdims, rstrides.get(a, []))
+                                         for a in range(len(accesses))])
+    index_t = index_type(reach)
 
     params = [f"const {STORAGE_TYPES[v.type.dtype.name]}* __restrict__ in{k}" for k, v in enumerate(sub.inputs)]
     params += [f"{STORAGE_TYPES[v.type.dtype.name]}* __restrict__ out{k}" for k, v in enumerate(sub.outputs)]
@@ -197,7 +216,6 @@ def render_reduction(group: Node, number: int) -> Kernel:
     sizes += [(f"ks{a}_{j}", s) for a, st in enumerate(kstrides) for j, s in enumerate(st)]
     sizes += [(f"rs{a}_{j}", s) for a in elem_accesses for j, s in enumerate(rstrides[a])]
     constants = [f"    constexpr index_t {name} = {value};" for name, value in sizes]
-    scalar_args: list = []
 
     body: list[str] = []
     shared: list[str] = []
@@ -353,9 +371,10 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 emitted_row.add(node)
                 progress = True
 
-    def finish(number_r, node, acc, ctype, name, is_arg, value_t, identity, passes) -> None:
+    def finish(reduced: Reduced) -> None:
         """The reduction's result from its block-reduced value, then the row-level nodes it enables."""
-        result = f"red{number_r}{passes[-1][0]}"
+        node, acc, ctype, name, is_arg = reduced.node, reduced.acc, reduced.ctype, reduced.node.op, reduced.is_arg
+        result = f"red{reduced.number}{reduced.passes[-1][0]}"
         if is_arg:
             result = f"{result}.i"
         elif name == "mean":
@@ -363,8 +382,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
             result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
         elif name in ("var", "std"):
-            ddof = node.attrs.get("ddof", 0)
-            result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols - {int(ddof)}))"
+            divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
+            result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
             if name == "std":
                 result = f"gt_sqrt({result})"
         out_dtype = node.output.type.dtype
@@ -387,6 +406,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
         identity = _identity(name, acc)
         passes = ["mean", "dev"] if name in ("var", "std") else [name]
+        reduced_here = Reduced(number_r, node, acc, ctype, value_t, identity, passes)
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
@@ -424,14 +444,14 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if splits > 1:
                 body.append(f"        if (threadIdx.x == 0) partial{number_r}[unit] = {reduced};")
                 params.append(f"{value_t}* __restrict__ partial{number_r}")
-                workspace.append((np.dtype(np.uint8), units * 16, False) if is_arg else (acc, units, False))
+                workspace.append((np.dtype(np.uint8), units * ARG_PAIR_BYTES, False) if is_arg else (acc, units, False))
             if stage == "mean" and len(passes) == 2:
                 mean_name = f"mean{number_r}"
                 body.append(f"        const {ctype} {mean_name} = gt_true_divide(red{number_r}m, gt_cast<{ctype}>(cols));")
         if splits > 1:  # finished once the row's partial results are combined
-            finishes.append((number_r, node, acc, ctype, name, is_arg, value_t, identity, passes))
+            finishes.append(reduced_here)
         else:
-            finish(number_r, node, acc, ctype, name, is_arg, value_t, identity, passes)
+            finish(reduced_here)
 
     if splits > 1:
         params.append("unsigned int* __restrict__ tickets")
@@ -441,14 +461,15 @@ def render_reduction(group: Node, number: int) -> Kernel:
                  "        __syncthreads();",
                  "        if (!last_block) continue;",
                  "        __threadfence();"]
-        for number_r, node, acc, ctype, name, is_arg, value_t, identity, passes in finishes:
-            body += [f"        {value_t} all{number_r} = {identity};",
+        for r in finishes:
+            combine, k = _COMBINE[r.node.op], r.number
+            body += [f"        {r.value_t} all{k} = {r.identity};",
                      "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)",
-                     f"            all{number_r} = {_COMBINE[name]}()(all{number_r}, partial{number_r}[row * splits + p]);",
-                     f"        const {value_t} red{number_r}{passes[-1][0]} = gt_block_reduce(all{number_r}, "
-                     f"{_COMBINE[name]}(), {identity}, scratch{number_r});"]
-    for finished in finishes:
-        finish(*finished)
+                     f"            all{k} = {combine}()(all{k}, gt_load_partial(partial{k} + row * splits + p));",
+                     f"        const {r.value_t} red{k}{r.passes[-1][0]} = gt_block_reduce(all{k}, "
+                     f"{combine}(), {r.identity}, scratch{k});"]
+    for r in finishes:
+        finish(r)
 
     elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
     if elem_outputs:
@@ -490,7 +511,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         empty_error = next((_NO_IDENTITY[n.op] for n in reductions if n.op in _NO_IDENTITY), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
-                  output_types=[v.type for v in sub.outputs], scalar_args=scalar_args, elements=units,
+                  output_types=[v.type for v in sub.outputs], elements=units,
                   workspace=workspace,
                   block=block, work_per_block=block if per_thread else 1, empty_error=empty_error,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

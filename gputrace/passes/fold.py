@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, ScalarType, TensorType, Value
+from ..ir import Graph, Node, TensorType, Value
 from .rewrite import emit_constant, replace_node
 
 _MAX_FOLDED_ELEMENTS = 1 << 16  # larger results stay computed: a constant is copied to every device

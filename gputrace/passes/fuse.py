@@ -233,7 +233,10 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
 
 
 def fuse(graph: Graph) -> Graph:
-    """Replace each group of two or more fusible nodes (or one elementwise node) by a FusionGroup node."""
+    """Replace each group of two or more fusible nodes (or one elementwise node) by a FusionGroup node.
+
+    Views read by nothing but views are first hoisted onto the inputs of the elementwise op they view
+    (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
     graph, _ = hoist_views(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
     if log.isEnabledFor(logging.DEBUG):

@@ -12,7 +12,7 @@ import pytest
 import gputrace
 from gputrace.cache import DiskCache
 from gputrace.codegen.templates import templates_dir
-from gputrace.errors import BackendUnavailableError, KernelCompileError
+from gputrace.errors import KernelCompileError
 
 nvrtc = pytest.importorskip("gputrace.backends.nvrtc")
 pytestmark = pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC is not installed")

@@ -11,7 +11,6 @@ import itertools
 import numpy as np
 import pytest
 
-import gputrace
 from benchmarks import programs as bench
 from gputrace.backends.host_compiler import host_compiler_info
 
@@ -309,6 +308,14 @@ def test_nan_and_infinities_propagate_like_numpy():
                   [-np.inf, -np.inf, 2, 2], [0, 0, 0, 0]], np.float32)
     for axis in (0, 1):
         assert_reductions_agree(x, axis, False)
+
+
+def test_var_and_std_divide_by_n_minus_ddof_like_numpy(rng):
+    """A fractional ddof counts as it is; ddof beyond the row's length divides by 0 (NumPy's max(N - ddof, 0))."""
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    programs = lambda x: (x.var(axis=1, ddof=0.5), np.std(x, axis=1, ddof=1.5), x.var(axis=1, ddof=11), x.std(ddof=10))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert_emulate_matches(trace(programs, (x,)), (x,), rtol=1e-6)
 
 
 @pytest.mark.parametrize("cols", [5000, 70000])

@@ -20,7 +20,7 @@ import numpy as np
 
 import gputrace
 
-from .program import EXACT, INEXACT, UNSTABLE, Evaluation, Program, Ref, evaluate
+from .program import EXACT, INEXACT, UNSTABLE, Evaluation, Program, evaluate
 
 # relative error allowed per dtype for inexact results: a few ulp of libm, float16 rounding after each op
 RTOL = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
@@ -65,14 +65,16 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def tolerance_scale(program: Program, evaluation: Evaluation, index: int) -> tuple[float, int]:
+def tolerance_scale(program: Program, evaluation: Evaluation, index: int) -> tuple[float, int, float]:
     """The largest finite magnitude among the inexact values ``index`` comes from, and their operands;
-    and the longest sum among them (error grows with the number of terms)."""
+    the longest sum among them (error grows with the number of terms); and the relative tolerance of the
+    least precise of them (a float32 sum cast to float64 keeps its float32 error)."""
     n_inputs = len(program.inputs)
-    scale, terms = 0.0, 1
+    scale, terms, rtol = 0.0, 1, 0.0
     for i in program.ancestors(index):
         if evaluation.exactness[i] != INEXACT:
             continue
+        rtol = max(rtol, RTOL.get(np.asarray(evaluation.values[i]).dtype, 0.0))
         related = [i]
         if i >= n_inputs:
             op = program.ops[i - n_inputs]
@@ -84,15 +86,17 @@ def tolerance_scale(program: Program, evaluation: Evaluation, index: int) -> tup
             if values.dtype.kind in "fiu" and values.size:
                 finite = np.abs(values[np.isfinite(values)].astype(np.float64))
                 scale = max(scale, float(finite.max(initial=0.0)))
-    return scale, terms
+    return scale, terms, rtol
 
 
 def first_position(mask: np.ndarray) -> tuple:
     return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
 
 
-def compare_output(expected: Any, actual: Any, exactness: str, scale: float = 0.0, terms: int = 1) -> str | None:
-    """None when ``actual`` is NumPy's ``expected`` up to what ``exactness`` allows, else what differs."""
+def compare_output(expected: Any, actual: Any, exactness: str, scale: float = 0.0, terms: int = 1,
+                   source_rtol: float = 0.0) -> str | None:
+    """None when ``actual`` is NumPy's ``expected`` up to what ``exactness`` allows, else what differs.
+    ``source_rtol``: the tolerance of a less precise inexact value the output was computed from."""
     e, a = np.asarray(expected), to_host(actual)
     if e.dtype != a.dtype:
         return f"dtype {a.dtype}, NumPy gives {e.dtype}"
@@ -118,7 +122,7 @@ def compare_output(expected: Any, actual: Any, exactness: str, scale: float = 0.
             return (f"{int(wrong.sum())} of {e.size} exactly computed elements differ, first at {at}: "
                     f"{a[at]!r}, NumPy {e[at]!r}")
         return None
-    rtol = RTOL[e.dtype]
+    rtol = max(RTOL[e.dtype], source_rtol)
     big = np.finfo(e.dtype).max / 2
     inf_e, inf_a = np.isinf(e64), np.isinf(a64)
     overflowed = (inf_e != inf_a) & (np.maximum(np.abs(np.where(inf_e, a64, e64)), 0) >= big)
@@ -213,8 +217,8 @@ def _run_backend(program: Program, evaluation: Evaluation, traced, inputs, backe
         exactness = evaluation.exactness[index]
         if evaluation.undefined[index]:
             exactness = UNSTABLE  # NumPy's own result is undefined (NaN or out-of-range cast to an integer)
-        scale, terms = tolerance_scale(program, evaluation, index) if exactness == INEXACT else (0.0, 1)
-        difference = compare_output(want, have, exactness, scale, terms)
+        scale, terms, source_rtol = tolerance_scale(program, evaluation, index) if exactness == INEXACT else (0, 1, 0)
+        difference = compare_output(want, have, exactness, scale, terms, source_rtol)
         if difference:
             mismatches.append(Mismatch(backend, f"{program.names[index]}: {difference}", k))
     return mismatches

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -347,6 +347,14 @@ def near_domain_edge(op: Op, operands: list[str], values: list[Any]) -> bool:
     return any((np.abs(x - edge) <= margin).any() for edge in DOMAIN_EDGES[op.name])
 
 
+def product_may_overflow(terms: Any, dtype: np.dtype) -> bool:
+    """Whether some order of multiplying ``terms`` overflows ``dtype``: then the order decides between
+    inf, NaN (inf times a zero met later) and a finite product, and NumPy's order is its own choice."""
+    magnitudes = np.abs(np.asarray(terms, dtype=np.float64))
+    large = magnitudes[np.isfinite(magnitudes) & (magnitudes > 1)]
+    return bool(np.log2(large).sum() >= np.log2(float(np.finfo(dtype).max)))
+
+
 def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] | None = None) -> str:
     """EXACT, INEXACT or UNSTABLE for ``op``'s result, from its operands' exactness (and values)."""
     if UNSTABLE in operands:
@@ -359,6 +367,8 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
         return UNSTABLE if inexact[1] else INEXACT if inexact[0] else EXACT
     jumps = op.name in DISCONTINUOUS or op.name == "where" and inexact[0] or not result_float
     if jumps and any(inexact) or near_domain_edge(op, operands, values or [None] * len(operands)):
+        return UNSTABLE
+    if op.name == "prod" and result_float and values and product_may_overflow(values[0], np.asarray(result).dtype):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT

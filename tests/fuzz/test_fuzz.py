@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from tests.fuzz.differential import Mismatch, available_backends, compare_output, run_program
 from tests.fuzz.generate import programs
-from tests.fuzz.program import EXACT, INEXACT, UNSTABLE, ArrayInput, Op, Program, Ref, evaluate
+from tests.fuzz.program import EXACT, INEXACT, UNSTABLE, ArrayInput, Op, Program, Ref, evaluate, value_exactness
 from tests.fuzz.reproducer import load_reproducer, write_reproducer
 
 NUMPY_PROGRAMS = 250
@@ -75,6 +75,15 @@ def test_discontinuous_functions_of_inexact_values_are_unstable():
                       (Op("call", "exp", (Ref(0),)), Op("call", "floor", (Ref(1),)), Op("call", "floor", (Ref(0),))),
                       (2, 3))
     assert evaluate(program).exactness[1:] == [INEXACT, UNSTABLE, EXACT]
+
+
+def test_a_product_that_may_overflow_is_unstable():
+    """The order of multiplication decides between inf, NaN (inf times a later zero) and a finite product:
+    NumPy's [0, -271, -3.4e38] gives 0, a tree of partial products gives (-271 * -3.4e38) * 0 = NaN."""
+    prod = Op("call", "prod", (Ref(0),))
+    big, small = np.float32([0, -271, -3.4e38]), np.float32([0.5, -3, 2e30])
+    assert value_exactness(prod, [EXACT], np.prod(big), [big]) == UNSTABLE
+    assert value_exactness(prod, [EXACT], np.prod(small), [small]) == INEXACT
 
 
 @pytest.mark.parametrize("expected, actual, exactness, why", [
