@@ -47,6 +47,22 @@ __device__ __forceinline__ GtArg<T> gt_load_partial(const GtArg<T>* p)
     return r;
 }
 
+// Compensated (Kahan) summation: `lost` carries what each addition rounded away and feeds it back, so a
+// thread's long run of additions errs by a few ulp of the total, not by one per term. Kernels build
+// without fused multiply-add, which would break the compensation. Once the sum is not finite the
+// compensation stops (inf - inf would turn it into NaN).
+template <class T>
+__device__ __forceinline__ void gt_kahan_add(T& sum, T& lost, T value)
+{
+    const T corrected = value - lost;
+    const T total = sum + corrected;
+    lost = total - total == 0 ? (total - sum) - corrected : (T)0;
+    sum = total;
+}
+
+template <class T>
+__device__ __forceinline__ T gt_kahan_total(T sum, T lost) { return sum - sum == 0 ? sum - lost : sum; }
+
 template <class T>
 __device__ __forceinline__ bool gt_is_nan(T v) { return v != v; }
 

@@ -6,6 +6,7 @@ signature (dtype, shape, strides, device of every input) into a
 """
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
@@ -16,7 +17,7 @@ from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, Uns
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
 from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
-from .tracer import is_array, trace_graph, unflatten_outputs
+from .tracer import is_array, is_ndarray_subclass, trace_graph, unflatten_outputs
 
 BACKENDS = ("numpy", "emulate", "cuda")
 
@@ -26,6 +27,10 @@ def check_array_argument(x: Any, where: str) -> None:
     if not is_array(x):
         raise SignatureError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got {type(x).__name__}"
                              + (f" ({x!r})" if isinstance(x, (int, float, bool, type(None))) else ""))
+    if is_ndarray_subclass(x):  # np.matrix (a * b is a matrix product), masked arrays
+        raise SignatureError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got the ndarray subclass "
+                             f"{type(x).__name__}, whose operations gputrace would not trace faithfully; "
+                             f"pass np.asarray(x)")
     dtype = np.dtype(x.dtype)
     if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
         raise UnsupportedOperationError(f"{where}: big-endian arrays ({dtype.str}) are not supported; "
@@ -37,7 +42,7 @@ def check_array_argument(x: Any, where: str) -> None:
 
 def _example_tuple(example_inputs: Any, where: str = "example_inputs") -> tuple:
     if is_array(example_inputs):
-        return (example_inputs,)
+        example_inputs = (example_inputs,)  # checked below, as the tuple form is
     if not isinstance(example_inputs, tuple):
         raise SignatureError(f"{where}: expected an array or a tuple of arrays, got {type(example_inputs).__name__}")
     for i, x in enumerate(example_inputs):
@@ -367,6 +372,53 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
             raise TracingCheckError(
                 f"Tracing check failed on {which}: output {k} of the traced graph differs from the Python "
                 f"function: {difference} (tolerance {tolerance:g}).{node_text}")
+        # the values recorded while tracing are those of the proxies: compare with NumPy run eagerly, too
+        # (aliasing through in-place operators and views, which tracing can miss, shows up only there)
+        expected = _eager_outputs(traced, inputs)
+        if len(expected) != len(outputs):
+            raise TracingCheckError(f"Tracing check failed on {which}: the Python function, run eagerly, returns "
+                                    f"{len(expected)} arrays but the traced graph {len(outputs)}")
+        for k, (want, got) in enumerate(zip(expected, outputs)):
+            difference = checking.compare_arrays(want, got, tolerance)
+            if not difference.ok:
+                raise TracingCheckError(
+                    f"Tracing check failed on {which}: output {k} of the traced graph disagrees with eager "
+                    f"execution of the Python function: {difference} (tolerance {tolerance:g})")
+
+
+def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
+    """The leaves of what ``traced.fn`` returns when run eagerly on copies of ``inputs``.
+
+    Neither the inputs nor a module's parameters and buffers are modified: the run gets copies of them all.
+    """
+    fn = traced.fn if traced.module is None else getattr(_module_with_copied_arrays(traced.module, {}), traced.name)
+    with np.errstate(all="ignore"):  # as while tracing: ops run without floating-point warnings
+        out = fn(*[x.copy() for x in inputs])
+    leaves: list = []
+
+    def visit(x: Any) -> None:
+        if isinstance(x, (tuple, list)):
+            for v in x:
+                visit(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        else:
+            leaves.append(checking.to_numpy(x))
+
+    visit(out)
+    return leaves
+
+
+def _module_with_copied_arrays(module: Any, done: dict) -> Any:
+    """A shallow copy of ``module`` and its submodules with copies of their arrays (other attributes shared)."""
+    if id(module) not in done:
+        clone = done[id(module)] = copy.copy(module)
+        for store in ("_parameters", "_buffers"):
+            object.__setattr__(clone, store, {name: a.copy() for name, a in getattr(module, store).items()})
+        object.__setattr__(clone, "_modules", {name: _module_with_copied_arrays(child, done)
+                                               for name, child in module._modules.items()})
+    return done[id(module)]
 
 
 def check_trace(traced: Any, inputs: Sequence[Any], *, backends: Sequence[str] = ("numpy", "emulate"),

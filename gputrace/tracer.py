@@ -112,6 +112,7 @@ class TracingState:
         """A graph value for an array captured from the enclosing scope (a parameter of the graph)."""
         name = self._param_ids.get(id(array))
         if name is None:
+            check_plain_array(array, "a captured array")
             check_dtype(array.dtype, "a captured array")
             name = self._name_for_captured(array)
             self._param_ids[id(array)] = name
@@ -235,6 +236,17 @@ def check_dtype(dtype: Any, what: str) -> None:
     if np.dtype(dtype) not in SUPPORTED_DTYPES:
         names = ", ".join(d.name for d in SUPPORTED_DTYPES)
         raise unsupported(f"{what} of dtype {np.dtype(dtype)}", f"gputrace supports {names}")
+
+
+def is_ndarray_subclass(x: Any) -> bool:
+    """An ndarray subclass gputrace refuses: np.matrix and masked arrays compute other things (memmap does not)."""
+    return isinstance(x, np.ndarray) and type(x) not in (np.ndarray, np.memmap)
+
+
+def check_plain_array(array: Any, what: str) -> None:
+    if is_ndarray_subclass(array):
+        raise unsupported(f"{what} of the ndarray subclass {type(array).__name__}",
+                          "expected a numpy.ndarray or cupy.ndarray: convert it with np.asarray")
 
 
 def warn_concrete(what: str, state: TracingState | None = None) -> None:
@@ -391,18 +403,24 @@ def _shape_arg(shape) -> tuple[int, ...]:
     return tuple(operator.index(s) for s in shape)
 
 
+def _check_order(call: str, order: Any, allowed: str = "C") -> None:
+    """Refuse a memory ``order`` other than those ``allowed``: traced results are always C-contiguous."""
+    if not (isinstance(order, str) and order in allowed):
+        raise unsupported(f"{call}(order={order!r})",
+                          f"only order={' or '.join(repr(o) for o in allowed)} is traced: "
+                          f"traced results are always C-contiguous")
+
+
 @implements(np.reshape)
 def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
-    if order != "C":
-        raise unsupported(f"reshape(order={order!r})", "only order='C' is traced")
+    _check_order("reshape", order)
     shape = newshape if shape is None else shape
     return record("np::reshape", [a], {"shape": _shape_arg(shape)})
 
 
 @implements(np.ravel)
 def _ravel(a, order="C"):
-    if order != "C":
-        raise unsupported(f"ravel(order={order!r})", "only order='C' is traced")
+    _check_order("ravel", order)
     return record("np::ravel", [a])
 
 
@@ -448,6 +466,7 @@ def _split(ary, indices_or_sections, axis=0):
 
 def _fill_like(name: str):
     def handler(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+        _check_order(f"np.{name}", order, "KAC")
         if shape is not None:
             raise unsupported(f"np.{name}(..., shape=...)")
         return record(f"np::{name}", [a], {"dtype": None if dtype is None else np.dtype(dtype)})
@@ -462,6 +481,7 @@ HANDLED_FUNCTIONS[np.ones_like] = _fill_like("ones_like")
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
     if shape is not None:
         raise unsupported("np.full_like(..., shape=...)")
+    _check_order("np.full_like", order, "KAC")
     if isinstance(fill_value, TracedArray) or is_array(fill_value):
         raise unsupported("np.full_like with an array fill_value", "use np.broadcast_to")
     concrete_dtype = np.dtype(dtype) if dtype is not None else _concrete(a).dtype
@@ -476,6 +496,7 @@ def _empty_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None
 
 @implements(np.copy)
 def _copy(a, order="K", subok=False):
+    _check_order("copy", order, "KAC")
     return record("np::copy", [a])
 
 
@@ -648,12 +669,13 @@ class TracedArray:
         return _squeeze(self, axis)
 
     def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        _check_order("astype", order, "KAC")
         if np.dtype(dtype) == self.dtype and not copy:
             return self
         return record("np::astype", [self], {"dtype": np.dtype(dtype)})
 
     def copy(self, order="C"):
-        return _copy(self)
+        return _copy(self, order)
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
         return _reduction("sum")(self, axis, dtype, out, keepdims, **kw)
@@ -776,8 +798,10 @@ def _shared_memory(value: Value) -> tuple[str, str] | None:
         return "a traced input", "the caller's array is not modified by the traced function"
     if producer.kind in ("prim::Param", "prim::GetAttr"):
         return "a captured array", "the array is not modified by the traced function"
-    if any(_is_view(node) for node in [producer, *value.users]):
+    if _is_view(producer):
         return "a view", "other views of the same memory do not see the change"
+    if any(_is_view(node) for node in value.users):
+        return "an array with views", "the views taken of it before this line do not see the change"
     return None
 
 
@@ -806,7 +830,9 @@ def _inplace(ufunc, symbol, compute=None):
                 raise TypeError(f"Cannot cast ufunc '{ufunc.__name__}' output from {result._concrete.dtype!r} to "
                                 f"{dtype!r} with casting rule 'same_kind'")
             result = _astype_fn(result, dtype)
-        return result
+        # update this proxy itself, as NumPy updates the array: every name bound to it sees the new value
+        self._value, self._concrete = result._value, result._concrete
+        return self
     return method
 
 
@@ -972,6 +998,7 @@ def traced_attribute(module: Any, name: str, array: Any) -> Any:
     owner = module_value(state.frame, module)
     if owner is None:
         return array
+    check_plain_array(array, f"the module attribute {name!r}")
     check_dtype(array.dtype, f"the module attribute {name!r}")
     node = state.graph.add_node("prim::GetAttr", [owner], [TensorType.of(array)], attrs={"name": name},
                                 source=user_location(), output_names=[name])

@@ -227,3 +227,49 @@ def test_check_trace_accepts_a_traced_module():
     layer = gputrace.nn.Linear(3, 2, seed=0)
     x = np.ones((4, 3), np.float32)
     assert gputrace.check_trace(gputrace.trace(layer, x), x, backends=("numpy", "numpy")).ok
+
+
+def returns_a_stale_view(x):
+    y = x * 2
+    row = y[1]
+    y += 1  # eager NumPy changes row too; the trace cannot
+    return y, row
+
+
+def test_the_check_compares_the_trace_with_eager_numpy_naming_the_output():
+    x = np.ones((2, 3), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)
+        with pytest.raises(gputrace.TracingCheckError,
+                           match=r"Tracing check failed on the check inputs: output 1 of the traced graph disagrees "
+                                 r"with eager execution of the Python function: max abs error 1, .*tolerance 1e-05"):
+            gputrace.trace(returns_a_stale_view, x)
+        with pytest.raises(gputrace.TracingCheckError, match=r"on check input 0: output 1 .*disagrees with eager"):
+            gputrace.trace(returns_a_stale_view, x, check_inputs=[x, (x * 3,)])
+        traced = gputrace.trace(returns_a_stale_view, x, check_trace=False)  # unchecked: the user's call
+    np.testing.assert_array_equal(traced(x)[1], np.full(3, 2, np.float32))
+
+
+def test_the_eager_check_modifies_neither_the_inputs_nor_a_module():
+    class Accumulate(gputrace.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.total = np.zeros(3, np.float32)
+            self.linear = gputrace.nn.Linear(3, 3, seed=0)
+
+        def forward(self, x):
+            x += 1  # eager NumPy changes the input ...
+            total = self.total
+            total += x  # ... and the buffer
+            return self.linear(total)
+
+    model = Accumulate()
+    weight, bias = model.linear.weight.copy(), model.linear.bias.copy()
+    x = np.arange(3, dtype=np.float32)
+    with pytest.warns(gputrace.TracerWarning, match="in-place"):
+        traced = gputrace.trace(model, x, check_inputs=[(x * 2,)])
+    np.testing.assert_array_equal(x, np.arange(3))
+    np.testing.assert_array_equal(model.total, np.zeros(3))
+    np.testing.assert_array_equal(model.linear.weight, weight)
+    np.testing.assert_array_equal(model.linear.bias, bias)
+    np.testing.assert_allclose(traced(x), (x + 1) @ weight.T + bias, rtol=1e-6)

@@ -117,8 +117,11 @@ def test_unsupported_numpy_function():
     (lambda x: np.log(x, order="F"), r"np.log\(..., order=...\) .*traced results are always C-contiguous"),
     (lambda x: np.exp(x, dtype=np.float64), r"np.exp\(..., dtype=...\) .*convert with .astype\(dtype\)"),
     (lambda x: x.reshape(6, order="F"), r"reshape\(order='F'\) .*only order='C' is traced"),
+    (lambda x: x.astype(np.float64, order="F"), r"astype\(order='F'\) .*only order='K' or 'A' or 'C' is traced"),
+    (lambda x: x.copy(order="F"), r"copy\(order='F'\) .*only order='K' or 'A' or 'C' is traced"),
+    (lambda x: np.copy(x, order="F"), r"copy\(order='F'\) .*traced results are always C-contiguous"),
     (lambda x: np.sum(x, where=x > 0), r"the keyword where= of np.sum"),
-], ids=["out", "where", "order", "dtype", "reshape-order", "sum-where"])
+], ids=["out", "where", "order", "dtype", "reshape-order", "astype-order", "copy-order", "np-copy-order", "sum-where"])
 def test_unsupported_keywords(fn, message):
     with raises(gputrace.UnsupportedOperationError, TypeError, message) as info:
         gputrace.trace(fn, F32)
@@ -196,6 +199,44 @@ def test_unsupported_dtypes(traced, array, dtype):
         traced(array, array)
     with raises(gputrace.UnsupportedOperationError, TypeError, rf"example_inputs\[0\]: {message}"):
         gputrace.trace(lambda x: x, (array,))
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.array([object()]), r"dtype object is not supported; gputrace supports bool, int8, "),
+    (np.array(["a", "b"]), r"dtype <U1 is not supported; gputrace supports bool, int8, "),
+    (F32.astype(">f4"), r"big-endian arrays \(>f4\) are not supported; convert with x.astype"),
+], ids=["object", "string", "big-endian"])
+def test_a_single_example_array_is_checked_as_the_tuple_form_is(array, message):
+    for fn in (lambda x: x, lambda a: a * 2):
+        with raises(gputrace.UnsupportedOperationError, TypeError, rf"example_inputs\[0\]: {message}"):
+            gputrace.trace(fn, array)
+
+
+@pytest.mark.parametrize("make", [np.asmatrix, lambda x: np.ma.masked_array(x, mask=x > 2)], ids=["matrix", "masked"])
+def test_ndarray_subclasses_are_refused_naming_the_argument(traced, make):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix is deprecated, but still made
+        subclass = make(F32)
+    name = type(subclass).__name__
+    with raises(gputrace.SignatureError, TypeError,
+                rf"example_inputs\[1\]: expected a numpy.ndarray or cupy.ndarray, got the ndarray subclass {name}"):
+        gputrace.trace(scale_and_shift, (F32, subclass))  # np.matrix: x * y would be a matrix product
+    with raises(gputrace.SignatureError, TypeError,
+                rf"example_inputs\[0\]: expected a numpy.ndarray or cupy.ndarray, got the ndarray subclass {name}"):
+        gputrace.trace(lambda x: x * 2, subclass)
+    with raises(gputrace.SignatureError, TypeError,
+                rf"argument 'y' \(position 1\): expected a numpy.ndarray or cupy.ndarray, "
+                rf"got the ndarray subclass {name}"):
+        traced(F32, subclass)
+    with raises(gputrace.UnsupportedOperationError, TypeError, rf"a captured array of the ndarray subclass {name}"):
+        gputrace.trace(lambda x: x * subclass, F32)
+
+
+def test_memory_mapped_arrays_work(traced, tmp_path):
+    mapped = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=F32.shape)
+    mapped[:] = np.arange(6).reshape(2, 3)
+    np.testing.assert_array_equal(traced(mapped, F32), mapped * F32 + 1)
+    np.testing.assert_array_equal(gputrace.trace(scale_and_shift, (mapped, mapped))(mapped, F32), mapped * F32 + 1)
 
 
 def test_big_endian_arrays(traced):

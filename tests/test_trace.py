@@ -139,3 +139,38 @@ def test_inplace_update_of_input_warns_and_is_out_of_place():
     np.testing.assert_array_equal(x, np.zeros(3))
     with pytest.raises(gputrace.UnsupportedOperationError, match="assigning into a traced array"):
         gputrace.trace(lambda x: x.__setitem__(0, 1), x)
+
+
+def alias_then_update(a):
+    t = a * 1
+    u = t
+    t += 1  # eager NumPy updates the one array that t and u name
+    return u
+
+
+@pytest.mark.parametrize("check_trace", [False, True])
+def test_inplace_update_is_seen_through_every_name_of_the_array(check_trace):
+    x = np.arange(3, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gputrace.TracerWarning)  # nothing else shares the array: no warning
+        traced = gputrace.trace(alias_then_update, x, check_trace=check_trace)
+    np.testing.assert_array_equal(traced(x + 5), alias_then_update(x + 5))
+    np.testing.assert_array_equal(traced(x + 5), x + 6)
+
+
+def view_then_update(a):
+    t = a * 1
+    v = t[0]  # a view of t's first row
+    t += 1  # updates
+    return v
+
+
+def test_inplace_update_of_an_array_with_earlier_views_warns_and_fails_the_check():
+    x = np.zeros((2, 3), np.float32)
+    line = view_then_update.__code__.co_firstlineno + 3
+    with pytest.warns(gputrace.TracerWarning, match=rf"in-place `\+=` on an array with views at .*test_trace.py:{line}:"
+                                                    r"\d+ is traced out of place: the views taken of it before this "
+                                                    r"line do not see the change"):
+        with pytest.raises(gputrace.TracingCheckError, match="output 0 of the traced graph disagrees with eager "
+                                                             "execution of the Python function: max abs error 1"):
+            gputrace.trace(view_then_update, x)

@@ -382,6 +382,10 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
             result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
         elif name in ("var", "std"):
+            if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
+                sums = f"red{reduced.number}s"
+                result = (f"gt_maximum(gt_subtract({result}, gt_true_divide(gt_multiply({sums}, {sums}), "
+                          f"gt_cast<{ctype}>(cols))), {ctype}(0))")
             divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
             result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
             if name == "std":
@@ -414,6 +418,13 @@ def render_reduction(group: Node, number: int) -> Kernel:
             fast_extremum = name in ("max", "min") and acc.kind == "f"
             if fast_extremum:
                 body.append(f"        bool nan{number_r} = false;")
+            # float sums are compensated (Kahan) in each thread's loop: a thread may add thousands of
+            # elements one after another; the tree of the block reduction adds the rest
+            compensated = name in ("sum", "mean", "var", "std") and acc.kind == "f"
+            if compensated:
+                body.append(f"        {ctype} lost_{acc_name} = 0;")
+                if stage == "dev":  # the deviations' own sum, for the corrected two-pass variance
+                    body.append(f"        {ctype} sum{number_r}d = 0, lost_sum{number_r}d = 0;")
             preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
             body += preload + row_loop("        ") + lines
             x, xt = operand(node, 0, local)
@@ -421,9 +432,15 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if is_arg:
                 body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, "
                             f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
+            elif stage == "dev" and compensated:
+                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
+                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, gt_multiply(d, d));")
+                body.append(f"            gt_kahan_add(sum{number_r}d, lost_sum{number_r}d, d);")
             elif stage == "dev":
                 body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
                 body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
+            elif compensated:
+                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, {value});")
             elif name in ("any", "all"):
                 body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, gt_cast<bool>({x}));")
             elif fast_extremum:
@@ -437,10 +454,17 @@ def render_reduction(group: Node, number: int) -> Kernel:
             body += end_row_loop("        ")
             if fast_extremum:
                 body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
+            if compensated:
+                body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             reduced = f"part{number_r}" if splits > 1 else f"red{number_r}{stage[0]}"
             body.append(f"        const {value_t} {reduced} = {acc_name};" if per_thread else
                         f"        const {value_t} {reduced} = gt_block_reduce({acc_name}, "
                         f"{_COMBINE[name]}(), {identity}, scratch{number_r});")
+            if stage == "dev" and compensated:
+                total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
+                body.append(f"        const {ctype} red{number_r}s = {total};" if per_thread else
+                            f"        const {ctype} red{number_r}s = gt_block_reduce({total}, GtSum(), "
+                            f"{ctype}(0), scratch{number_r});")
             if splits > 1:
                 body.append(f"        if (threadIdx.x == 0) partial{number_r}[unit] = {reduced};")
                 params.append(f"{value_t}* __restrict__ partial{number_r}")

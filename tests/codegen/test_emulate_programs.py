@@ -310,6 +310,20 @@ def test_nan_and_infinities_propagate_like_numpy():
         assert_reductions_agree(x, axis, False)
 
 
+@pytest.mark.parametrize("shape, axis", [((2**20,), None), ((4, 2**18), 1), ((2**18, 4), 0)],
+                         ids=["full", "rows", "columns"])
+def test_float32_sums_are_at_least_as_accurate_as_numpy(shape, axis, rng):
+    """Issue 4: float32 accumulation at least as accurate as NumPy's pairwise summation. Values near 30000
+    make a plain running sum lose digits, and the variance's mean error d adds N d^2 to its squares."""
+    x = (rng.random(shape) + 30000).astype(np.float32)
+    fns = {name: (lambda x, name=name: getattr(np, name)(x, axis=axis)) for name in ("sum", "mean", "var", "std")}
+    for name, fn in fns.items():
+        truth = fn(x.astype(np.float64))
+        got = trace(fn, (x,)).run(x, backend="emulate")
+        ours, numpys = (np.max(np.abs(r.astype(np.float64) / truth - 1)) for r in (got, fn(x)))
+        assert ours <= max(numpys, 1e-7), (name, ours, numpys)
+
+
 def test_var_and_std_divide_by_n_minus_ddof_like_numpy(rng):
     """A fractional ddof counts as it is; ddof beyond the row's length divides by 0 (NumPy's max(N - ddof, 0))."""
     x = rng.standard_normal((3, 10)).astype(np.float32)

@@ -47,7 +47,7 @@ def test_random_elementwise_graphs(program):
 
 
 @seed(SEED + 11)
-@examples(int(os.environ.get("A_EX", 6)))
+@examples(6)
 @given(programs(max_ops=16, max_inputs=3, error_share=0, families=ELEMENTWISE * 2 + VIEWS))
 def test_random_elementwise_graphs_with_views(program):
     check(program)
