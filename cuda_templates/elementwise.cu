@@ -22,6 +22,7 @@ ${vector_outputs}
 #pragma unroll
             for (int lane = 0; lane < W; ++lane) {
                 const index_t i = v * W + lane;
+                (void)i;  // read only by operands that are not contiguous
 ${vector_element}
             }
 ${vector_stores}
