@@ -388,18 +388,28 @@ class Graph:
         return graph_html(self)
 
 
-def format_graph(graph: Graph, indent: str = "") -> str:
-    """TorchScript-style text: ``graph(%x : Float32(3, 4, ...)):`` then one line per node."""
-    head = f"{indent}graph("
+def format_graph(graph: Graph, indent: str = "", head: str = "graph(") -> str:
+    """TorchScript-style text: ``graph(%x : Float32(3, 4, ...)):`` then one line per node; fusion groups'
+    subgraphs follow the graph, as TorchScript prints them: ``with gt::FusionGroup_0 = graph(...):``."""
     params = [f"%{v.name} : {v.type}" for v in graph.inputs]
-    lines = [head + f",\n{indent}      ".join(params) + "):"]
+    lines = [indent + head + f",\n{indent}{' ' * len(head)}".join(params) + "):"]
+    groups = []
     for node in graph.nodes:
         lines.append(indent + "  " + format_node(node))
-        if node.subgraph is not None and node.kind != "prim::CallMethod":
+        if node.kind == "gt::FusionGroup" and node.subgraph is not None:
+            groups.append(node)
+        elif node.subgraph is not None and node.kind != "prim::CallMethod":
             lines.append(format_graph(node.subgraph, indent + "    "))
     outputs = ", ".join(f"%{v.name}" for v in graph.outputs)
     lines.append(f"{indent}  return ({outputs})")
+    for node in groups:
+        lines.append(format_graph(node.subgraph, indent, f"with {fusion_group_name(node)} = graph("))
     return "\n".join(lines)
+
+
+def fusion_group_name(node: Node) -> str:
+    """``gt::FusionGroup_0`` for the group whose kernel is numbered 0 (``attrs["kernel"] == "fused_0"``)."""
+    return "gt::FusionGroup_" + str(node.attrs.get("kernel", "")).removeprefix("fused_")
 
 
 def format_attr(value: Any) -> str:
@@ -427,10 +437,13 @@ def format_attr(value: Any) -> str:
 def format_node(node: Node) -> str:
     outs = ", ".join(f"%{v.name} : {v.type}" for v in node.outputs)
     attrs = ""
-    if node.attrs:
-        attrs = "[" + ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs.items()) + "]"
+    kind, shown = node.kind, node.attrs
+    if kind == "gt::FusionGroup":  # named by its number, its subgraph printed after the graph
+        kind, shown = fusion_group_name(node), {k: v for k, v in node.attrs.items() if k != "kernel"}
+    if shown:
+        attrs = "[" + ", ".join(f"{k}={format_attr(v)}" for k, v in shown.items()) + "]"
     args = ", ".join(f"%{v.name}" for v in node.inputs)
-    text = f"{outs} = {node.kind}{attrs}({args})" if outs else f"{node.kind}{attrs}({args})"
+    text = f"{outs} = {kind}{attrs}({args})" if outs else f"{kind}{attrs}({args})"
     if node.source is not None:
         text += f"  # {node.source}"
     return text
