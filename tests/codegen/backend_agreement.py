@@ -1,6 +1,7 @@
-"""Run a traced program on ``emulate`` and on the ``numpy`` reference and compare every output.
+"""Run a traced program on a kernel backend (``emulate``; ``cuda`` on a GPU) and on the ``numpy``
+reference and compare every output.
 
-Shared by the emulate program tests and the random elementwise graphs. Dtypes and shapes must be
+Shared by the kernel program tests and the random elementwise graphs. Dtypes and shapes must be
 equal; integers and bools exactly; floats bit-exact when no tolerance is given (NaN where NaN, the
 sign of zero too), else within ``rtol`` of each value plus ``atol`` (NaN and +-inf where NumPy has
 them in either case).
@@ -11,7 +12,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import pytest
+
 import gputrace
+from gputrace.backends.nvrtc import gpu_available
+
+# The kernel backends the program tests run on: emulate everywhere, cuda where there is a GPU.
+KERNEL_BACKENDS = ["emulate", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not gpu_available(), reason="no CUDA GPU")])]
 
 # A few ulp for programs with transcendental functions (libm against NumPy's own SIMD code, per op).
 TRANSCENDENTAL_RTOL = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 4e-6, np.dtype(np.float64): 1e-13}
@@ -40,21 +48,35 @@ def trace(fn: Callable, inputs: Sequence[Any]) -> gputrace.TracedFunction:
     return gputrace.trace(fn, tuple(inputs), check_trace=False)
 
 
-def assert_emulate_matches(fn: Callable | gputrace.TracedFunction, inputs: Sequence[Any], *, rtol: float = 0.0,
-                           atol: float = 0.0, scale_atol: bool = False) -> gputrace.TracedFunction:
-    """``fn`` on ``emulate`` agrees with the ``numpy`` backend on ``inputs``; returns the traced function.
+def run_on(traced: gputrace.TracedFunction, inputs: Sequence[Any], backend: str) -> list:
+    """``traced`` run on ``backend``, its outputs as NumPy arrays (CuPy copies of the inputs for cuda)."""
+    if backend == "cuda":
+        import cupy
+        outputs = outputs_of(traced.run(*[cupy.asarray(a) for a in inputs], backend="cuda"))
+        return [o.get() if isinstance(o, cupy.ndarray) else o for o in outputs]
+    return outputs_of(traced.run(*inputs, backend=backend))
+
+
+def assert_backend_matches(backend: str, fn: Callable | gputrace.TracedFunction, inputs: Sequence[Any], *,
+                           rtol: float = 0.0, atol: float = 0.0, scale_atol: bool = False) -> gputrace.TracedFunction:
+    """``fn`` on ``backend`` agrees with the ``numpy`` backend on ``inputs``; returns the traced function.
 
     ``scale_atol``: ``atol`` is relative to each output's largest finite magnitude (cancellation in a
     chain of rounded operations loses digits of small results, not of the output's scale).
     """
     traced = fn if isinstance(fn, gputrace.TracedFunction) else trace(fn, inputs)
     want = outputs_of(traced.run(*inputs, backend="numpy"))
-    got = outputs_of(traced.run(*inputs, backend="emulate"))
+    got = run_on(traced, inputs, backend)
     assert len(got) == len(want)
     for k, (w, g) in enumerate(zip(want, got)):
         tolerance = atol
         if scale_atol and np.asarray(w).dtype.kind == "f":
             finite = np.abs(np.asarray(w, np.float64)[np.isfinite(w)])
             tolerance = atol * float(finite.max(initial=0.0))
-        assert_arrays_agree(w, g, rtol=rtol, atol=tolerance, what=f"output {k} of {traced.name}")
+        assert_arrays_agree(w, g, rtol=rtol, atol=tolerance, what=f"output {k} of {traced.name} on {backend}")
     return traced
+
+
+def assert_emulate_matches(fn: Callable | gputrace.TracedFunction, inputs: Sequence[Any], **tolerances: Any):
+    """:func:`assert_backend_matches` on ``emulate``."""
+    return assert_backend_matches("emulate", fn, inputs, **tolerances)

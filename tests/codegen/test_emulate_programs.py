@@ -1,4 +1,5 @@
-"""Every kind of kernel gputrace generates, run on ``emulate`` and compared with the ``numpy`` backend.
+"""Every kind of kernel gputrace generates, run on ``emulate`` (and on ``cuda`` where there is a GPU,
+the same tests marked ``gpu``) and compared with the ``numpy`` backend.
 
 Elementwise programs over every dtype, layout and special value; reductions over every axis
 combination; reductions fused with producers and consumers (softmax ... attention). Programs return
@@ -17,9 +18,16 @@ from gputrace.backends.host_compiler import host_compiler_info
 from gputrace.backends.nvrtc import nvrtc_available
 from tests.fusion_targets import TARGETS, Target
 
-from .backend_agreement import TRANSCENDENTAL_RTOL, assert_arrays_agree, assert_emulate_matches, outputs_of, trace
+from .backend_agreement import (KERNEL_BACKENDS, TRANSCENDENTAL_RTOL, assert_arrays_agree, assert_backend_matches,
+                                run_on, outputs_of, trace)
 
 pytestmark = pytest.mark.skipif(not host_compiler_info()["available"], reason="no host C++ compiler for emulate")
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def backend(request):
+    """Each test runs on emulate, and again on cuda where there is a GPU."""
+    return request.param
 
 FLOATS = [np.dtype(t) for t in (np.float16, np.float32, np.float64)]
 SIGNED = [np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64)]
@@ -107,43 +115,43 @@ def bool_logic(x, y):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
-def test_float_arithmetic_is_bit_exact(dtype, rng):
+def test_float_arithmetic_is_bit_exact(backend, dtype, rng):
     x, y = sample(rng, dtype, (7, 37)), sample(rng, dtype, (7, 74))[::-1, ::2]
-    traced = assert_emulate_matches(float_arithmetic, (x, y))
+    traced = assert_backend_matches(backend, float_arithmetic, (x, y))
     assert len(traced.kernels) == 1
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
-def test_float_transcendentals_within_a_few_ulp(dtype, rng):
+def test_float_transcendentals_within_a_few_ulp(backend, dtype, rng):
     x, y = sample(rng, dtype, (5, 41), scale=1.0), sample(rng, dtype, (5, 41), scale=1.0)
-    assert_emulate_matches(float_transcendental, (x, y), rtol=TRANSCENDENTAL_RTOL[dtype])
+    assert_backend_matches(backend, float_transcendental, (x, y), rtol=TRANSCENDENTAL_RTOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", SIGNED + UNSIGNED, ids=str)
-def test_integer_arithmetic_is_exact(dtype, rng):
+def test_integer_arithmetic_is_exact(backend, dtype, rng):
     x, y = sample(rng, dtype, (6, 29)), sample(rng, dtype, (29, 6)).T
-    traced = assert_emulate_matches(integer_arithmetic, (x, y))
+    traced = assert_backend_matches(backend, integer_arithmetic, (x, y))
     assert len(traced.kernels) == 1
 
 
-def test_bool_logic_is_exact(rng):
+def test_bool_logic_is_exact(backend, rng):
     x, y = sample(rng, bool, (5, 19)), sample(rng, bool, (5, 19))
-    assert_emulate_matches(bool_logic, (x, y))
+    assert_backend_matches(backend, bool_logic, (x, y))
 
 
-def test_floor_divide_and_remainder_follow_python_signs():
+def test_floor_divide_and_remainder_follow_python_signs(backend):
     """Every pair of signs and zeros, as integers and as floats (NumPy's npy_divmod)."""
     a = np.array([7, -7, 7, -7, 0, 0, 7, -7, 6, -6, 1, -1], np.int32)
     b = np.array([2, 2, -2, -2, 3, -3, 0, 0, -3, 3, -1, 1], np.int32)
     fn = lambda a, b: (a // b, a % b, np.fmod(a, b), np.remainder(b, a))
-    assert_emulate_matches(fn, (a, b))
+    assert_backend_matches(backend, fn, (a, b))
     for dtype in (np.float32, np.float64):
         fa = np.concatenate([a, [np.inf, -np.inf, 5.5, -5.5, -0.0, np.nan]]).astype(dtype)
         fb = np.concatenate([b, [3, 3, np.inf, np.inf, 2, 1]]).astype(dtype)
-        assert_emulate_matches(fn, (fa, fb))
+        assert_backend_matches(backend, fn, (fa, fb))
 
 
-def test_mixed_dtypes_promote_like_numpy(rng):
+def test_mixed_dtypes_promote_like_numpy(backend, rng):
     """int8 + uint8 -> int16, int64 vs uint64 comparisons, int x float16, Python scalars stay weak."""
     i8, u8 = sample(rng, np.int8, (4, 9)), sample(rng, np.uint8, (4, 9))
     i64, u64 = sample(rng, np.int64, (4, 9)), sample(rng, np.uint64, (4, 9))
@@ -152,13 +160,13 @@ def test_mixed_dtypes_promote_like_numpy(rng):
         i8 + u8, i8 * f16, u8 / i8, i64 == u64, i64 < u64, u64 >= i64, i8 + f32, f16 * f32, i64 + f16,
         np.maximum(u8, i8), np.where(i8 > 0, u8, f16), f16 + 1, f16 * 2.5, i8 - 3, u64 // 3, i8 < 0.5,
         (f16 > f32) | (i8 == 0), np.clip(i8, u8, 100))
-    assert_emulate_matches(fn, (i8, u8, i64, u64, f16, f32))
+    assert_backend_matches(backend, fn, (i8, u8, i64, u64, f16, f32))
 
 
-def test_grid_stride_loop_covers_more_elements_than_threads(rng):
+def test_grid_stride_loop_covers_more_elements_than_threads(backend, rng):
     """More elements than the emulated grid has threads: the grid-stride loop wraps around."""
     x = sample(rng, np.float32, (3, 10007), special=0.01)
-    traced = assert_emulate_matches(lambda x: np.where(x > 0, x * x, -x) + 1, (x,))
+    traced = assert_backend_matches(backend, lambda x: np.where(x > 0, x * x, -x) + 1, (x,))
     kernel = traced.kernels[0]
     assert kernel.elements > 16 * kernel.block
 
@@ -188,46 +196,46 @@ def _layouts(rng, dtype):
     }
 
 
-def test_layouts(rng):
+def test_layouts(backend, rng):
     """Index arithmetic does not depend on the dtype: the integer programs read transposed views too."""
     for name, (x, y) in _layouts(rng, np.dtype(np.float32)).items():
         try:
-            assert_emulate_matches(layout_program, (x, y))
+            assert_backend_matches(backend, layout_program, (x, y))
         except AssertionError as exc:
             raise AssertionError(f"layout {name}: x {x.shape} strides {x.strides}, y {y.shape}: {exc}") from None
 
 
-def test_one_trace_runs_at_many_layouts(rng):
+def test_one_trace_runs_at_many_layouts(backend, rng):
     """A traced function specialises per signature: views of other strides reuse the trace."""
     x = sample(rng, np.float64, (6, 6))
     traced = trace(lambda x, y: np.sqrt(np.abs(x)) * y - x, (x, x))
     for a, b in [(x, x), (x[::-1], x.T), (x[::2, ::3], x[1::2, 1::3])]:
-        assert_emulate_matches(traced, (a, b))
+        assert_backend_matches(backend, traced, (a, b))
 
 
 # -- programs written by users
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
-def test_gelu(dtype, rng):
+def test_gelu(backend, dtype, rng):
     x = sample(rng, dtype, (4, 257), special=0.05)
-    traced = assert_emulate_matches(bench.gelu, (x,), rtol=TRANSCENDENTAL_RTOL[dtype],
+    traced = assert_backend_matches(backend, bench.gelu, (x,), rtol=TRANSCENDENTAL_RTOL[dtype],
                                     atol=TRANSCENDENTAL_RTOL[dtype], scale_atol=True)
     assert len(traced.kernels) == 1
 
 
-def test_black_scholes(rng):
+def test_black_scholes(backend, rng):
     n = 3000
     inputs = (bench.uniform(rng, (n,), 5.0, 30.0), bench.uniform(rng, (n,), 1.0, 100.0),
               bench.uniform(rng, (n,), 0.25, 10.0))
-    traced = assert_emulate_matches(bench.black_scholes, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
+    traced = assert_backend_matches(backend, bench.black_scholes, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
     assert len(traced.kernels) == 1
 
 
-def test_chain_and_diamond(rng):
+def test_chain_and_diamond(backend, rng):
     x = sample(rng, np.float32, (33, 17), scale=1)
-    chain = assert_emulate_matches(lambda x: np.tanh(np.exp(np.sin(x) * 2 + 1) - 3), (x,),
+    chain = assert_backend_matches(backend, lambda x: np.tanh(np.exp(np.sin(x) * 2 + 1) - 3), (x,),
                                    rtol=TRANSCENDENTAL_RTOL[x.dtype])
-    diamond = assert_emulate_matches(lambda x, y: (lambda a: (np.exp(a), a * 2, a))(x * y + 1), (x, x.T.copy().T),
+    diamond = assert_backend_matches(backend, lambda x, y: (lambda a: (np.exp(a), a * 2, a))(x * y + 1), (x, x.T.copy().T),
                                      rtol=TRANSCENDENTAL_RTOL[x.dtype])
     assert len(chain.kernels) == 1 and len(diamond.kernels) == 1
 
@@ -262,11 +270,11 @@ def summation_tolerance(x, axis) -> float:
     return 16 * EPS[dtype] * float(finite.max(initial=0.0))
 
 
-def assert_reductions_agree(x, axis, keepdims, names=REDUCTIONS, rtol=None):
+def assert_reductions_agree(backend, x, axis, keepdims, names=REDUCTIONS, rtol=None):
     rtol = 8 * EPS[x.dtype] if rtol is None and x.dtype.kind == "f" else (rtol or 1e-12)
     traced = trace(every_reduction(axis, keepdims, names), (x,))
     want = outputs_of(traced.run(x, backend="numpy"))
-    got = outputs_of(traced.run(x, backend="emulate"))
+    got = run_on(traced, (x,), backend)
     atol = summation_tolerance(x, axis)
     for name, w, g in zip([n for n in names if not (n.startswith("arg") and isinstance(axis, tuple))], want, got):
         exact = name in ("max", "min", "argmax", "argmin", "any", "all") or np.asarray(w).dtype.kind != "f"
@@ -283,87 +291,87 @@ def _axis_choices(ndim):
 
 
 @pytest.mark.parametrize("shape", [(37,), (5, 6), (3, 4, 5)], ids=str)
-def test_every_reduction_over_every_axis_combination(shape, rng):
+def test_every_reduction_over_every_axis_combination(backend, shape, rng):
     x = sample(rng, np.float32, shape, special=0)
     x[..., 0] = np.abs(x[..., 0]) + 0.5  # prod of small values underflows less
     for axis in _axis_choices(len(shape)):
         for keepdims in (False, True):  # the same kernel: keepdims only changes the output's shape
-            traced = assert_reductions_agree(x, axis, keepdims, ("sum", "max", "argmin", "std"))
+            traced = assert_reductions_agree(backend, x, axis, keepdims, ("sum", "max", "argmin", "std"))
             assert len(traced.kernels) == 1  # one kernel computes them all
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
-def test_reductions_of_every_dtype(dtype, rng):
+def test_reductions_of_every_dtype(backend, dtype, rng):
     """Accumulator dtypes as NumPy's: ints sum in int64, float16 accumulates in float32, bool counts."""
     x = sample(rng, dtype, (4, 23), special=0.1, scale=1.0)
     if np.dtype(dtype).kind in "iu":
         x = (x % 16).astype(dtype)  # no overflow in var's squares (int64 -> float64 is exact then)
     names = [n for n in REDUCTIONS if not (np.dtype(dtype) == np.float16 and n in ("var", "std", "prod"))]
-    assert_reductions_agree(x, -1, False, names, rtol=4e-3 if dtype == np.float16 else None)
+    assert_reductions_agree(backend, x, -1, False, names, rtol=4e-3 if dtype == np.float16 else None)
 
 
-def test_nan_and_infinities_propagate_like_numpy():
+def test_nan_and_infinities_propagate_like_numpy(backend):
     """NaN wins max/min/sum and counts as the arg-extreme (first occurrence); inf - inf is NaN."""
     x = np.array([[1, np.nan, 3, np.nan], [np.inf, -np.inf, 0, 1], [-0.0, 0.0, -1, 2], [5, np.inf, np.inf, 1],
                   [-np.inf, -np.inf, 2, 2], [0, 0, 0, 0]], np.float32)
     for axis in (0, 1):
-        assert_reductions_agree(x, axis, False)
+        assert_reductions_agree(backend, x, axis, False)
 
 
 @pytest.mark.parametrize("shape, axis", [((2**20,), None), ((4, 2**18), 1), ((2**18, 4), 0)],
                          ids=["full", "rows", "columns"])
-def test_float32_sums_are_at_least_as_accurate_as_numpy(shape, axis, rng):
+def test_float32_sums_are_at_least_as_accurate_as_numpy(backend, shape, axis, rng):
     """Issue 4: float32 accumulation at least as accurate as NumPy's pairwise summation. Values near 30000
     make a plain running sum lose digits, and the variance's mean error d adds N d^2 to its squares."""
     x = (rng.random(shape) + 30000).astype(np.float32)
     fns = {name: (lambda x, name=name: getattr(np, name)(x, axis=axis)) for name in ("sum", "mean", "var", "std")}
     for name, fn in fns.items():
         truth = fn(x.astype(np.float64))
-        got = trace(fn, (x,)).run(x, backend="emulate")
+        [got] = run_on(trace(fn, (x,)), (x,), backend)
         ours, numpys = (np.max(np.abs(r.astype(np.float64) / truth - 1)) for r in (got, fn(x)))
         assert ours <= max(numpys, 1e-7), (name, ours, numpys)
 
 
-def test_var_and_std_divide_by_n_minus_ddof_like_numpy(rng):
+def test_var_and_std_divide_by_n_minus_ddof_like_numpy(backend, rng):
     """A fractional ddof counts as it is; ddof beyond the row's length divides by 0 (NumPy's max(N - ddof, 0))."""
     x = rng.standard_normal((3, 10)).astype(np.float32)
     programs = lambda x: (x.var(axis=1, ddof=0.5), np.std(x, axis=1, ddof=1.5), x.var(axis=1, ddof=11), x.std(ddof=10))
     with np.errstate(divide="ignore", invalid="ignore"):
-        assert_emulate_matches(trace(programs, (x,)), (x,), rtol=1e-6)
+        assert_backend_matches(backend, trace(programs, (x,)), (x,), rtol=1e-6)
 
 
 @pytest.mark.parametrize("cols", [5000, 70000])
-def test_rows_longer_than_a_block(cols, rng):
+def test_rows_longer_than_a_block(backend, cols, rng):
     x = rng.standard_normal((3, cols)).astype(np.float32)
-    traced = assert_reductions_agree(x, 1, True, ("sum", "max", "argmin", "var", "mean"))
+    traced = assert_reductions_agree(backend, x, 1, True, ("sum", "max", "argmin", "var", "mean"))
     assert traced.kernels[0].block < cols
 
 
-def test_long_columns_and_full_reductions(rng):
+def test_long_columns_and_full_reductions(backend, rng):
     x = rng.standard_normal((4000, 3)).astype(np.float32)
-    assert_reductions_agree(x, 0, False, ("sum", "min", "argmax", "std"))
-    assert_reductions_agree(x, None, False, ("sum", "max", "argmin", "var"))
+    assert_reductions_agree(backend, x, 0, False, ("sum", "min", "argmax", "std"))
+    assert_reductions_agree(backend, x, None, False, ("sum", "max", "argmin", "var"))
 
 
-def test_empty_and_single_element_rows(rng):
+def test_empty_and_single_element_rows(backend, rng):
     single = rng.standard_normal((5, 1)).astype(np.float32)
-    assert_reductions_agree(single, 1, False)
+    assert_reductions_agree(backend, single, 1, False)
     empty = np.zeros((3, 0), np.float32)
-    assert_reductions_agree(empty, 1, True, ("sum", "mean", "prod", "any", "all", "var"))
-    assert_reductions_agree(np.zeros((0, 4), np.float32), 0, False, ("sum", "prod", "any", "all"))
+    assert_reductions_agree(backend, empty, 1, True, ("sum", "mean", "prod", "any", "all", "var"))
+    assert_reductions_agree(backend, np.zeros((0, 4), np.float32), 0, False, ("sum", "prod", "any", "all"))
     for name in ("max", "argmin"):
         traced = trace(getattr(np, name), (single,))  # then run over zero elements: no identity
         with pytest.raises(ValueError, match="zero-size array|empty sequence") as numpy_error:
             traced.run(empty, backend="numpy")
         with pytest.raises(ValueError) as emulate_error:
-            traced.run(empty, backend="emulate")
+            run_on(traced, (empty,), backend)
         assert str(emulate_error.value) == str(numpy_error.value)
 
 
-def test_non_contiguous_inputs(rng):
+def test_non_contiguous_inputs(backend, rng):
     base = rng.standard_normal((12, 40)).astype(np.float32)
     for view, axis in ((base.T, 0), (base.T, 1), (base[::-2, 3:37:3], 1), (base[:, ::-1].T[::2], None)):
-        assert_reductions_agree(view, axis, False, ("sum", "max", "argmax", "std"))
+        assert_reductions_agree(backend, view, axis, False, ("sum", "max", "argmax", "std"))
 
 
 def test_float16_reductions_accumulate_in_float32(rng):
@@ -386,11 +394,11 @@ FUSED = dict(TARGETS, layernorm_var=Target(layernorm_var, lambda rng: (bench.nor
 
 
 @pytest.mark.parametrize("name", sorted(FUSED))
-def test_fused_program_matches_numpy(name, rng):
+def test_fused_program_matches_numpy(backend, name, rng):
     """Issue 4's programs, each in its one kernel (counted in tests/test_passes.py), on emulate and NVRTC."""
     target = FUSED[name]
     inputs = target.make(rng)
-    traced = assert_emulate_matches(target.fn, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
+    traced = assert_backend_matches(backend, target.fn, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
     if nvrtc_available():
         for kernel in traced.lower(*inputs).kernels:
             assert ".entry " + kernel.name in kernel.ptx("sm_90")
