@@ -195,6 +195,8 @@ class TracedFunction:
             graph = self._frozen.copy()
         graph, _ = specialize(graph, input_types, param_types)
         graph = to_fixed_point(graph, SIMPLIFY)
+        # simplification may read a view from another array than before (copy(x) -> x): strides again
+        graph, _ = specialize(graph, input_types, param_types)
         graph = run_passes(fuse(graph), [dce])  # constants now inside the fusion groups
         graph.lint()
         return graph

@@ -16,6 +16,9 @@ from tests.fuzz.reproducer import load_reproducer
 # fuzz_seed4001: emulate raised KeyError %28 while passes/fuse.py was rewritten as a partition.
 # fuzz_seed1006: np.var(x, ddof=1) over one element: the kernel divided by N - ddof = 0 - 1 and gave -0.0,
 #   NumPy divides by max(N - ddof, 0) and gives NaN (codegen/reduction.py; fractional ddof was truncated too).
+# fuzz_seed2025: broadcast_to(positive(x)) of a transposed x: normalize turned positive(x) into x, the view kept
+#   the strides it had over positive's contiguous result, and emulate stopped with "internal error: strides"
+#   (traced.py: types are specialised again after simplification).
 # fuzz_seed1004: the fuzzer's own tolerance: a float32 sum cast to float64 was held to float64's (differential.py).
 # fuzz_seed1000: the fuzzer's own classing: prod over values whose product overflows in some order (program.py).
 KEPT_REPRODUCERS = sorted((Path(__file__).parent / "reproducers").glob("fuzz_*.py"))
