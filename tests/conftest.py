@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gputrace import nn
+from gputrace.cli import make_cell
 
 
 @pytest.fixture
@@ -15,21 +15,10 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-class MyCell(nn.Module):
-    """The seed's torch.jit.trace example, written with gputrace.nn."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(4, 4, seed=0)
-
-    def forward(self, x, h):
-        new_h = np.tanh(self.linear(x) + h)
-        return new_h, new_h
-
-
 @pytest.fixture
 def my_cell():
-    return MyCell()
+    """The seed's MyCell, written with gputrace.nn: the demo's (its source reads as file mycell.py)."""
+    return make_cell()
 
 
 # ----------------------------------------------------------------------------- every emulated kernel through NVRTC

@@ -19,7 +19,7 @@ def xh(rng):
 
 @pytest.fixture
 def traced_cell(my_cell, xh):
-    """The seed's MyCell (in conftest.py) traced on (x, h)."""
+    """The seed's MyCell (gputrace.cli.make_cell, as the demo traces it) traced on (x, h)."""
     return my_cell, gputrace.trace(my_cell, xh)
 
 
@@ -41,7 +41,7 @@ graph(%self : __gputrace__.MyCell,
   return (%3, %3)"""
     cell, _ = traced_cell
     line = type(cell).forward.__code__.co_firstlineno + 1
-    assert f"np::tanh(%2)  # conftest.py:{line}:16" in str(traced.graph)
+    assert f"np::tanh(%2)  # mycell.py:{line}:16" in str(traced.graph)
 
 
 def test_inlined_graph_is_flat(traced_cell):
