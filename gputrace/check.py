@@ -40,7 +40,8 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def compare_arrays(expected: Any, actual: Any, tolerance: float) -> Difference:
-    """Dtype and shape exactly; NaN where NaN; integers exactly; floats within ``tolerance`` (rel and abs)."""
+    """Dtype and shape exactly; NaN where NaN; integers exactly; floats within ``tolerance`` (rel and abs),
+    and never tighter than two units of the dtype's precision (float16's 1e-3: a sum in another order)."""
     e, a = to_numpy(expected), to_numpy(actual)
     if e.dtype != a.dtype:
         return Difference(False, reason=f"dtype {a.dtype} instead of {e.dtype}")
@@ -55,6 +56,7 @@ def compare_arrays(expected: Any, actual: Any, tolerance: float) -> Difference:
             return Difference(False, float(diff.max()), float((diff / np.maximum(np.abs(e), 1)).max()),
                               reason=f"{int(wrong.sum())} of {e.size} elements differ (integers must match)")
         return Difference(True)
+    tolerance = max(tolerance, 2 * float(np.finfo(e.dtype).eps))
     e64, a64 = e.astype(np.float64), a.astype(np.float64)
     nan_e, nan_a = np.isnan(e64), np.isnan(a64)
     if (nan_e != nan_a).any():

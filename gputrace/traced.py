@@ -395,7 +395,7 @@ def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
     """
     fn = traced.fn if traced.module is None else getattr(_module_with_copied_arrays(traced.module, {}), traced.name)
     with np.errstate(all="ignore"):  # as while tracing: ops run without floating-point warnings
-        out = fn(*[x.copy() for x in inputs])
+        out = fn(*[x.copy(order="K") for x in inputs])  # the inputs' layout: reductions add in the same order
     leaves: list = []
 
     def visit(x: Any) -> None:

@@ -355,6 +355,14 @@ def product_may_overflow(terms: Any, dtype: np.dtype) -> bool:
     return bool(np.log2(large).sum() >= np.log2(float(np.finfo(dtype).max)))
 
 
+def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
+    """Whether var's sum of squared deviations can overflow ``dtype``: NumPy sums float16 squares in float16
+    (inf where the variance itself is finite), gputrace in float32."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return bool(x.size) and float(((x - x.mean()) ** 2).sum()) >= float(np.finfo(dtype).max) / 2
+
+
 def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] | None = None) -> str:
     """EXACT, INEXACT or UNSTABLE for ``op``'s result, from its operands' exactness (and values)."""
     if UNSTABLE in operands:
@@ -369,6 +377,8 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
     if jumps and any(inexact) or near_domain_edge(op, operands, values or [None] * len(operands)):
         return UNSTABLE
     if op.name == "prod" and result_float and values and product_may_overflow(values[0], np.asarray(result).dtype):
+        return UNSTABLE
+    if op.name in ("var", "std") and result_float and values and squares_may_overflow(values[0], np.asarray(result).dtype):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT

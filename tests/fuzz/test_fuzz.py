@@ -86,6 +86,14 @@ def test_a_product_that_may_overflow_is_unstable():
     assert value_exactness(prod, [EXACT], np.prod(small), [small]) == INEXACT
 
 
+def test_a_float16_variance_whose_squares_may_overflow_is_unstable():
+    """NumPy sums float16 squares in float16: 33 deviations of about 45 give inf, float32 sums give 2,000."""
+    var = Op("call", "var", (Ref(0),))
+    wide, narrow = np.float16(np.resize([-45, 45], 33)), np.float16(np.resize([-4, 4], 33))
+    assert value_exactness(var, [EXACT], np.var(wide), [wide]) == UNSTABLE
+    assert value_exactness(var, [EXACT], np.var(narrow), [narrow]) == INEXACT
+
+
 @pytest.mark.parametrize("expected, actual, exactness, why", [
     (np.float32([1, 2]), np.float32([1, np.nextafter(2, 3, dtype=np.float32)]), EXACT, "exactly computed"),
     (np.float32([1, 2]), np.float64([1, 2]), EXACT, "dtype float64"),
