@@ -179,7 +179,8 @@ def _run_variant(variant: Program, traced, backends: Sequence[str], what: str) -
                 traced.run(*variant.make_inputs(), backend=backend)
             except Exception as error:
                 if not _same_rejection(evaluation, error):
-                    mismatches.append(Mismatch(f"{backend} ({what})", _rejection_mismatch(evaluation, error).description))
+                    rejection = _rejection_mismatch(evaluation, error)
+                    mismatches.append(Mismatch(f"{backend} ({what})", rejection.description))
                 continue
             mismatches.append(Mismatch(f"{backend} ({what})", f"NumPy raises {describe_error(evaluation.error)} at "
                                        f"`{evaluation.failed_statement}`, gputrace ran the program"))

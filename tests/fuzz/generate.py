@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, Index, NumpyScalar, Op,
+from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, FuzzerError, Index, NumpyScalar, Op,
                       Program, Ref, build_input)
 
 # weighted by repetition: common dtypes come up more often
@@ -425,6 +425,8 @@ def _append(draw, ctx: Context, ops: list[Op], error_share: int) -> bool:
     for op in ops:
         try:
             result = evaluator.step(op)
+        except FuzzerError:
+            raise
         except Exception:
             if error_share and draw(st.integers(0, error_share - 1)) == 0:
                 ctx.ops.extend(ops[:ops.index(op) + 1])

@@ -54,6 +54,13 @@ class NumpyScalar:
     dtype: str
     value: Any
 
+    def numpy(self) -> np.generic:
+        return np.dtype(self.dtype).type(self.value)
+
+
+class FuzzerError(RuntimeError):
+    """A bug in the fuzzer itself (not NumPy rejecting a program, not a gputrace mismatch)."""
+
 
 @dataclass(frozen=True)
 class Index:
@@ -378,7 +385,8 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
         return UNSTABLE
     if op.name == "prod" and result_float and values and product_may_overflow(values[0], np.asarray(result).dtype):
         return UNSTABLE
-    if op.name in ("var", "std") and result_float and values and squares_may_overflow(values[0], np.asarray(result).dtype):
+    if (op.name in ("var", "std") and result_float and values
+            and squares_may_overflow(values[0], np.asarray(result).dtype)):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT
@@ -407,9 +415,14 @@ class Evaluator:
             warnings.simplefilter("always")
             exec(statement, self.namespace)
         result = self.namespace[name]
+        operands = [self.values[a.index] if isinstance(a, Ref) else a.numpy() if isinstance(a, NumpyScalar) else a
+                    for a in op.args]
+        try:
+            exactness = value_exactness(op, _operand_exactness(op, self.exactness), result, operands)
+        except Exception as error:  # never blame NumPy for the fuzzer's own bookkeeping
+            raise FuzzerError(f"classifying `{statement}` failed: {error!r}") from error
         self.values.append(result)
-        operands = [self.values[a.index] if isinstance(a, Ref) else a for a in op.args]
-        self.exactness.append(value_exactness(op, _operand_exactness(op, self.exactness), result, operands))
+        self.exactness.append(exactness)
         cast_undefined = op.name == "astype" and any("invalid value encountered in cast" in str(w.message)
                                                      for w in caught)
         self.undefined.append(cast_undefined or any(self.undefined[i] for i in op.refs()))
@@ -428,6 +441,8 @@ def evaluate(program: Program, inputs: tuple | None = None) -> Evaluation:
     for op in program.ops:
         try:
             evaluator.step(op)
+        except FuzzerError:
+            raise
         except Exception as error:  # NumPy rejected the program: gputrace must reject it alike
             return Evaluation(evaluator.values, evaluator.exactness, evaluator.undefined, error,
                               render_expression(op, program.names))
