@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .tracer import call_module, is_array, traced_attribute
+from .errors import TracingError
+from .tracer import TracedArray, call_module, is_array, traced_attribute, user_location
 
 
 class Parameter:
@@ -47,6 +48,12 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
                                  f"assigning {name!r}")
+        if isinstance(value, TracedArray):
+            where = user_location()
+            raise TracingError(
+                f"{type(self).__name__}.{name} = <traced array>{f' at {where}' if where else ''}: a traced "
+                f"function cannot change module state (the traced graph would not repeat the assignment); keep "
+                f"the value in a local variable, or update {name!r} outside the traced call")
         was_parameter = name in self._parameters
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)

@@ -331,6 +331,8 @@ def _clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue,
     hi = a_max if a_max is not np._NoValue else (None if max is np._NoValue else max)
     if lo is None and hi is None:
         raise ValueError("One of max or min must be given")
+    if isinstance(a, (bool, int, float)):  # NumPy clips np.asarray(a): a Python scalar here is not weak
+        a = np.asarray(a)
     dtype = getattr(_concrete(a), "dtype", None)
     if dtype is not None and dtype.kind in "iu":  # as NumPy's _clip: a Python int bound beyond the dtype is no bound
         info = np.iinfo(dtype)

@@ -1,5 +1,6 @@
 """Modules written with gputrace.nn, traced like torch.jit.trace: the seed's MyCell and friends."""
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -239,3 +240,32 @@ def test_updating_a_buffer_in_place_warns_that_the_module_keeps_its_value():
         traced = gputrace.trace(model, np.ones(3, np.float32), check_trace=False)
     np.testing.assert_array_equal(traced(np.ones(3, np.float32)), np.ones(3))
     np.testing.assert_array_equal(model.total, np.zeros(3))
+
+
+def _add_in_place(module, x):
+    module.total += x
+
+
+def _replace(module, x):
+    module.total = x * 2
+
+
+@pytest.mark.parametrize("update", [_add_in_place, _replace])
+def test_assigning_a_traced_array_to_a_module_attribute_is_refused_and_leaves_the_module_alone(update):
+    class Stateful(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.total = np.zeros(3, np.float32)
+
+        def forward(self, x):
+            update(self, x)
+            return x + 1
+
+    model = Stateful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gputrace.TracerWarning)  # `+=` warns first that it is out of place
+        with pytest.raises(gputrace.TracingError, match=r"Stateful\.total = <traced array> .*cannot change module "
+                                                        r"state.*keep the value in a local variable"):
+            gputrace.trace(model, np.ones(3, np.float32))
+    assert isinstance(model.total, np.ndarray) and not model.total.any()
+    assert "total" in model._buffers

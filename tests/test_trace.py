@@ -58,6 +58,20 @@ def test_weak_python_scalars_keep_numpy2_dtypes():
         np.testing.assert_array_equal(got, want)
 
 
+
+@pytest.mark.parametrize("first", [2, 2.5, True, 300])
+def test_clip_of_a_python_scalar_is_strong_like_numpy(first):
+    """np.clip(2, int8_array, None) clips np.asarray(2): int64, not the weak int8 of 2 + int8_array."""
+    x = np.arange(-3, 3, dtype=np.int8)
+    fns = (lambda x: np.clip(first, x, None), lambda x: np.clip(first, None, x), lambda x: np.clip(first, x, x + 1))
+    for fn in fns:
+        want = fn(x)
+        traced = gputrace.trace(fn, x)
+        for backend in ("numpy", "emulate"):
+            got = traced.run(x, backend=backend)
+            assert got.dtype == want.dtype, (backend, got.dtype, want.dtype)
+            np.testing.assert_array_equal(got, want)
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "bool"])
 def test_ops_match_eager_across_dtypes(dtype, rng):
     x = (rng.standard_normal((4, 5)) * 10).astype(dtype)

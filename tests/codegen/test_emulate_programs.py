@@ -332,6 +332,7 @@ def test_float32_sums_are_at_least_as_accurate_as_numpy(backend, shape, axis, rn
         assert ours <= max(numpys, 1e-7), (name, ours, numpys)
 
 
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning")
 def test_var_and_std_divide_by_n_minus_ddof_like_numpy(backend, rng):
     """A fractional ddof counts as it is; ddof beyond the row's length divides by 0 (NumPy's max(N - ddof, 0))."""
     x = rng.standard_normal((3, 10)).astype(np.float32)
@@ -353,6 +354,7 @@ def test_long_columns_and_full_reductions(backend, rng):
     assert_reductions_agree(backend, x, None, False, ("sum", "max", "argmin", "var"))
 
 
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning")
 def test_empty_and_single_element_rows(backend, rng):
     single = rng.standard_normal((5, 1)).astype(np.float32)
     assert_reductions_agree(backend, single, 1, False)
