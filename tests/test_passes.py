@@ -329,6 +329,35 @@ def test_independent_outputs_of_one_input_share_a_kernel():
     assert launches(program_of(lambda x, y: (x + 1, y + 1), x, x)) == (2, 0)  # nothing read twice
 
 
+def test_siblings_of_one_space_share_a_kernel_whichever_reader_comes_first():
+    x = np.ones((4, 8), np.float32)
+    # the reductions over all axes read x after one over axis 1: they still find each other
+    fn = lambda x: (x.var(axis=1), x.var(), x.std(ddof=2), x.mean(axis=1), x.sum(0), x.max(), x.min(0))
+    assert launches(program_of(fn, x)) == (3, 0)
+
+
+def split_rows(program):
+    """Per generated kernel: whether its rows are split over blocks (more launch units than rows)."""
+    return [k.elements > min(int(np.prod(t.shape)) for t in k.output_types) for k in program.kernels]
+
+
+@pytest.mark.parametrize("name, fn, kernels", [
+    ("normalize", lambda x: x / x.sum(), 2),
+    ("standardize", lambda x: (x - x.mean()) / x.std(), 2),
+    ("center then sum", lambda x: (x - x.mean()).sum(), 2),
+    ("logsumexp", lambda x: np.log(np.exp(x - x.max()).sum()) + x.max(), 2),
+    ("softmax", lambda x: (lambda e: e / e.sum())(np.exp(x - x.max())), 3),
+])
+def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name, fn, kernels):
+    """A few long rows are split over blocks; an element reading its row's result waits for the row's last
+    block, so it starts the next kernel. Short rows keep the whole program in one kernel."""
+    long_rows, short_rows = np.ones(100_000, np.float32), np.ones(1000, np.float32)
+    program = program_of(fn, long_rows)
+    assert len(program.kernels) == kernels, program.plan
+    assert split_rows(program) == [any(op in ops.REDUCTIONS for op in k.ops) for k in program.kernels]
+    assert launches(program_of(fn, short_rows)) == (1, 0)
+
+
 def test_siblings_joined_through_a_library_call_stay_apart():
     """Merging tanh(x) and exp(x) + m would make a cycle through the matmul between them."""
     x, w = np.ones((4, 4), np.float32), np.eye(4, dtype=np.float32)

@@ -188,3 +188,11 @@ def test_inplace_update_of_an_array_with_earlier_views_warns_and_fails_the_check
         with pytest.raises(gputrace.TracingCheckError, match="output 0 of the traced graph disagrees with eager "
                                                              "execution of the Python function: max abs error 1"):
             gputrace.trace(view_then_update, x)
+
+
+def test_tracing_var_and_std_with_ddof_warns_only_where_numpy_does():
+    """Type inference evaluates reductions on a small witness array: its warnings are not the user's."""
+    x = np.ones((3, 4), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gputrace.trace(lambda x: (x.std(axis=1, ddof=1), x.var(ddof=3.5)), x)

@@ -16,7 +16,10 @@ Three layouts, chosen from the sizes (all constants of the source):
 - a thread per row when rows lie side by side in memory (a reduction over a
   leading axis), so neighbouring threads read neighbouring elements;
 and few long rows (a full reduction) are split over several blocks whose
-partial results the row's last block combines.
+partial results the row's last block combines (var/std by Chan et al.'s
+merge of the parts' means and squared deviations). The fusion pass ends
+such a group where an element reads its row's result (``x / x.sum()``):
+only the row's last block knows it.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, own_space
+from ..passes.fuse import Space, own_space, row_splits
 from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .kernel import Kernel
@@ -35,8 +38,6 @@ from .templates import read_template
 
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
-SPLIT_CHUNK = 16384         # at least this many row elements per block when a row is split over blocks
-SPLIT_BLOCKS = 1024         # blocks a split reduction aims for
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
@@ -133,10 +134,43 @@ def _embed_strides(t: TensorType, shape: tuple[int, ...], space: Space) -> list[
     return [0 if d in space.axes else next(it) for d in range(len(space.shape))]
 
 
-def _reduction_feeds_reduction(reductions: list[Node]) -> bool:
-    """Does a reduction's input depend on another reduction's result (softmax's sum on its max)?"""
+def _combine_parts(r: Reduced) -> list[str]:
+    """The last block of a split row: the row's result from its parts' partial results.
+
+    var/std merge the parts by Chan et al.'s formula, M2 = sum of M2_p + n_p (mean_p - mean)^2, where
+    mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
+    deviations from m_p (no cancellation), and mean is itself rounded: the sum of n_p (mean_p - mean)
+    corrects for that as in the two-pass formula (``finish`` subtracts its square over N)."""
+    k, ctype, last = r.number, r.ctype, r.passes[-1][0]
+    part = "partial{k}{stage}[row * splits + p]"
+    loop = "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)"
+    if r.node.op not in ("var", "std"):
+        combine = _COMBINE[r.node.op]
+        return [f"        {r.value_t} all{k} = {r.identity};", loop,
+                f"            all{k} = {combine}()(all{k}, gt_load_partial(&{part.format(k=k, stage=last)}));",
+                f"        const {r.value_t} red{k}{last} = gt_block_reduce(all{k}, {combine}(), {r.identity}, "
+                f"scratch{k});"]
+    mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
+    size = f"gt_cast<{ctype}>(((p + 1) * chunk < cols ? (p + 1) * chunk : cols) - p * chunk)"
+    return [f"        {ctype} all{k}m = 0, all{k}d = 0, all{k}s = 0;", loop,
+            f"            all{k}m = gt_add(all{k}m, gt_multiply({size}, {mean}));",
+            f"        const {ctype} red{k}m = gt_block_reduce(all{k}m, GtSum(), {ctype}(0), scratch{k});",
+            f"        const {ctype} row_mean{k} = gt_true_divide(red{k}m, gt_cast<{ctype}>(cols));",
+            loop + " {",
+            f"            const {ctype} n = {size};",
+            f"            const {ctype} shift = gt_add(gt_subtract({mean}, row_mean{k}), "
+            f"gt_true_divide({deviations}, n));",
+            f"            all{k}d = gt_add(all{k}d, gt_add({squares}, gt_multiply(n, gt_multiply(shift, shift))));",
+            f"            all{k}s = gt_add(all{k}s, gt_multiply(n, shift));",
+            "        }",
+            f"        const {ctype} red{k}d = gt_block_reduce(all{k}d, GtSum(), {ctype}(0), scratch{k});",
+            f"        const {ctype} red{k}s = gt_block_reduce(all{k}s, GtSum(), {ctype}(0), scratch{k});"]
+
+
+def _depends_on_reduction(values: list[Value], reductions: list[Node]) -> bool:
+    """Does one of ``values`` depend on a reduction's result (softmax's sum on its max, its ``e / sum``)?"""
     seen: set[Node] = set()
-    stack = [v.producer for n in reductions for v in n.inputs if v.producer is not None]
+    stack = [v.producer for v in values if v.producer is not None]
     while stack:
         node = stack.pop()
         if node in seen:
@@ -266,19 +300,26 @@ def render_reduction(group: Node, number: int) -> Kernel:
     block, items = (BLOCK, 0) if per_thread else row_layout(cols)
     # Few long rows (a full reduction): each row is split over several blocks, which write partial results;
     # the last block of a row to finish (a ticket counter) combines them and writes the row's outputs.
-    # Only for groups with nothing to broadcast back over the row and one pass per reduction.
+    # Only for groups where nothing reads a row's result back over its elements (the fusion pass ends such
+    # groups at their reductions) and no reduction reads another's; element outputs (prologue values) are
+    # written by each block for its part. A float var/std merges its parts by Chan's formula.
     splits = 1
-    if not per_thread and not items and not any(elem for _, _, elem, _ in outputs) \
-            and all(n.op not in ("var", "std") for n in reductions) and not _reduction_feeds_reduction(reductions):
-        splits = max(1, min(-(-cols // SPLIT_CHUNK), SPLIT_BLOCKS // max(rows, 1)))
+    if not per_thread and not items \
+            and not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
+            and all(n.op not in ("var", "std") or accumulator_dtype(n).kind == "f" for n in reductions) \
+            and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions):
+        splits = row_splits(rows, cols)
     chunk = -(-cols // splits)
     units = rows * splits
+    assert splits == 1 or (splits - 1) * chunk < cols, "every part of a split row has elements"
     constants += [f"    constexpr index_t units = {units};"]
     if splits > 1:
         constants += [f"    constexpr index_t splits = {splits}, chunk = {chunk};"]
         shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
         setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;",
                      "        const index_t end = (part + 1) * chunk < cols ? (part + 1) * chunk : cols;"]
+        if any(n.op in ("var", "std") for n in reductions):
+            setup[2:2] = ["        const index_t count = end - part * chunk;  // this block's elements of the row"]
     else:
         setup[:0] = ["        const index_t row = unit;"]
     workspace: list[tuple[np.dtype, int, bool]] = []
@@ -456,28 +497,55 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
             if compensated:
                 body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
-            reduced = f"part{number_r}" if splits > 1 else f"red{number_r}{stage[0]}"
+            prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
+            reduced = f"{prefix}{number_r}{stage[0]}"
             body.append(f"        const {value_t} {reduced} = {acc_name};" if per_thread else
                         f"        const {value_t} {reduced} = gt_block_reduce({acc_name}, "
                         f"{_COMBINE[name]}(), {identity}, scratch{number_r});")
             if stage == "dev" and compensated:
                 total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
-                body.append(f"        const {ctype} red{number_r}s = {total};" if per_thread else
-                            f"        const {ctype} red{number_r}s = gt_block_reduce({total}, GtSum(), "
+                body.append(f"        const {ctype} {prefix}{number_r}s = {total};" if per_thread else
+                            f"        const {ctype} {prefix}{number_r}s = gt_block_reduce({total}, GtSum(), "
                             f"{ctype}(0), scratch{number_r});")
-            if splits > 1:
-                body.append(f"        if (threadIdx.x == 0) partial{number_r}[unit] = {reduced};")
-                params.append(f"{value_t}* __restrict__ partial{number_r}")
-                workspace.append((np.dtype(np.uint8), units * ARG_PAIR_BYTES, False) if is_arg else (acc, units, False))
             if stage == "mean" and len(passes) == 2:
                 mean_name = f"mean{number_r}"
-                body.append(f"        const {ctype} {mean_name} = gt_true_divide(red{number_r}m, gt_cast<{ctype}>(cols));")
+                count = "count" if splits > 1 else "cols"
+                body.append(f"        const {ctype} {mean_name} = gt_true_divide({reduced}, "
+                            f"gt_cast<{ctype}>({count}));")
+            if splits > 1:
+                # what _combine_parts reads: the part's reduced value; for var/std the part's mean, the sum of
+                # its deviations from that mean and their corrected sum of squares
+                stored = {"mean": [("m", mean_name)], "dev": [("s", f"part{number_r}s"), (
+                    "d", f"gt_subtract({reduced}, gt_true_divide(gt_multiply(part{number_r}s, part{number_r}s), "
+                         f"gt_cast<{ctype}>(count)))")]}[stage] if len(passes) == 2 else [(stage[0], reduced)]
+                for suffix, value in stored:
+                    body.append(f"        if (threadIdx.x == 0) partial{number_r}{suffix}[unit] = {value};")
+                    params.append(f"{value_t}* __restrict__ partial{number_r}{suffix}")
+                    workspace.append((np.dtype(np.uint8), units * ARG_PAIR_BYTES, False) if is_arg else
+                                     (acc, units, False))
         if splits > 1:  # finished once the row's partial results are combined
             finishes.append(reduced_here)
         else:
             finish(reduced_here)
 
+    elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
+
+    def write_elem_outputs() -> None:
+        """The loop over the row (or, split, over this block's part) writing the element-level outputs."""
+        preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
+                                              stores=tuple(a for _, _, a in elem_outputs))
+        body.extend(preload + row_loop("        ") + lines)
+        for k, v, a in elem_outputs:
+            expr, t = local[v]
+            value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
+            index = f"roff{a} + coff{a}"
+            body.append(f"            gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
+                        f"            out{k}[{index}] = {value};")
+        body.extend(end_row_loop("        "))
+
     if splits > 1:
+        if elem_outputs:  # they read no reduction's result: each block writes its own part
+            write_elem_outputs()
         params.append("unsigned int* __restrict__ tickets")
         workspace.append((np.dtype(np.uint32), rows, True))
         body += ["        __threadfence();  // this block's partial results are visible before its ticket",
@@ -486,27 +554,12 @@ def render_reduction(group: Node, number: int) -> Kernel:
                  "        if (!last_block) continue;",
                  "        __threadfence();"]
         for r in finishes:
-            combine, k = _COMBINE[r.node.op], r.number
-            body += [f"        {r.value_t} all{k} = {r.identity};",
-                     "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)",
-                     f"            all{k} = {combine}()(all{k}, gt_load_partial(partial{k} + row * splits + p));",
-                     f"        const {r.value_t} red{k}{r.passes[-1][0]} = gt_block_reduce(all{k}, "
-                     f"{combine}(), {r.identity}, scratch{k});"]
+            body += _combine_parts(r)
     for r in finishes:
         finish(r)
 
-    elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
-    if elem_outputs:
-        preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
-                                              stores=tuple(a for _, _, a in elem_outputs))
-        body += preload + row_loop("        ") + lines
-        for k, v, a in elem_outputs:
-            expr, t = local[v]
-            value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
-            index = f"roff{a} + coff{a}"
-            body.append(f"            gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
-                        f"            out{k}[{index}] = {value};")
-        body += end_row_loop("        ")
+    if elem_outputs and splits == 1:
+        write_elem_outputs()
     row_outputs = [(k, v) for k, v, elem, _ in outputs if not elem]
     if row_outputs:
         body.append("        {" if per_thread else "        if (threadIdx.x == 0) {")

@@ -10,11 +10,14 @@ outside as free metadata operations: the kernel reads their result through
 its strides, so nothing is copied. A node joins (and may merge) the groups
 of its producers only if the group graph stays acyclic. An intermediate
 used outside its group, or returned, becomes an output of the group, written
-by the same kernel.
+by the same kernel. Where a few long rows are reduced (a full reduction of a
+large array), the kernel splits each row over blocks; an element that reads
+its row's result then starts the next group (``Space.rows_are_split``).
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from .. import ops
@@ -24,6 +27,15 @@ from .rewrite import emit, replace_node
 from .specialize import specialize
 
 log = logging.getLogger("gputrace.fusion")
+
+SPLIT_CHUNK = 16384   # at least this many row elements per block when a row is split over blocks
+SPLIT_BLOCKS = 1024   # blocks a split reduction aims for
+
+
+def row_splits(rows: int, cols: int) -> int:
+    """Over how many blocks a reduction kernel splits each row: several for a few long rows (a full
+    reduction of a large array: a block per row would leave the GPU idle), else 1."""
+    return max(1, min(-(-cols // SPLIT_CHUNK), SPLIT_BLOCKS // max(rows, 1)))
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,14 @@ class Space:
         if self.axes is None:
             return ()
         return (ops.reduced_shape(self.shape, self.axes, True), ops.reduced_shape(self.shape, self.axes, False))
+
+    def rows_are_split(self) -> bool:
+        """Whether the reduction kernel splits each row over blocks: then no element of the row can read
+        the row's result in the same kernel (only the row's last block to finish knows it)."""
+        if self.axes is None:
+            return False
+        cols = math.prod(self.shape[a] for a in self.axes)
+        return row_splits(math.prod(self.shape) // max(cols, 1), cols) > 1
 
 
 def _dtype_ok(t) -> bool:
@@ -139,7 +159,7 @@ class _Partition:
         for g in sorted(candidates, key=lambda g: -len(self.members[g])):
             trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
             trial_space = trial_space and join(node, trial_space)
-            if trial_space is None:
+            if trial_space is None or self.reads_split_row_result(node, merged | {g}, trial_space):
                 continue
             trial = merged | {g}
             # a path that leaves the merged groups and comes back (to them or to this node) is a cycle
@@ -150,6 +170,17 @@ class _Partition:
             merged, space = trial, trial_space
         if merged:
             self.absorb(merged | {index}, space)
+
+    def reads_split_row_result(self, node: Node, groups: set[int], space: Space) -> bool:
+        """Would ``node`` joining ``groups`` put an element that reads its row's result (``x / x.sum()``) in a
+        group whose rows are split over blocks? Such an element starts a kernel of its own, which reads the
+        result from memory: only the last block of a split row knows it."""
+        if not space.rows_are_split():
+            return False
+        members = [node] + [n for g in groups for n in self.members[g]]
+        return any(ops.is_elementwise(n.kind) and n.output.type.shape == space.shape
+                   and any(v.producer is not None and self.group_of[v.producer] in groups
+                           and v.type.shape != space.shape for v in n.inputs) for n in members)
 
     def join_siblings(self) -> None:
         """Merge groups of one space that read a common array and do not depend on each other: one kernel
@@ -163,14 +194,18 @@ class _Partition:
                     readers.setdefault(v, []).append(node)
         succ = self.successors(self.graph.nodes)
         for nodes in readers.values():
-            for node in nodes[1:]:
-                a, b = self.group_of[nodes[0]], self.group_of[node]
-                if a == b or self.spaces[a] != self.spaces[b]:
-                    continue
-                if _reaches(succ.get(a, set()), {b}, succ) or _reaches(succ.get(b, set()), {a}, succ):
-                    continue
-                self.absorb({a, b}, self.spaces[a])
-                succ = self.successors(self.graph.nodes)
+            for i, node in enumerate(nodes):
+                for earlier in nodes[:i]:  # the first earlier reader's group of the same space it can join
+                    a, b = self.group_of[earlier], self.group_of[node]
+                    if a == b:
+                        break
+                    if self.spaces[a] != self.spaces[b]:
+                        continue
+                    if _reaches(succ.get(a, set()), {b}, succ) or _reaches(succ.get(b, set()), {a}, succ):
+                        continue
+                    self.absorb({a, b}, self.spaces[a])
+                    succ = self.successors(self.graph.nodes)
+                    break
 
     def groups(self) -> list[list[Node]]:
         order = {node: i for i, node in enumerate(self.graph.nodes)}

@@ -235,8 +235,8 @@ def test_chain_and_diamond(backend, rng):
     x = sample(rng, np.float32, (33, 17), scale=1)
     chain = assert_backend_matches(backend, lambda x: np.tanh(np.exp(np.sin(x) * 2 + 1) - 3), (x,),
                                    rtol=TRANSCENDENTAL_RTOL[x.dtype])
-    diamond = assert_backend_matches(backend, lambda x, y: (lambda a: (np.exp(a), a * 2, a))(x * y + 1), (x, x.T.copy().T),
-                                     rtol=TRANSCENDENTAL_RTOL[x.dtype])
+    diamond = assert_backend_matches(backend, lambda x, y: (lambda a: (np.exp(a), a * 2, a))(x * y + 1),
+                                     (x, x.T.copy().T), rtol=TRANSCENDENTAL_RTOL[x.dtype])
     assert len(chain.kernels) == 1 and len(diamond.kernels) == 1
 
 
@@ -330,6 +330,44 @@ def test_float32_sums_are_at_least_as_accurate_as_numpy(backend, shape, axis, rn
         [got] = run_on(trace(fn, (x,)), (x,), backend)
         ours, numpys = (np.max(np.abs(r.astype(np.float64) / truth - 1)) for r in (got, fn(x)))
         assert ours <= max(numpys, 1e-7), (name, ours, numpys)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float16, 1e-3), (np.float32, 2e-7), (np.float64, 1e-14)], ids=str)
+def test_var_and_std_of_few_long_rows_are_split_over_blocks(backend, dtype, rtol, rng):
+    """A few long rows are each split over several blocks; the last block merges the parts' means and
+    squared deviations (Chan et al.). Exact to the dtype's rounding against float64, NaN and inf as NumPy."""
+    x = (rng.standard_normal((3, 50001)) * 4 + 100).astype(dtype)
+    fn = lambda x: (x.var(axis=1), x.std(axis=1, ddof=1), x.var(), np.std(x, ddof=2.5), x.mean(axis=1))  # noqa: E731
+    traced = trace(fn, (x,))
+    assert [k.elements > 3 for k in traced.kernels] == [True, True], "rows and the whole are split over blocks"
+    truth = [r.astype(dtype) for r in fn(x.astype(np.float64))]
+    names = ["var(axis=1)", "std(axis=1)", "var()", "std()", "mean"]
+    for name, want, got in zip(names, truth, run_on(traced, (x,), backend)):
+        assert_arrays_agree(want, got, rtol=rtol, atol=0, what=f"{name} of {x.dtype}{x.shape}")
+    x[1, 7], x[2, 40000] = np.nan, np.inf  # NaN in row 1; inf - inf is NaN in row 2
+    rows = run_on(traced, (x,), backend)[0]
+    assert np.isnan(rows[1]) and np.isnan(rows[2]) and np.isfinite(rows[0])
+
+
+LONG_ROW_PROGRAMS = {
+    "normalize": lambda x: x / x.sum(axis=-1, keepdims=True),
+    "standardize": lambda x: (x - x.mean()) / x.std(),
+    "squared deviations": lambda x: ((x - x.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1),
+    "logsumexp": lambda x: np.log(np.exp(x - x.max()).sum()) + x.max(),
+    "softmax": lambda x: (lambda e: e / e.sum(axis=-1, keepdims=True))(np.exp(x - x.max(axis=-1, keepdims=True))),
+}
+
+
+@pytest.mark.parametrize("shape", [(100_000,), (3, 40_000)], ids=str)
+@pytest.mark.parametrize("name", sorted(LONG_ROW_PROGRAMS))
+def test_programs_over_few_long_rows_agree_across_their_split_kernels(backend, name, shape, rng):
+    """Split rows end their kernel where an element reads the row's result (test_passes); the kernels that
+    follow read it from memory. Values as NumPy's, a NaN in one row spreads over that row only."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    traced = assert_backend_matches(backend, LONG_ROW_PROGRAMS[name], (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
+    assert len(traced.kernels) >= 2
+    x.flat[12345] = np.nan
+    assert_backend_matches(backend, traced, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
 
 
 @pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning")

@@ -362,6 +362,15 @@ def product_may_overflow(terms: Any, dtype: np.dtype) -> bool:
     return bool(np.log2(large).sum() >= np.log2(float(np.finfo(dtype).max)))
 
 
+def sum_may_overflow(terms: Any, dtype: np.dtype) -> bool:
+    """Whether some order of adding ``terms`` overflows ``dtype`` (two values near its largest of one sign
+    meet before one of the other sign): NumPy's pairwise order and a GPU's tree then disagree (inf or a
+    finite sum; with an infinity among the terms, inf or NaN)."""
+    x = np.asarray(terms, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return max(float(x[x > 0].sum()), float(-x[x < 0].sum())) >= float(np.finfo(dtype).max)
+
+
 def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
     """Whether var's sum of squared deviations can overflow ``dtype``: NumPy sums float16 squares in float16
     (inf where the variance itself is finite), gputrace in float32."""
@@ -387,6 +396,9 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
         return UNSTABLE
     if (op.name in ("var", "std") and result_float and values
             and squares_may_overflow(values[0], np.asarray(result).dtype)):
+        return UNSTABLE
+    if op.name in ("sum", "mean", "var", "std") and result_float and values \
+            and sum_may_overflow(values[0], np.asarray(result).dtype):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT

@@ -86,6 +86,15 @@ def test_a_product_that_may_overflow_is_unstable():
     assert value_exactness(prod, [EXACT], np.prod(small), [small]) == INEXACT
 
 
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_a_sum_whose_partial_sums_may_overflow_is_unstable(name):
+    """NumPy's order adds 3.4e38 - 3.4e38 first (finite), a block's tree may add -3.4e38 - 3.4e38 (-inf)."""
+    op = Op("call", name, (Ref(0),))
+    big, ordinary = np.float32([3.4e38, -3.4e38, 1, -3.4e38]), np.float32([3e38, -2e38, 1, -1e38])
+    assert value_exactness(op, [EXACT], getattr(np, name)(big), [big]) == UNSTABLE
+    assert value_exactness(op, [EXACT], getattr(np, name)(ordinary), [ordinary]) == INEXACT
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the point of the test
 def test_a_float16_variance_whose_squares_may_overflow_is_unstable():
     """NumPy sums float16 squares in float16: 33 deviations of about 45 give inf, float32 sums give 2,000."""
