@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, FuzzerError, Index, NumpyScalar, Op,
-                      Program, Ref, build_input)
+from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, FuzzerError, Index,
+                      NumpyScalar, Op, Program, Ref, build_input)
 
 # weighted by repetition: common dtypes come up more often
 DTYPES = ("float32",) * 5 + ("float64",) * 3 + ("float16",) * 2 + ("int32",) * 2 + ("int64",) * 2 + (
