@@ -25,6 +25,10 @@ from tests.fuzz.reproducer import load_reproducer
 # fuzz_seed4005: the fuzzer's own classing: NumPy's float16 var overflows in its float16 sum of squares.
 # fuzz_seed1004: the fuzzer's own tolerance: a float32 sum cast to float64 was held to float64's (differential.py).
 # fuzz_seed1000: the fuzzer's own classing: prod over values whose product overflows in some order (program.py).
+# fuzz_seed6000: the fuzzer's own bookkeeping: power's NumPy-scalar operand reached its classing as the record,
+#   and the evaluator blamed NumPy for the TypeError (program.py: FuzzerError).
+# fuzz_seed8015: the fuzzer's own classing: a layernorm row with +-3.4e38 whose partial sums overflow in some
+#   order (the block's tree gave -inf, NumPy's order a finite mean) (program.py: sum_may_overflow).
 KEPT_REPRODUCERS = sorted((Path(__file__).parent / "reproducers").glob("fuzz_*.py"))
 
 REGRESSIONS = {
