@@ -2,6 +2,7 @@
 
 The programs are the benchmark suite's (benchmarks/programs.py) plus logsumexp and attention.
 tests/test_passes.py checks the counts; tests/codegen/test_emulate_programs.py runs the kernels.
+Below them, programs over a few long rows, whose kernels end where a row's result is read back.
 """
 from __future__ import annotations
 
@@ -55,4 +56,22 @@ TARGETS = {
     "lstm": Target(bench.lstm, lambda rng: bench.BENCHMARKS["lstm"].make(rng, {"batch": 5, "inputs": 12,
                                                                              "hidden": 24}), 1, 2),
     "attention": Target(attention, _attention_inputs, 1, 2),
+}
+
+
+@dataclass(frozen=True)
+class LongRows:
+    fn: Callable
+    kernels: int   # generated kernels per call on a few long rows (short rows: one)
+
+
+# A few long rows are each split over blocks, and only a row's last block knows its result: an element that
+# reads the result starts the next kernel. tests/test_passes.py checks where the kernels end,
+# tests/codegen/test_emulate_programs.py runs them.
+LONG_ROW_PROGRAMS = {
+    "normalize": LongRows(lambda x: x / x.sum(axis=-1, keepdims=True), 2),
+    "standardize": LongRows(lambda x: (x - x.mean()) / x.std(), 2),
+    "squared deviations": LongRows(lambda x: ((x - x.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1), 2),
+    "logsumexp": LongRows(logsumexp, 2),
+    "softmax": LongRows(bench.softmax, 3),
 }

@@ -8,7 +8,7 @@ import gputrace
 from gputrace import nn, ops
 from gputrace.ir import Graph, ScalarType, TensorType
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
-from tests.fusion_targets import TARGETS
+from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS
 
 
 def traced_graph(fn, *arrays):
@@ -341,21 +341,16 @@ def split_rows(program):
     return [k.elements > min(int(np.prod(t.shape)) for t in k.output_types) for k in program.kernels]
 
 
-@pytest.mark.parametrize("name, fn, kernels", [
-    ("normalize", lambda x: x / x.sum(), 2),
-    ("standardize", lambda x: (x - x.mean()) / x.std(), 2),
-    ("center then sum", lambda x: (x - x.mean()).sum(), 2),
-    ("logsumexp", lambda x: np.log(np.exp(x - x.max()).sum()) + x.max(), 2),
-    ("softmax", lambda x: (lambda e: e / e.sum())(np.exp(x - x.max())), 3),
-])
-def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name, fn, kernels):
+@pytest.mark.parametrize("name", sorted(LONG_ROW_PROGRAMS))
+def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name):
     """A few long rows are split over blocks; an element reading its row's result waits for the row's last
     block, so it starts the next kernel. Short rows keep the whole program in one kernel."""
+    target = LONG_ROW_PROGRAMS[name]
     long_rows, short_rows = np.ones(100_000, np.float32), np.ones(1000, np.float32)
-    program = program_of(fn, long_rows)
-    assert len(program.kernels) == kernels, program.plan
+    program = program_of(target.fn, long_rows)
+    assert len(program.kernels) == target.kernels, program.plan
     assert split_rows(program) == [any(op in ops.REDUCTIONS for op in k.ops) for k in program.kernels]
-    assert launches(program_of(fn, short_rows)) == (1, 0)
+    assert launches(program_of(target.fn, short_rows)) == (1, 0)
 
 
 def test_siblings_joined_through_a_library_call_stay_apart():

@@ -134,6 +134,11 @@ def _embed_strides(t: TensorType, shape: tuple[int, ...], space: Space) -> list[
     return [0 if d in space.axes else next(it) for d in range(len(space.shape))]
 
 
+def _part_end(part: str) -> str:
+    """The C expression for where part ``part`` of a split row ends (the last part ends with the row)."""
+    return f"({part} + 1) * chunk < cols ? ({part} + 1) * chunk : cols"
+
+
 def _combine_parts(r: Reduced) -> list[str]:
     """The last block of a split row: the row's result from its parts' partial results.
 
@@ -151,7 +156,7 @@ def _combine_parts(r: Reduced) -> list[str]:
                 f"        const {r.value_t} red{k}{last} = gt_block_reduce(all{k}, {combine}(), {r.identity}, "
                 f"scratch{k});"]
     mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
-    size = f"gt_cast<{ctype}>(((p + 1) * chunk < cols ? (p + 1) * chunk : cols) - p * chunk)"
+    size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
     return [f"        {ctype} all{k}m = 0, all{k}d = 0, all{k}s = 0;", loop,
             f"            all{k}m = gt_add(all{k}m, gt_multiply({size}, {mean}));",
             f"        const {ctype} red{k}m = gt_block_reduce(all{k}m, GtSum(), {ctype}(0), scratch{k});",
@@ -317,7 +322,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         constants += [f"    constexpr index_t splits = {splits}, chunk = {chunk};"]
         shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
         setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;",
-                     "        const index_t end = (part + 1) * chunk < cols ? (part + 1) * chunk : cols;"]
+                     f"        const index_t end = {_part_end('part')};"]
         if any(n.op in ("var", "std") for n in reductions):
             setup[2:2] = ["        const index_t count = end - part * chunk;  // this block's elements of the row"]
     else:
@@ -515,9 +520,15 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if splits > 1:
                 # what _combine_parts reads: the part's reduced value; for var/std the part's mean, the sum of
                 # its deviations from that mean and their corrected sum of squares
-                stored = {"mean": [("m", mean_name)], "dev": [("s", f"part{number_r}s"), (
-                    "d", f"gt_subtract({reduced}, gt_true_divide(gt_multiply(part{number_r}s, part{number_r}s), "
-                         f"gt_cast<{ctype}>(count)))")]}[stage] if len(passes) == 2 else [(stage[0], reduced)]
+                if len(passes) == 1:
+                    stored = [(stage[0], reduced)]
+                elif stage == "mean":
+                    stored = [("m", mean_name)]
+                else:
+                    sums = f"part{number_r}s"
+                    squares = (f"gt_subtract({reduced}, gt_true_divide(gt_multiply({sums}, {sums}), "
+                               f"gt_cast<{ctype}>(count)))")
+                    stored = [("s", sums), ("d", squares)]
                 for suffix, value in stored:
                     body.append(f"        if (threadIdx.x == 0) partial{number_r}{suffix}[unit] = {value};")
                     params.append(f"{value_t}* __restrict__ partial{number_r}{suffix}")

@@ -16,7 +16,7 @@ from benchmarks import programs as bench
 from gputrace.backends.host_compiler import host_compiler_info
 
 from gputrace.backends.nvrtc import nvrtc_available
-from tests.fusion_targets import TARGETS, Target
+from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, Target
 
 from .backend_agreement import (KERNEL_BACKENDS, TRANSCENDENTAL_RTOL, assert_arrays_agree, assert_backend_matches,
                                 run_on, outputs_of, trace)
@@ -349,23 +349,15 @@ def test_var_and_std_of_few_long_rows_are_split_over_blocks(backend, dtype, rtol
     assert np.isnan(rows[1]) and np.isnan(rows[2]) and np.isfinite(rows[0])
 
 
-LONG_ROW_PROGRAMS = {
-    "normalize": lambda x: x / x.sum(axis=-1, keepdims=True),
-    "standardize": lambda x: (x - x.mean()) / x.std(),
-    "squared deviations": lambda x: ((x - x.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1),
-    "logsumexp": lambda x: np.log(np.exp(x - x.max()).sum()) + x.max(),
-    "softmax": lambda x: (lambda e: e / e.sum(axis=-1, keepdims=True))(np.exp(x - x.max(axis=-1, keepdims=True))),
-}
-
-
 @pytest.mark.parametrize("shape", [(100_000,), (3, 40_000)], ids=str)
 @pytest.mark.parametrize("name", sorted(LONG_ROW_PROGRAMS))
 def test_programs_over_few_long_rows_agree_across_their_split_kernels(backend, name, shape, rng):
     """Split rows end their kernel where an element reads the row's result (test_passes); the kernels that
     follow read it from memory. Values as NumPy's, a NaN in one row spreads over that row only."""
     x = rng.standard_normal(shape).astype(np.float32)
-    traced = assert_backend_matches(backend, LONG_ROW_PROGRAMS[name], (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
-    assert len(traced.kernels) >= 2
+    target = LONG_ROW_PROGRAMS[name]
+    traced = assert_backend_matches(backend, target.fn, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
+    assert len(traced.kernels) == target.kernels
     x.flat[12345] = np.nan
     assert_backend_matches(backend, traced, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
 

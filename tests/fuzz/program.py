@@ -337,6 +337,12 @@ class Evaluation:
         return tuple(self.values[i] for i in program.outputs)
 
 
+def _finite(values: Any) -> np.ndarray:
+    """The finite ones among ``values``, in float64, flattened."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    return x[np.isfinite(x)]
+
+
 def near_domain_edge(op: Op, operands: list[str], values: list[Any]) -> bool:
     """Whether an inexact operand of a function like log or sqrt comes within 0.1% of its domain's edge
     (or, for power, whether an inexact exponent meets a base that is not positive)."""
@@ -348,8 +354,7 @@ def near_domain_edge(op: Op, operands: list[str], values: list[Any]) -> bool:
             return True
         if operands[0] != INEXACT:
             return False
-    x = np.asarray(values[0], dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = _finite(values[0])
     margin = 1e-3 * max(1.0, float(np.abs(x).max(initial=0.0)))
     return any((np.abs(x - edge) <= margin).any() for edge in DOMAIN_EDGES[op.name])
 
@@ -357,8 +362,8 @@ def near_domain_edge(op: Op, operands: list[str], values: list[Any]) -> bool:
 def product_may_overflow(terms: Any, dtype: np.dtype) -> bool:
     """Whether some order of multiplying ``terms`` overflows ``dtype``: then the order decides between
     inf, NaN (inf times a zero met later) and a finite product, and NumPy's order is its own choice."""
-    magnitudes = np.abs(np.asarray(terms, dtype=np.float64))
-    large = magnitudes[np.isfinite(magnitudes) & (magnitudes > 1)]
+    magnitudes = np.abs(_finite(terms))
+    large = magnitudes[magnitudes > 1]
     return bool(np.log2(large).sum() >= np.log2(float(np.finfo(dtype).max)))
 
 
@@ -366,17 +371,21 @@ def sum_may_overflow(terms: Any, dtype: np.dtype) -> bool:
     """Whether some order of adding ``terms`` overflows ``dtype`` (two values near its largest of one sign
     meet before one of the other sign): NumPy's pairwise order and a GPU's tree then disagree (inf or a
     finite sum; with an infinity among the terms, inf or NaN)."""
-    x = np.asarray(terms, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = _finite(terms)
     return max(float(x[x > 0].sum()), float(-x[x < 0].sum())) >= float(np.finfo(dtype).max)
 
 
 def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
     """Whether var's sum of squared deviations can overflow ``dtype``: NumPy sums float16 squares in float16
     (inf where the variance itself is finite), gputrace in float32."""
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = _finite(values)
     return bool(x.size) and float(((x - x.mean()) ** 2).sum()) >= float(np.finfo(dtype).max) / 2
+
+
+# reductions whose partial results may overflow in one order of accumulation and not in another
+ORDER_DEPENDENT_OVERFLOW = {"prod": (product_may_overflow,), "sum": (sum_may_overflow,), "mean": (sum_may_overflow,),
+                            "var": (squares_may_overflow, sum_may_overflow),
+                            "std": (squares_may_overflow, sum_may_overflow)}
 
 
 def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] | None = None) -> str:
@@ -392,13 +401,8 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
     jumps = op.name in DISCONTINUOUS or op.name == "where" and inexact[0] or not result_float
     if jumps and any(inexact) or near_domain_edge(op, operands, values or [None] * len(operands)):
         return UNSTABLE
-    if op.name == "prod" and result_float and values and product_may_overflow(values[0], np.asarray(result).dtype):
-        return UNSTABLE
-    if (op.name in ("var", "std") and result_float and values
-            and squares_may_overflow(values[0], np.asarray(result).dtype)):
-        return UNSTABLE
-    if op.name in ("sum", "mean", "var", "std") and result_float and values \
-            and sum_may_overflow(values[0], np.asarray(result).dtype):
+    if result_float and values and any(may_overflow(values[0], np.asarray(result).dtype)
+                                       for may_overflow in ORDER_DEPENDENT_OVERFLOW.get(op.name, ())):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT
