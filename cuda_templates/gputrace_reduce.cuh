@@ -1,21 +1,9 @@
 // Reductions for gputrace's row kernels (reduction.cu): the block-wide reduction of a row that a block
-// works on (warp shuffles first, then one value per warp through shared memory), argmax/argmin pairs,
+// works on (warp shuffles first, then one value per warp through shared memory), the reduction of a
+// short row over a group of lanes of one warp (shuffles only), argmax/argmin pairs,
 // and the reads of split reductions' partial results.
 #pragma once
 #include "gputrace_kernel.cuh"
-
-// __shfl_xor_sync for every type a reduction accumulates in (sub-word and 8-byte ints widened).
-template <class T>
-__device__ __forceinline__ T gt_shfl_xor(T v, int mask)
-{
-    if constexpr (sizeof(T) < 4) {
-        return (T)__shfl_xor_sync(0xffffffffu, (int)v, mask);
-    } else if constexpr (sizeof(T) == 8 && (T)0.5 == 0) {
-        return (T)__shfl_xor_sync(0xffffffffu, (long long)v, mask);
-    } else {
-        return __shfl_xor_sync(0xffffffffu, v, mask);
-    }
-}
 
 // (value, index) pairs for argmax / argmin; index -1 marks "no element yet".
 template <class T>
@@ -24,13 +12,33 @@ struct GtArg {
     long long i;
 };
 
-template <class T>
-__device__ __forceinline__ GtArg<T> gt_shfl_xor(GtArg<T> a, int mask)
+// One warp shuffle (a callable taking the value) for every type a reduction accumulates in:
+// sub-word and 8-byte ints widened, argmax/argmin pairs a field at a time.
+template <class T, class Shuffle>
+__device__ __forceinline__ T gt_shuffle(T v, Shuffle shuffle)
+{
+    if constexpr (sizeof(T) < 4) {
+        return (T)shuffle((int)v);
+    } else if constexpr (sizeof(T) == 8 && (T)0.5 == 0) {
+        return (T)shuffle((long long)v);
+    } else {
+        return shuffle(v);
+    }
+}
+
+template <class T, class Shuffle>
+__device__ __forceinline__ GtArg<T> gt_shuffle(GtArg<T> a, Shuffle shuffle)
 {
     GtArg<T> r;
-    r.v = gt_shfl_xor(a.v, mask);
-    r.i = gt_shfl_xor(a.i, mask);
+    r.v = gt_shuffle(a.v, shuffle);
+    r.i = gt_shuffle(a.i, shuffle);
     return r;
+}
+
+template <class T>
+__device__ __forceinline__ T gt_shfl_xor(T v, int mask)
+{
+    return gt_shuffle(v, [mask](auto x) { return __shfl_xor_sync(0xffffffffu, x, mask); });
 }
 
 // A partial result another block of this launch wrote (split reductions): read through volatile, so from
@@ -63,6 +71,17 @@ __device__ __forceinline__ void gt_kahan_add(T& sum, T& lost, T value)
 template <class T>
 __device__ __forceinline__ T gt_kahan_total(T sum, T lost) { return sum - sum == 0 ? sum - lost : sum; }
 
+// The corrected two-pass sum of squared deviations: the error e of the rounded mean adds N e^2 =
+// (sum of deviations)^2 / N to the squares. Squares that are not finite (overflowed, NaN) stay as they
+// are, as NumPy's: the correction would turn an overflow into inf - inf = NaN.
+template <class T>
+__device__ __forceinline__ T gt_corrected_squares(T squares, T deviations, T count)
+{
+    if (!(squares - squares == 0)) return squares;
+    const T corrected = squares - deviations * deviations / count;
+    return corrected > 0 ? corrected : (T)0;
+}
+
 template <class T>
 __device__ __forceinline__ bool gt_is_nan(T v) { return v != v; }
 
@@ -90,6 +109,19 @@ struct GtAny  { __device__ __forceinline__ bool operator()(bool a, bool b) const
 struct GtAll  { __device__ __forceinline__ bool operator()(bool a, bool b) const { return a && b; } };
 struct GtArgMax { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, true>(a, b); } };
 struct GtArgMin { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, false>(a, b); } };
+
+// Reduce one value per lane over each aligned group of Lanes lanes of a warp (a power of two, at most 32;
+// a group per row when rows are shorter than a block); every lane of the group gets the group's first
+// lane's result (lanes may differ where a combine is not bitwise commutative: max of +0 and -0).
+// All 32 lanes of the warp take part.
+template <int Lanes, class T, class Op>
+__device__ __forceinline__ T gt_group_reduce(T v, Op op)
+{
+#pragma unroll
+    for (int offset = Lanes / 2; offset > 0; offset >>= 1)
+        v = op(v, gt_shfl_xor(v, offset));
+    return gt_shuffle(v, [](auto x) { return __shfl_sync(0xffffffffu, x, 0, Lanes); });
+}
 
 // Reduce one value per thread over the block; every thread gets the result.
 // blockDim.x must be a multiple of 32; scratch holds 33 values.

@@ -1,9 +1,10 @@
-// gputrace row kernel: each block (or, for rows side by side in memory, each thread) reduces whole rows
-// (the reduced axes), grid-stride over rows; few long rows are each split over several blocks (units).
+// gputrace row kernel: each block reduces whole rows (the reduced axes), grid-stride over rows; or each
+// thread, for rows side by side in memory; or a group of lanes of one warp, for rows shorter than a block.
+// Few long rows are each split over several blocks (units).
 // ${name}: ${summary}
 // Phases: one loop over the row per reduction, then one loop that writes the elementwise outputs.
 // Rows that fit are held in registers (cache<a>[t]); __launch_bounds__ keeps enough blocks per SM that
-// one block's loads overlap another's block reductions.
+// one block's loads overlap another's reductions.
 // Filled in by gputrace/codegen/reduction.py; placeholders are $$-prefixed names in braces.
 #include "gputrace_reduce.cuh"
 

@@ -8,7 +8,9 @@ reduction's input expression and accumulates, then a block reduction;
 row-level values are computed right after the values they need. A final loop
 writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
-Three layouts, chosen from the sizes (all constants of the source):
+Four layouts, chosen from the sizes (all constants of the source):
+- a group of lanes of one warp per row (a power of two, at most 32) for rows shorter than a block, the
+  row held in registers: the group reduces with shuffles alone, and a warp works on several short rows;
 - a block per row, the row held in registers (up to 16 elements per thread):
   rows are read from memory once, and element values a later phase needs
   again (softmax's ``exp``) are kept rather than recomputed;
@@ -42,6 +44,14 @@ PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
+
+
+def lanes_per_row(cols: int) -> int:
+    """Lanes of one warp that reduce a row shorter than a block: the power of two covering it, at most 32."""
+    lanes = 1
+    while lanes < min(cols, 32):
+        lanes *= 2
+    return lanes
 
 
 def row_layout(cols: int) -> tuple[int, int]:
@@ -299,10 +309,21 @@ def render_reduction(group: Node, number: int) -> Kernel:
         return local.get(v) or names[v]
 
     # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
-    # neighbouring threads then read neighbouring elements. Otherwise one block reduces each row.
+    # neighbouring threads then read neighbouring elements. A row shorter than a block is reduced by a group
+    # of lanes of one warp (a block would leave most of its threads idle: a block per 3-element row).
+    # Otherwise one block reduces each row.
     per_thread = rows >= PER_THREAD_MIN_ROWS and all(
         kstrides[a] and abs(kstrides[a][-1]) == 1 for a in elem_accesses if accesses[a].pointer.startswith("in"))
-    block, items = (BLOCK, 0) if per_thread else row_layout(cols)
+    grouped = not per_thread and cols < BLOCK
+    if per_thread:
+        block, items, lanes = BLOCK, 0, 1
+    elif grouped:
+        lanes = lanes_per_row(cols)
+        block, items = BLOCK, max(-(-cols // lanes), 1)
+    else:
+        block, items = row_layout(cols)
+        lanes = block
+    lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
     # Few long rows (a full reduction): each row is split over several blocks, which write partial results;
     # the last block of a row to finish (a ticket counter) combines them and writes the row's outputs.
     # Only for groups where nothing reads a row's result back over its elements (the fusion pass ends such
@@ -325,6 +346,12 @@ def render_reduction(group: Node, number: int) -> Kernel:
                      f"        const index_t end = {_part_end('part')};"]
         if any(n.op in ("var", "std") for n in reductions):
             setup[2:2] = ["        const index_t count = end - part * chunk;  // this block's elements of the row"]
+    elif grouped:  # unit is the warp's first row: the warp's 32 lanes loop together (they shuffle together)
+        setup[:0] = [f"        const index_t lane_row = unit + (threadIdx.x & 31) / {lanes};",
+                     "        const bool active = lane_row < units;  // lanes past the last row redo the warp's "
+                     "first, storing nothing",
+                     "        const index_t row = active ? lane_row : unit;",
+                     f"        const int lane = threadIdx.x & {lanes - 1};"]
     else:
         setup[:0] = ["        const index_t row = unit;"]
     workspace: list[tuple[np.dtype, int, bool]] = []
@@ -335,7 +362,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
         if items:
             return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
-                    f"{indent}    const index_t j = threadIdx.x + t * {block};",
+                    f"{indent}    const index_t j = {lane} + t * {lanes};",
                     f"{indent}    if (j < cols) {{"]
         if per_thread:
             return [f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
@@ -392,6 +419,14 @@ def render_reduction(group: Node, number: int) -> Kernel:
             local[node.output] = (f"e{j}", node.output.type)
         return preload, lines, local
 
+    def combine_threads(value: str, combine: str, identity: str, number_r: int) -> str:
+        """The C expression combining ``value`` over the threads of one row (every one of them gets it)."""
+        if lanes == 1:
+            return value
+        if lanes <= 32:
+            return f"gt_group_reduce<{lanes}>({value}, {combine}())"
+        return f"gt_block_reduce({value}, {combine}(), {identity}, scratch{number_r})"
+
     emitted_row: set[Node] = set()
     row_loaded: set[int] = set()
 
@@ -429,9 +464,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
         elif name in ("var", "std"):
             if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
-                sums = f"red{reduced.number}s"
-                result = (f"gt_maximum(gt_subtract({result}, gt_true_divide(gt_multiply({sums}, {sums}), "
-                          f"gt_cast<{ctype}>(cols))), {ctype}(0))")
+                result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
             divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
             result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
             if name == "std":
@@ -452,7 +485,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         name = node.op
         is_arg = name in ("argmax", "argmin")
         value_t = f"GtArg<{ctype}>" if is_arg else ctype
-        if not per_thread:
+        if lanes > 32:
             shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
         identity = _identity(name, acc)
         passes = ["mean", "dev"] if name in ("var", "std") else [name]
@@ -504,14 +537,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            body.append(f"        const {value_t} {reduced} = {acc_name};" if per_thread else
-                        f"        const {value_t} {reduced} = gt_block_reduce({acc_name}, "
-                        f"{_COMBINE[name]}(), {identity}, scratch{number_r});")
+            body.append(f"        const {value_t} {reduced} = {combine_threads(acc_name, _COMBINE[name], identity, number_r)};")
             if stage == "dev" and compensated:
                 total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
-                body.append(f"        const {ctype} {prefix}{number_r}s = {total};" if per_thread else
-                            f"        const {ctype} {prefix}{number_r}s = gt_block_reduce({total}, GtSum(), "
-                            f"{ctype}(0), scratch{number_r});")
+                body.append(f"        const {ctype} {prefix}{number_r}s = "
+                            f"{combine_threads(total, 'GtSum', f'{ctype}(0)', number_r)};")
             if stage == "mean" and len(passes) == 2:
                 mean_name = f"mean{number_r}"
                 count = "count" if splits > 1 else "cols"
@@ -526,8 +556,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                     stored = [("m", mean_name)]
                 else:
                     sums = f"part{number_r}s"
-                    squares = (f"gt_subtract({reduced}, gt_true_divide(gt_multiply({sums}, {sums}), "
-                               f"gt_cast<{ctype}>(count)))")
+                    squares = f"gt_corrected_squares({reduced}, {sums}, gt_cast<{ctype}>(count))"
                     stored = [("s", sums), ("d", squares)]
                 for suffix, value in stored:
                     body.append(f"        if (threadIdx.x == 0) partial{number_r}{suffix}[unit] = {value};")
@@ -546,12 +575,13 @@ def render_reduction(group: Node, number: int) -> Kernel:
         preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
                                               stores=tuple(a for _, _, a in elem_outputs))
         body.extend(preload + row_loop("        ") + lines)
+        guard = "if (active) " if grouped else ""
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
             index = f"roff{a} + coff{a}"
-            body.append(f"            gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
-                        f"            out{k}[{index}] = {value};")
+            body.append(f"            {guard}gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
+                        f"            {guard}out{k}[{index}] = {value};")
         body.extend(end_row_loop("        "))
 
     if splits > 1:
@@ -573,7 +603,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
         write_elem_outputs()
     row_outputs = [(k, v) for k, v, elem, _ in outputs if not elem]
     if row_outputs:
-        body.append("        {" if per_thread else "        if (threadIdx.x == 0) {")
+        body.append("        {" if per_thread else "        if (lane == 0 && active) {" if grouped else
+                    "        if (threadIdx.x == 0) {")
         for k, v in row_outputs:
             expr, t = names[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
@@ -591,8 +622,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
         name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, constants="\n".join(constants),
         shared="\n".join(shared),
         block=block, min_blocks=max(1, THREADS_PER_SM // block),
-        first_unit="(index_t)blockIdx.x * blockDim.x + threadIdx.x" if per_thread else "blockIdx.x",
-        unit_step="(index_t)blockDim.x * gridDim.x" if per_thread else "gridDim.x",
+        first_unit="(index_t)blockIdx.x * blockDim.x + threadIdx.x" if per_thread else
+                   f"((index_t)blockIdx.x * blockDim.x + (index_t)(threadIdx.x & ~31u)) / {lanes}" if grouped else
+                   "blockIdx.x",
+        unit_step="(index_t)blockDim.x * gridDim.x" if per_thread else
+                  f"(index_t)blockDim.x * gridDim.x / {lanes}" if grouped else "gridDim.x",
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
@@ -601,5 +635,5 @@ def render_reduction(group: Node, number: int) -> Kernel:
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
                   workspace=workspace,
-                  block=block, work_per_block=block if per_thread else 1, empty_error=empty_error,
+                  block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

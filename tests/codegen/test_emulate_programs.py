@@ -362,6 +362,22 @@ def test_programs_over_few_long_rows_agree_across_their_split_kernels(backend, n
     assert_backend_matches(backend, traced, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
 
 
+@pytest.mark.parametrize("cols", [3, 5000, 40000], ids=["lanes", "block", "split"])
+def test_var_and_std_whose_squares_overflow_are_inf_like_numpy(backend, cols):
+    """Finite values whose squared deviations overflow: NumPy's var is inf; the two-pass correction (the
+    squares minus the deviations' sum squared over N) must not turn it into inf - inf = NaN, as it did in
+    every layout. Row 0's sum overflows in every order (mean inf, deviations -inf); row 1's mean is 0."""
+    x = np.zeros((2, cols), np.float32)
+    x[0, [0, cols // 2, cols - 1]] = 3e38
+    x[1, :2] = 1e20, -1e20
+    fn = lambda x: (x.var(axis=1), x.std(axis=1, ddof=1), x.var())  # noqa: E731
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = [np.asarray(r) for r in fn(x)]
+    assert all(np.isinf(w).all() for w in want)
+    for name, w, g in zip(["var(axis=1)", "std(axis=1)", "var()"], want, run_on(trace(fn, (x,)), (x,), backend)):
+        assert_arrays_agree(w, g, what=f"{name} of {x.dtype}{x.shape}")
+
+
 @pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning")
 def test_var_and_std_divide_by_n_minus_ddof_like_numpy(backend, rng):
     """A fractional ddof counts as it is; ddof beyond the row's length divides by 0 (NumPy's max(N - ddof, 0))."""
@@ -376,6 +392,30 @@ def test_rows_longer_than_a_block(backend, cols, rng):
     x = rng.standard_normal((3, cols)).astype(np.float32)
     traced = assert_reductions_agree(backend, x, 1, True, ("sum", "max", "argmin", "var", "mean"))
     assert traced.kernels[0].block < cols
+
+
+def short_row_program(x):
+    """Row outputs of every kind and an element-level epilogue (softmax), all in one row kernel."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True), x.argmax(-1), x.std(-1, ddof=1), x.min(-1), (x > 0).any(-1)
+
+
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning")
+@pytest.mark.parametrize("cols", [1, 2, 3, 5, 8, 17, 32, 33, 100, 255])
+def test_rows_shorter_than_a_block_are_reduced_by_lanes_of_one_warp(backend, cols, rng):
+    """A group of lanes (the power of two covering the row, at most 32) reduces each short row, a warp
+    several rows; more rows than the grid's threads (grid-stride), a last warp only partly used (its spare
+    lanes redo a row and store nothing), NaN in some rows, rows not contiguous in memory."""
+    rows = 4099  # prime: the last warp's groups run past the last row
+    x = sample(rng, np.float32, (rows, 2 * cols), special=0.02)
+    x[np.isfinite(x) & (np.abs(x) > 1e30)] = 1.5  # sums of +-FLT_MAX overflow in some orders, not in others
+    x = x[:, ::-2]
+    traced = assert_backend_matches(backend, short_row_program, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
+    [kernel] = traced.kernels
+    lanes = min(1 << (cols - 1).bit_length(), 32)
+    assert (kernel.block, kernel.work_per_block) == (256, 256 // lanes), "rows per block: one per group of lanes"
+    assert kernel.elements > 16 * kernel.work_per_block, "more rows than 16 blocks take: the grid strides"
+    assert ("gt_group_reduce" in kernel.source) == (lanes > 1) and "gt_block_reduce" not in kernel.source
 
 
 def test_long_columns_and_full_reductions(backend, rng):
