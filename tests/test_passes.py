@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gputrace
+from benchmarks import programs as bench
 from gputrace import nn, ops
 from gputrace.ir import Graph, ScalarType, TensorType
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
@@ -351,6 +352,34 @@ def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name
     assert len(program.kernels) == target.kernels, program.plan
     assert split_rows(program) == [any(op in ops.REDUCTIONS for op in k.ops) for k in program.kernels]
     assert launches(program_of(target.fn, short_rows)) == (1, 0)
+
+
+def test_element_values_after_a_split_row_are_computed_again_where_reading_them_costs_more():
+    """Softmax over one long row: the division's kernel computes exp(x - max) again from x (4 bytes an
+    element) instead of the exp kernel writing it and the division reading it back (8). A value whose
+    inputs take as many bytes as it does twice (a * b, both full) is written and read."""
+    n = 100_000
+    x = np.ones(n, np.float32)
+    program = program_of(bench.softmax, x)
+    assert [k.ops for k in program.kernels] == [["max"], ["subtract", "exp", "sum"], ["subtract", "exp", "divide"]]
+    assert [len(k.outputs) for k in program.kernels] == [1, 1, 1], "only the row results and the softmax"
+    assert sum(k.bytes_moved for k in program.kernels) == 4 * n * 4 + 5 * 4  # x read 3 times, one write
+    program.graph.lint()
+
+    def product_then_normalize(a, b):
+        p = a * b
+        return p / p.sum()
+
+    program = program_of(product_then_normalize, x, x)
+    assert [k.ops for k in program.kernels] == [["multiply", "sum"], ["divide"]]
+    assert len(program.kernels[0].outputs) == 2, "the product is written for the division"
+
+    def normalize_then_also_return(x):
+        e = np.exp(x)
+        return e / e.sum(), e
+
+    program = program_of(normalize_then_also_return, x)
+    assert [k.ops for k in program.kernels] == [["exp", "sum"], ["divide"]], "e is written anyway"
 
 
 def test_siblings_joined_through_a_library_call_stay_apart():

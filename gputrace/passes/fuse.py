@@ -12,7 +12,10 @@ of its producers only if the group graph stays acyclic. An intermediate
 used outside its group, or returned, becomes an output of the group, written
 by the same kernel. Where a few long rows are reduced (a full reduction of a
 large array), the kernel splits each row over blocks; an element that reads
-its row's result then starts the next group (``Space.rows_are_split``).
+its row's result then starts the next group (``Space.rows_are_split``), and
+the element values it needs from the split group are computed again there
+when that reads fewer bytes than writing them and reading them back
+(``recompute_across_split_rows``).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ log = logging.getLogger("gputrace.fusion")
 
 SPLIT_CHUNK = 16384   # at least this many row elements per block when a row is split over blocks
 SPLIT_BLOCKS = 1024   # blocks a split reduction aims for
+MAX_RECOMPUTED = 16   # elementwise nodes a later kernel computes again rather than read their value
 
 
 def row_splits(rows: int, cols: int) -> int:
@@ -57,6 +61,11 @@ class Space:
             return False
         cols = math.prod(self.shape[a] for a in self.axes)
         return row_splits(math.prod(self.shape) // max(cols, 1), cols) > 1
+
+
+def group_space(group: list[Node]) -> Space:
+    """The space of a group of fusible nodes: its reductions', else its elementwise nodes' shape."""
+    return own_space(next((n for n in group if not ops.is_elementwise(n.kind)), group[0]))
 
 
 def _dtype_ok(t) -> bool:
@@ -274,6 +283,8 @@ def fuse(graph: Graph) -> Graph:
     (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
     graph, _ = hoist_views(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
+    if recompute_across_split_rows(graph, groups):
+        groups = [g for g in partition(graph) if fusible(g[0])]
     if log.isEnabledFor(logging.DEBUG):
         _log_decisions(graph, groups)
     for number, group in enumerate(groups):
@@ -284,9 +295,67 @@ def fuse(graph: Graph) -> Graph:
     return graph
 
 
+def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
+    """Let later kernels compute again the element values a split-row group writes for them.
+
+    A group whose rows are split over blocks ends where an element reads a row's result; the values
+    its elements computed for the next kernel (softmax over one long row: ``exp(x - max)``, read by
+    the division) would be written and read back. Such a value is computed again in the reader's
+    kernel when its inputs (all from outside the group: the group's elements read none of its own
+    results) take fewer bytes than writing the value and reading it back, it is not a graph output, its
+    readers are elements of the same shape, and it takes at most MAX_RECOMPUTED nodes. The copies go before the first reader; partitioning again
+    puts them in the reader's group. Returns whether the graph changed.
+    """
+    changed = False
+    for group in groups:
+        space = group_space(group)
+        if not space.rows_are_split():
+            continue
+        inside = set(group)
+        elements = [n for n in group if ops.is_elementwise(n.kind) and n.output.type.shape == space.shape]
+        copies: dict[Value, Value] = {}
+        for node in elements:
+            value = node.output
+            readers = [u for u in value.users if u not in inside]
+            if not readers or value in graph.outputs or not all(
+                    ops.is_elementwise(u.kind) and u.output.type.shape == space.shape for u in readers):
+                continue  # (a reader of another shape would leave the copies a kernel of their own)
+            cone = _element_cone(node, inside)
+            leaves = {v for n in cone for v in n.inputs if v.producer not in cone}
+            read = sum(v.type.nbytes for v in leaves if isinstance(v.type, TensorType))
+            if len(cone) > MAX_RECOMPUTED or read >= 2 * value.type.nbytes:
+                continue
+            first = min(readers, key=graph.nodes.index)
+            for original in sorted(cone, key=graph.nodes.index):
+                if original.output in copies:
+                    continue
+                copy = graph.create_node(original.kind, [copies.get(v, v) for v in original.inputs],
+                                         [v.type for v in original.outputs], attrs=original.attrs,
+                                         source=original.source)
+                graph.insert_before(first, [copy])
+                copies[original.output] = copy.output
+            for reader in readers:
+                reader.inputs = [copies[v] if v is value else v for v in reader.inputs]
+            changed = True
+    if changed:
+        graph.topological_sort()  # a copy made for a later reader may feed an earlier one's copy
+    return changed
+
+
+def _element_cone(node: Node, inside: set[Node]) -> set[Node]:
+    """``node`` and the nodes of its group it is computed from."""
+    cone, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n not in cone:
+            cone.add(n)
+            stack += [v.producer for v in n.inputs if v.producer in inside]
+    return cone
+
+
 def _log_decisions(graph: Graph, groups: list[list[Node]]) -> None:
     for number, group in enumerate(groups):
-        space = own_space(next((n for n in group if not ops.is_elementwise(n.kind)), group[0]))
+        space = group_space(group)
         reduces = f", reducing axes {space.axes}" if space.axes is not None else ""
         log.debug("fused_%d: %s over shape %s%s", number, ", ".join(n.kind for n in group), space.shape, reduces)
     grouped = {n for g in groups for n in g}
