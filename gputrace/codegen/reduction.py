@@ -41,6 +41,8 @@ from .templates import read_template
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
+PER_THREAD_TARGET = 65536   # threads a reduction over a leading axis aims for, splitting its columns
+COLUMN_PART_MIN = 1024      # at least this many elements per thread when a column is split
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
@@ -52,6 +54,13 @@ def lanes_per_row(cols: int) -> int:
     while lanes < min(cols, 32):
         lanes *= 2
     return lanes
+
+
+def column_splits(rows: int, cols: int) -> int:
+    """Over how many threads each row is split when rows lie side by side in memory (a thread per row):
+    enough threads to keep the GPU's loads in flight (``x.sum(axis=0)`` of a tall matrix has few columns),
+    each with at least COLUMN_PART_MIN elements."""
+    return max(1, min(-(-cols // COLUMN_PART_MIN), PER_THREAD_TARGET // max(rows, 1)))
 
 
 def row_layout(cols: int) -> tuple[int, int]:
@@ -149,8 +158,8 @@ def _part_end(part: str) -> str:
     return f"({part} + 1) * chunk < cols ? ({part} + 1) * chunk : cols"
 
 
-def _combine_parts(r: Reduced) -> list[str]:
-    """The last block of a split row: the row's result from its parts' partial results.
+def _combine_parts(r: Reduced, per_thread: bool) -> list[str]:
+    """The last block (or thread) of a split row: the row's result from its parts' partial results.
 
     var/std merge the parts by Chan et al.'s formula, M2 = sum of M2_p + n_p (mean_p - mean)^2, where
     mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
@@ -158,18 +167,21 @@ def _combine_parts(r: Reduced) -> list[str]:
     corrects for that as in the two-pass formula (``finish`` subtracts its square over N)."""
     k, ctype, last = r.number, r.ctype, r.passes[-1][0]
     part = "partial{k}{stage}[row * splits + p]"
-    loop = "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)"
+    loop = ("        for (index_t p = 0; p < splits; ++p)" if per_thread else
+            "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)")
+
+    def over_threads(value: str, combine: str, identity: str) -> str:
+        return value if per_thread else f"gt_block_reduce({value}, {combine}(), {identity}, scratch{k})"
     if r.node.op not in ("var", "std"):
         combine = _COMBINE[r.node.op]
         return [f"        {r.value_t} all{k} = {r.identity};", loop,
                 f"            all{k} = {combine}()(all{k}, gt_load_partial(&{part.format(k=k, stage=last)}));",
-                f"        const {r.value_t} red{k}{last} = gt_block_reduce(all{k}, {combine}(), {r.identity}, "
-                f"scratch{k});"]
+                f"        const {r.value_t} red{k}{last} = {over_threads(f'all{k}', combine, r.identity)};"]
     mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
     size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
     return [f"        {ctype} all{k}m = 0, all{k}d = 0, all{k}s = 0;", loop,
             f"            all{k}m = gt_add(all{k}m, gt_multiply({size}, {mean}));",
-            f"        const {ctype} red{k}m = gt_block_reduce(all{k}m, GtSum(), {ctype}(0), scratch{k});",
+            f"        const {ctype} red{k}m = {over_threads(f'all{k}m', 'GtSum', f'{ctype}(0)')};",
             f"        const {ctype} row_mean{k} = gt_true_divide(red{k}m, gt_cast<{ctype}>(cols));",
             loop + " {",
             f"            const {ctype} n = {size};",
@@ -178,8 +190,17 @@ def _combine_parts(r: Reduced) -> list[str]:
             f"            all{k}d = gt_add(all{k}d, gt_add({squares}, gt_multiply(n, gt_multiply(shift, shift))));",
             f"            all{k}s = gt_add(all{k}s, gt_multiply(n, shift));",
             "        }",
-            f"        const {ctype} red{k}d = gt_block_reduce(all{k}d, GtSum(), {ctype}(0), scratch{k});",
-            f"        const {ctype} red{k}s = gt_block_reduce(all{k}s, GtSum(), {ctype}(0), scratch{k});"]
+            f"        const {ctype} red{k}d = {over_threads(f'all{k}d', 'GtSum', f'{ctype}(0)')};",
+            f"        const {ctype} red{k}s = {over_threads(f'all{k}s', 'GtSum', f'{ctype}(0)')};"]
+
+
+def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
+    """Whether neighbouring rows of an operand lie closer together in memory than a row's elements do (a
+    reduction over a leading axis, ``x.sum(axis=0)``): then a thread per row reads coalesced."""
+    if not kept or kept[-1] == 0:
+        return False
+    inner = min((abs(r) for r in reduced if r), default=None)
+    return abs(kept[-1]) == 1 or (inner is not None and abs(kept[-1]) < inner)
 
 
 def _depends_on_reduction(values: list[Value], reductions: list[Node]) -> bool:
@@ -308,12 +329,24 @@ def render_reduction(group: Node, number: int) -> Kernel:
             return f"a{a}", v.type
         return local.get(v) or names[v]
 
+    # A row may be split over several blocks or threads (which write partial results; the last of a row to
+    # finish, by a ticket counter, combines them and writes the row's outputs) only where nothing reads a
+    # row's result back over its elements (the fusion pass ends such groups at their reductions where it
+    # splits rows) and no reduction reads another's; element outputs (prologue values) are written by each
+    # block or thread for its part. A float var/std merges its parts by Chan's formula.
+    splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
+        and all(n.op not in ("var", "std") or accumulator_dtype(n).kind == "f" for n in reductions) \
+        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
     # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
-    # neighbouring threads then read neighbouring elements. A row shorter than a block is reduced by a group
-    # of lanes of one warp (a block would leave most of its threads idle: a block per 3-element row).
-    # Otherwise one block reduces each row.
-    per_thread = rows >= PER_THREAD_MIN_ROWS and all(
-        kstrides[a] and abs(kstrides[a][-1]) == 1 for a in elem_accesses if accesses[a].pointer.startswith("in"))
+    # neighbouring threads then read neighbouring elements; where there are too few rows to fill the GPU,
+    # each row is split over several threads (``x.sum(axis=0)`` of a tall matrix). A row shorter than a
+    # block is reduced by a group of lanes of one warp (a block would leave most of its threads idle: a block
+    # per 3-element row). Otherwise one block reduces each row; few long rows (a full reduction) are split
+    # over several blocks.
+    side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
+                       for a in elem_accesses if accesses[a].pointer.startswith("in"))
+    thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
+    per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
     grouped = not per_thread and cols < BLOCK
     if per_thread:
         block, items, lanes = BLOCK, 0, 1
@@ -324,28 +357,21 @@ def render_reduction(group: Node, number: int) -> Kernel:
         block, items = row_layout(cols)
         lanes = block
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
-    # Few long rows (a full reduction): each row is split over several blocks, which write partial results;
-    # the last block of a row to finish (a ticket counter) combines them and writes the row's outputs.
-    # Only for groups where nothing reads a row's result back over its elements (the fusion pass ends such
-    # groups at their reductions) and no reduction reads another's; element outputs (prologue values) are
-    # written by each block for its part. A float var/std merges its parts by Chan's formula.
-    splits = 1
-    if not per_thread and not items \
-            and not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
-            and all(n.op not in ("var", "std") or accumulator_dtype(n).kind == "f" for n in reductions) \
-            and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions):
-        splits = row_splits(rows, cols)
+    splits = thread_parts if per_thread else row_splits(rows, cols) if splittable and not items else 1
     chunk = -(-cols // splits)
+    splits = -(-cols // chunk) if cols else 1  # every part has elements
     units = rows * splits
-    assert splits == 1 or (splits - 1) * chunk < cols, "every part of a split row has elements"
     constants += [f"    constexpr index_t units = {units};"]
     if splits > 1:
         constants += [f"    constexpr index_t splits = {splits}, chunk = {chunk};"]
-        shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
-        setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;",
-                     f"        const index_t end = {_part_end('part')};"]
+        if per_thread:  # neighbouring threads take neighbouring rows' same part
+            setup[:0] = ["        const index_t row = unit % rows, part = unit / rows;"]
+        else:
+            shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
+            setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;"]
+        setup[1:1] = [f"        const index_t end = {_part_end('part')};"]
         if any(n.op in ("var", "std") for n in reductions):
-            setup[2:2] = ["        const index_t count = end - part * chunk;  // this block's elements of the row"]
+            setup[2:2] = ["        const index_t count = end - part * chunk;  // this part's elements of the row"]
     elif grouped:  # unit is the warp's first row: the warp's 32 lanes loop together (they shuffle together)
         setup[:0] = [f"        const index_t lane_row = unit + (threadIdx.x & 31) / {lanes};",
                      "        const bool active = lane_row < units;  // lanes past the last row redo the warp's "
@@ -365,7 +391,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
                     f"{indent}    const index_t j = {lane} + t * {lanes};",
                     f"{indent}    if (j < cols) {{"]
         if per_thread:
-            return [f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
+            return [f"{indent}for (index_t j = part * chunk; j < end; ++j) {{" if splits > 1 else
+                    f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
         if splits > 1:
             return [f"{indent}for (index_t j = part * chunk + threadIdx.x; j < end; j += blockDim.x) {{"]
         return [f"{indent}for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {{"]
@@ -559,7 +586,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
                     squares = f"gt_corrected_squares({reduced}, {sums}, gt_cast<{ctype}>(count))"
                     stored = [("s", sums), ("d", squares)]
                 for suffix, value in stored:
-                    body.append(f"        if (threadIdx.x == 0) partial{number_r}{suffix}[unit] = {value};")
+                    body.append(f"        {'' if per_thread else 'if (threadIdx.x == 0) '}"
+                                f"partial{number_r}{suffix}[row * splits + part] = {value};")
                     params.append(f"{value_t}* __restrict__ partial{number_r}{suffix}")
                     workspace.append((np.dtype(np.uint8), units * ARG_PAIR_BYTES, False) if is_arg else
                                      (acc, units, False))
@@ -589,13 +617,14 @@ def render_reduction(group: Node, number: int) -> Kernel:
             write_elem_outputs()
         params.append("unsigned int* __restrict__ tickets")
         workspace.append((np.dtype(np.uint32), rows, True))
-        body += ["        __threadfence();  // this block's partial results are visible before its ticket",
-                 "        if (threadIdx.x == 0) last_block = atomicAdd(&tickets[row], 1u) == splits - 1;",
+        body.append("        __threadfence();  // this part's partial results are visible before its ticket")
+        body += ["        if (atomicAdd(&tickets[row], 1u) != splits - 1) continue;"] if per_thread else \
+                ["        if (threadIdx.x == 0) last_block = atomicAdd(&tickets[row], 1u) == splits - 1;",
                  "        __syncthreads();",
-                 "        if (!last_block) continue;",
-                 "        __threadfence();"]
+                 "        if (!last_block) continue;"]
+        body.append("        __threadfence();")
         for r in finishes:
-            body += _combine_parts(r)
+            body += _combine_parts(r, per_thread)
     for r in finishes:
         finish(r)
 

@@ -418,6 +418,23 @@ def test_rows_shorter_than_a_block_are_reduced_by_lanes_of_one_warp(backend, col
     assert ("gt_group_reduce" in kernel.source) == (lanes > 1) and "gt_block_reduce" not in kernel.source
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int16, np.uint8, bool], ids=str)
+def test_columns_of_a_tall_array_are_split_over_threads(backend, dtype, rng):
+    """A reduction over a leading axis with few columns (``x.sum(axis=0)`` of a tall matrix): a thread per
+    column would leave the GPU nearly idle, so each column is split over threads, the last of a column to
+    finish combining the parts. Columns read backwards and every other one (strides -2), NaN and inf in
+    some parts, argmin's first occurrence across parts, var/std merged by Chan's formula."""
+    x = sample(rng, dtype, (20000, 128), special=0.001, scale=1.0)[:, ::-2]
+    if np.dtype(dtype).kind in "iu":
+        x = (x % 8).astype(dtype)  # no overflow in var's squares
+    names = [n for n in REDUCTIONS if not (np.dtype(dtype) == np.float16 and n in ("var", "std", "prod"))
+             and not (n == "prod" and np.dtype(dtype).kind == "f")]  # products of 20000 values: 0 or inf
+    traced = assert_reductions_agree(backend, x, 0, False, names, rtol=4e-3 if dtype == np.float16 else None)
+    [kernel] = traced.kernels
+    assert kernel.elements == 64 * 20 and "tickets" in kernel.source, "64 columns of 20000 in 20 parts each"
+    assert kernel.work_per_block == kernel.block, "a thread per part"
+
+
 def test_long_columns_and_full_reductions(backend, rng):
     x = rng.standard_normal((4000, 3)).astype(np.float32)
     assert_reductions_agree(backend, x, 0, False, ("sum", "min", "argmax", "std"))
