@@ -1,6 +1,6 @@
 // gputrace row kernel: each block reduces whole rows (the reduced axes), grid-stride over rows; or each
 // thread, for rows side by side in memory; or a group of lanes of one warp, for rows shorter than a block.
-// Few long rows are each split over several blocks (units).
+// Few long rows are each split over several blocks, or side by side over several threads (units).
 // ${name}: ${summary}
 // Phases: one loop over the row per reduction, then one loop that writes the elementwise outputs.
 // Rows that fit are held in registers (cache<a>[t]); __launch_bounds__ keeps enough blocks per SM that

@@ -354,6 +354,30 @@ def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name
     assert launches(program_of(target.fn, short_rows)) == (1, 0)
 
 
+def c_ordered_type_only(shape):
+    """A float32 array of ``shape`` and C-order strides for lowering only: one element is allocated, the
+    rest is never read (kernels are rendered for its type, not run)."""
+    strides = tuple(4 * int(np.prod(shape[d + 1:])) for d in range(len(shape)))
+    return np.lib.stride_tricks.as_strided(np.ones(1, np.float32), shape, strides, writeable=False)
+
+
+@pytest.mark.parametrize("shape, split", [((100_000, 2048), True), ((40_000, 64), True), ((4096, 256), False),
+                                          ((17_000, 40_000), False)], ids=str)
+def test_a_reduction_over_a_leading_axis_splits_its_columns_where_they_are_too_few(shape, split):
+    """Columns too long to hold on chip and too few to fill the GPU with a thread each are split over
+    threads, so centring (batch-norm style) ends the reduction's kernel where the mean is read back: a split
+    column reduction and an elementwise kernel. Columns held in registers (4096 long), or enough of them
+    (40,000), keep one kernel, as before."""
+    x = c_ordered_type_only(shape)
+    center = lambda x: (x - x.mean(axis=0)) / x.std(axis=0)  # noqa: E731
+    program = gputrace.trace(center, (np.ones((4, 4), np.float32),), check_trace=False).lower(x)
+    assert [k.ops for k in program.kernels] == ([["mean", "std"], ["subtract", "divide"]] if split else
+                                                [["mean", "subtract", "std", "divide"]])
+    assert split_rows(program)[0] == split
+    column_sums = gputrace.trace(lambda x: x.sum(axis=0) * 2, (np.ones((4, 4), np.float32),), check_trace=False)
+    assert split_rows(column_sums.lower(x)) == [shape[1] < 40_000], "split too where nothing reads the sums back"
+
+
 def test_element_values_after_a_split_row_are_computed_again_where_reading_them_costs_more():
     """Softmax over one long row: the division's kernel computes exp(x - max) again from x (4 bytes an
     element) instead of the exp kernel writing it and the division reading it back (8). A value whose

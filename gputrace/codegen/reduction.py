@@ -17,11 +17,12 @@ Four layouts, chosen from the sizes (all constants of the source):
 - a block per row, re-reading longer rows in each phase (from L2);
 - a thread per row when rows lie side by side in memory (a reduction over a
   leading axis), so neighbouring threads read neighbouring elements;
-and few long rows (a full reduction) are split over several blocks whose
-partial results the row's last block combines (var/std by Chan et al.'s
-merge of the parts' means and squared deviations). The fusion pass ends
-such a group where an element reads its row's result (``x / x.sum()``):
-only the row's last block knows it.
+and few long rows (a full reduction) are split over several blocks, or, side
+by side, over several threads (too few columns of a tall matrix to fill the
+GPU), whose partial results the row's last block or thread combines (float
+sums compensated; var/std by Chan et al.'s merge of the parts' means and
+squared deviations). The fusion pass ends such a group where an element
+reads its row's result (``x / x.sum()``): only the row's last block knows it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, own_space, row_splits
+from ..passes.fuse import Space, column_splits, own_space, row_splits
 from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .kernel import Kernel
@@ -41,8 +42,6 @@ from .templates import read_template
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
-PER_THREAD_TARGET = 65536   # threads a reduction over a leading axis aims for, splitting its columns
-COLUMN_PART_MIN = 1024      # at least this many elements per thread when a column is split
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
@@ -54,13 +53,6 @@ def lanes_per_row(cols: int) -> int:
     while lanes < min(cols, 32):
         lanes *= 2
     return lanes
-
-
-def column_splits(rows: int, cols: int) -> int:
-    """Over how many threads each row is split when rows lie side by side in memory (a thread per row):
-    enough threads to keep the GPU's loads in flight (``x.sum(axis=0)`` of a tall matrix has few columns),
-    each with at least COLUMN_PART_MIN elements."""
-    return max(1, min(-(-cols // COLUMN_PART_MIN), PER_THREAD_TARGET // max(rows, 1)))
 
 
 def row_layout(cols: int) -> tuple[int, int]:
@@ -170,28 +162,44 @@ def _combine_parts(r: Reduced, per_thread: bool) -> list[str]:
     loop = ("        for (index_t p = 0; p < splits; ++p)" if per_thread else
             "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)")
 
-    def over_threads(value: str, combine: str, identity: str) -> str:
-        return value if per_thread else f"gt_block_reduce({value}, {combine}(), {identity}, scratch{k})"
+    def over_threads(total: str) -> str:
+        """The row's sum from this thread's: the block's threads' summed (a thread alone: its own)."""
+        return total if per_thread else f"gt_block_reduce({total}, GtSum(), {ctype}(0), scratch{k})"
+
+    def sums(*names: str) -> list[str]:
+        """Compensated (Kahan) float sums over the parts: a thread alone may add a thousand of them."""
+        return [f"        {ctype} {n} = 0, lost_{n} = 0;" for n in names]
+
+    def add(name: str, value: str) -> str:
+        return f"            gt_kahan_add({name}, lost_{name}, {value});"
+
+    def total(name: str) -> str:
+        return over_threads(f"gt_kahan_total({name}, lost_{name})")
     if r.node.op not in ("var", "std"):
+        stored = f"gt_load_partial(&{part.format(k=k, stage=last)})"
+        if r.node.op in ("sum", "mean") and r.acc.kind == "f":
+            return sums(f"all{k}") + [loop, add(f"all{k}", stored),
+                                      f"        const {ctype} red{k}{last} = {total(f'all{k}')};"]
         combine = _COMBINE[r.node.op]
+        combined = f"all{k}" if per_thread else f"gt_block_reduce(all{k}, {combine}(), {r.identity}, scratch{k})"
         return [f"        {r.value_t} all{k} = {r.identity};", loop,
-                f"            all{k} = {combine}()(all{k}, gt_load_partial(&{part.format(k=k, stage=last)}));",
-                f"        const {r.value_t} red{k}{last} = {over_threads(f'all{k}', combine, r.identity)};"]
+                f"            all{k} = {combine}()(all{k}, {stored});",
+                f"        const {r.value_t} red{k}{last} = {combined};"]
     mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
     size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
-    return [f"        {ctype} all{k}m = 0, all{k}d = 0, all{k}s = 0;", loop,
-            f"            all{k}m = gt_add(all{k}m, gt_multiply({size}, {mean}));",
-            f"        const {ctype} red{k}m = {over_threads(f'all{k}m', 'GtSum', f'{ctype}(0)')};",
+    return sums(f"all{k}m", f"all{k}d", f"all{k}s") + [
+            loop, add(f"all{k}m", f"gt_multiply({size}, {mean})"),
+            f"        const {ctype} red{k}m = {total(f'all{k}m')};",
             f"        const {ctype} row_mean{k} = gt_true_divide(red{k}m, gt_cast<{ctype}>(cols));",
             loop + " {",
             f"            const {ctype} n = {size};",
             f"            const {ctype} shift = gt_add(gt_subtract({mean}, row_mean{k}), "
             f"gt_true_divide({deviations}, n));",
-            f"            all{k}d = gt_add(all{k}d, gt_add({squares}, gt_multiply(n, gt_multiply(shift, shift))));",
-            f"            all{k}s = gt_add(all{k}s, gt_multiply(n, shift));",
+            add(f"all{k}d", f"gt_add({squares}, gt_multiply(n, gt_multiply(shift, shift)))"),
+            add(f"all{k}s", "gt_multiply(n, shift)"),
             "        }",
-            f"        const {ctype} red{k}d = {over_threads(f'all{k}d', 'GtSum', f'{ctype}(0)')};",
-            f"        const {ctype} red{k}s = {over_threads(f'all{k}s', 'GtSum', f'{ctype}(0)')};"]
+            f"        const {ctype} red{k}d = {total(f'all{k}d')};",
+            f"        const {ctype} red{k}s = {total(f'all{k}s')};"]
 
 
 def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:

@@ -321,15 +321,16 @@ def test_nan_and_infinities_propagate_like_numpy(backend):
 @pytest.mark.parametrize("shape, axis", [((2**20,), None), ((4, 2**18), 1), ((2**18, 4), 0)],
                          ids=["full", "rows", "columns"])
 def test_float32_sums_are_at_least_as_accurate_as_numpy(backend, shape, axis, rng):
-    """Issue 4: float32 accumulation at least as accurate as NumPy's pairwise summation. Values near 30000
-    make a plain running sum lose digits, and the variance's mean error d adds N d^2 to its squares."""
+    """Issue 4: float32 accumulation at least as accurate as NumPy's pairwise summation, and within 1e-6
+    where NumPy's is worse (its column sums add row after row). Values near 30000 make a plain running sum
+    lose digits, and the variance's mean error d adds N d^2 to its squares."""
     x = (rng.random(shape) + 30000).astype(np.float32)
     fns = {name: (lambda x, name=name: getattr(np, name)(x, axis=axis)) for name in ("sum", "mean", "var", "std")}
     for name, fn in fns.items():
         truth = fn(x.astype(np.float64))
         [got] = run_on(trace(fn, (x,)), (x,), backend)
         ours, numpys = (np.max(np.abs(r.astype(np.float64) / truth - 1)) for r in (got, fn(x)))
-        assert ours <= max(numpys, 1e-7), (name, ours, numpys)
+        assert ours <= max(min(numpys, 1e-6), 1e-7), (name, ours, numpys)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float16, 1e-3), (np.float32, 2e-7), (np.float64, 1e-14)], ids=str)
@@ -431,8 +432,24 @@ def test_columns_of_a_tall_array_are_split_over_threads(backend, dtype, rng):
              and not (n == "prod" and np.dtype(dtype).kind == "f")]  # products of 20000 values: 0 or inf
     traced = assert_reductions_agree(backend, x, 0, False, names, rtol=4e-3 if dtype == np.float16 else None)
     [kernel] = traced.kernels
-    assert kernel.elements == 64 * 20 and "tickets" in kernel.source, "64 columns of 20000 in 20 parts each"
+    assert kernel.elements == 64 * 157 and "tickets" in kernel.source, "64 columns of 20000 in 157 parts each"
     assert kernel.work_per_block == kernel.block, "a thread per part"
+
+
+def test_standardizing_long_columns_reads_their_split_statistics_back(backend, rng):
+    """Batch-norm style over a tall matrix: the columns' mean and std in one split kernel (their kernel ends
+    where they are read back, tests/test_passes.py), then the elementwise kernel. Against float64: NumPy's
+    float32 column mean adds row after row and errs by 2e-4 here. A NaN spoils one column."""
+    x = (rng.standard_normal((17000, 64)) * 3 + 100).astype(np.float32)
+    standardize = lambda x: (x - x.mean(axis=0)) / x.std(axis=0)  # noqa: E731
+    traced = trace(standardize, (x,))
+    assert [k.ops for k in traced.kernels] == [["mean", "std"], ["subtract", "divide"]]
+    truth = standardize(x.astype(np.float64))
+    [ours] = run_on(traced, (x,), backend)
+    assert_arrays_agree(truth.astype(np.float32), ours, atol=2e-5, what="standardized columns")
+    x[12345, 7] = np.nan
+    out = run_on(traced, (x,), backend)[0]
+    assert np.isnan(out[:, 7]).all() and not np.isnan(np.delete(out, 7, axis=1)).any()
 
 
 def test_long_columns_and_full_reductions(backend, rng):
