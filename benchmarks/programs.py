@@ -85,6 +85,12 @@ def layernorm(x, weight, bias, *, xp=np):
     return centred / xp.sqrt(var + 1e-5) * weight + bias
 
 
+def batchnorm(x, weight, bias, *, xp=np):
+    """Batch normalisation as in training: each feature's statistics over the batch (the leading axis)."""
+    centred = x - xp.mean(x, axis=0, keepdims=True)
+    return centred / xp.sqrt(xp.var(x, axis=0, keepdims=True) + 1e-5) * weight + bias
+
+
 def rmsnorm(x, weight, *, xp=np):
     """RMS normalisation over the last axis, with weight."""
     return x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + 1e-6) * weight
@@ -154,6 +160,9 @@ def _rows(d):
 # the row-wise programs (softmax, layernorm, RMSNorm): issue 4's targets are at 8192x8192
 ROW_DIMS = {"tiny": {"rows": 4, "cols": 33}, "small": {"rows": 128, "cols": 1024},
             "large": {"rows": 8192, "cols": 8192}}
+# rows shorter than a block (attention over 64 keys): a group of lanes of one warp per row
+SHORT_ROW_DIMS = {"tiny": {"rows": 37, "cols": 5}, "small": {"rows": 2048, "cols": 64},
+                  "large": {"rows": 1 << 19, "cols": 64}}
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
@@ -195,6 +204,22 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
         elements=lambda d: (_rows(d) + 2 * d["cols"], _rows(d)),
         flop_count=lambda d: 7 * _rows(d) + 4 * d["rows"],
         description="layer norm over the last axis, weight and bias"),
+    Benchmark(
+        "softmax_short_rows", softmax,
+        dims=SHORT_ROW_DIMS,
+        make=lambda rng, d: (normal(rng, (d["rows"], d["cols"]), 3.0),),
+        elements=lambda d: (_rows(d), _rows(d)),
+        flop_count=lambda d: 5 * _rows(d),
+        description="softmax over the last axis, 64 columns"),
+    Benchmark(
+        "batchnorm", batchnorm,
+        dims={"tiny": {"batch": 5, "features": 4}, "small": {"batch": 128, "features": 1024},
+              "large": {"batch": 32768, "features": 1024}},
+        make=lambda rng, d: (normal(rng, (d["batch"], d["features"]), 2.0) + np.float32(0.5),
+                             normal(rng, (d["features"],)), normal(rng, (d["features"],))),
+        elements=lambda d: (d["batch"] * d["features"] + 2 * d["features"], d["batch"] * d["features"]),
+        flop_count=lambda d: 8 * d["batch"] * d["features"],
+        description="batch norm: statistics over the leading axis"),
     Benchmark(
         "rmsnorm", rmsnorm,
         dims=ROW_DIMS,

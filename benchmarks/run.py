@@ -445,6 +445,7 @@ def torch_numpy(torch: Any) -> types.SimpleNamespace:
         max=lambda x, axis=None, keepdims=False: torch.amax(x, dim=axis, keepdim=keepdims),
         sum=lambda x, axis=None, keepdims=False: torch.sum(x, dim=axis, keepdim=keepdims),
         mean=lambda x, axis=None, keepdims=False: torch.mean(x, dim=axis, keepdim=keepdims),
+        var=lambda x, axis=None, keepdims=False: torch.var(x, dim=axis, keepdim=keepdims, correction=0),
         split=lambda x, sections, axis=0: torch.chunk(x, sections, dim=axis))
 
 
