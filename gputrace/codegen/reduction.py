@@ -12,8 +12,9 @@ Four layouts, chosen from the sizes (all constants of the source):
 - a group of lanes of one warp per row (a power of two, at most 32) for rows shorter than a block, the
   row held in registers: the group reduces with shuffles alone, and a warp works on several short rows;
 - a block per row, the row held in registers (up to 16 elements per thread):
-  rows are read from memory once, and element values a later phase needs
-  again (softmax's ``exp``) are kept rather than recomputed;
+  rows are read from memory once, 16 bytes per access where contiguous and
+  aligned, and element values a later phase needs again (softmax's ``exp``)
+  are kept rather than recomputed;
 - a block per row, re-reading longer rows in each phase (from L2);
 - a thread per row when rows lie side by side in memory (a reduction over a
   leading axis), so neighbouring threads read neighbouring elements;
@@ -34,7 +35,7 @@ import numpy as np
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
 from ..passes.fuse import Space, column_splits, own_space, row_splits
-from .elementwise import (HALF, STORAGE_TYPES, broadcast_strides, collapse_dims, compute_type, index_type,
+from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .kernel import Kernel
 from .templates import read_template
@@ -365,11 +366,29 @@ def render_reduction(group: Node, number: int) -> Kernel:
         block, items = row_layout(cols)
         lanes = block
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
+    def held_per_row(a: int) -> bool:
+        """Whether operand ``a`` is held in registers with the row: it differs between rows, or there is one row."""
+        return any(accesses[a].kept) or rows == 1
+
+    # A row held in registers by a block moves `width` elements per access (128-bit loads and stores of
+    # float32) for operands contiguous along the row whose rows start on a vector boundary, when their
+    # pointers are aligned (checked once per launch; else element by element, in the same order).
+    vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
+                and (held_per_row(a) or accesses[a].pointer.startswith("out"))] if items and not grouped else []
+    width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
+    vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
+    if not vectored or cols < block * width:
+        vectored, width = [], 1
+    if vectored:  # this thread's elements: whole vectors
+        items = width * -(-cols // (block * width))
     splits = thread_parts if per_thread else row_splits(rows, cols) if splittable and not items else 1
     chunk = -(-cols // splits)
     splits = -(-cols // chunk) if cols else 1  # every part has elements
     units = rows * splits
     constants += [f"    constexpr index_t units = {units};"]
+    if vectored:
+        aligned = " && ".join(f"gt_vector_aligned<{width}>({accesses[a].pointer})" for a in vectored)
+        constants += [f"    const bool vectors_aligned = {aligned};  // every pointer moved {width} elements at a time"]
     if splits > 1:
         constants += [f"    constexpr index_t splits = {splits}, chunk = {chunk};"]
         if per_thread:  # neighbouring threads take neighbouring rows' same part
@@ -395,8 +414,10 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def row_loop(indent: str) -> list[str]:
         """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
         if items:
+            j = (f"(t / {width}) * {block * width} + threadIdx.x * {width} + t % {width}" if width > 1 else
+                 f"{lane} + t * {lanes}")
             return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
-                    f"{indent}    const index_t j = {lane} + t * {lanes};",
+                    f"{indent}    const index_t j = {j};",
                     f"{indent}    if (j < cols) {{"]
         if per_thread:
             return [f"{indent}for (index_t j = part * chunk; j < end; ++j) {{" if splits > 1 else
@@ -407,6 +428,26 @@ def render_reduction(group: Node, number: int) -> Kernel:
 
     def end_row_loop(indent: str) -> list[str]:
         return [f"{indent}}}}}" if items else f"{indent}}}"]
+
+    def vector_loop(indent: str, vector: list[str], element: list[str]) -> list[str]:
+        """A loop over this thread's vectors of the row: ``vector`` moves the W elements from ``j0`` at once,
+        ``element`` the element ``j0 + r`` (a pointer not aligned, or the row's last vector cut short)."""
+        inner = indent + "        "
+        return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
+                f"{indent}    const index_t j0 = q * {block * width} + threadIdx.x * {width};",
+                f"{indent}    if (vectors_aligned && j0 + {width} <= cols) {{",
+                *[inner + line for line in vector],
+                f"{indent}    }} else {{",
+                f"{inner}#pragma unroll",
+                f"{inner}for (int r = 0; r < {width}; ++r) {{",
+                f"{inner}    if (j0 + r < cols) {{",
+                *[inner + "        " + line for line in element],
+                f"{inner}}}}}",
+                f"{indent}    }}",
+                f"{indent}}}"]
+
+    def vector_type(a: int) -> str:
+        return f"GtVector<{STORAGE_TYPES[accesses[a].dtype.name]}, {width}>"
 
     def emit_elements(targets: list[Value], indent: str, consumer: Node | None = None,
                       stores: tuple[int, ...] = ()) -> tuple[list[str], list[str], dict]:
@@ -426,14 +467,23 @@ def render_reduction(group: Node, number: int) -> Kernel:
                         if (n, p) in access_of and accesses[access_of[(n, p)]].reduced is not None})
         # Operands that differ between rows are loaded into registers once, all loads issued before any use;
         # the ones that are the same for every row (a layernorm weight) are read where used, from L1.
-        keep = [a for a in loads if items and a not in cached and any(accesses[a].kept)]
+        keep = [a for a in loads if items and a not in cached and held_per_row(a)]
         preload = []
-        if keep:
+        one_by_one = [a for a in keep if a not in vectored]
+        if one_by_one:
             inner = indent + "    "
-            preload = row_loop(indent[:-4]) + column_setup(inner, keep)
-            preload += [load(a, inner, True) for a in keep] + [f"{inner}cache{a}[t] = a{a};" for a in keep]
-            preload += end_row_loop(indent[:-4])
-            cached.update(keep)
+            preload = row_loop(indent[:-4]) + column_setup(inner, one_by_one)
+            preload += [load(a, inner, True) for a in one_by_one]
+            preload += [f"{inner}cache{a}[t] = a{a};" for a in one_by_one] + end_row_loop(indent[:-4])
+        as_vectors = [a for a in keep if a in vectored]
+        if as_vectors:
+            preload += vector_loop(indent[:-4], [
+                line for a in as_vectors for line in (
+                    f"const {vector_type(a)} v{a} = *reinterpret_cast<const {vector_type(a)}*>("
+                    f"{accesses[a].pointer} + roff{a} + j0);",
+                    f"for (int r = 0; r < {width}; ++r) cache{a}[q * {width} + r] = v{a}.v[r];")],
+                [f"cache{a}[q * {width} + r] = {accesses[a].pointer}[roff{a} + j0 + r];" for a in as_vectors])
+        cached.update(keep)
         fresh = [a for a in loads if a not in cached]
         lines = column_setup(indent, fresh + list(stores)) + [load(a, indent, True) for a in fresh]
         lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = cache{a}[t];" for a in loads if a in cached]
@@ -608,17 +658,43 @@ def render_reduction(group: Node, number: int) -> Kernel:
 
     def write_elem_outputs() -> None:
         """The loop over the row (or, split, over this block's part) writing the element-level outputs."""
-        preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], "            ",
+        stored = [(k, a) for k, _, a in elem_outputs if a in vectored]
+        indent = "                    " if stored else "            "
+        preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], indent,
                                               stores=tuple(a for _, _, a in elem_outputs))
-        body.extend(preload + row_loop("        ") + lines)
+        if stored:  # each vector's elements are computed into it, then it is stored at once
+            body.extend(preload + [
+                "        #pragma unroll", f"        for (int q = 0; q < {items // width}; ++q) {{",
+                f"            const index_t j0 = q * {block * width} + threadIdx.x * {width};",
+                *[f"            {vector_type(a)} v{a};" for _, a in stored],
+                "            #pragma unroll", f"            for (int r = 0; r < {width}; ++r) {{",
+                f"                const int t = q * {width} + r;",
+                "                const index_t j = j0 + r;",
+                "                if (j < cols) {"] + lines)
+        else:
+            body.extend(preload + row_loop("        ") + lines)
         guard = "if (active) " if grouped else ""
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
             index = f"roff{a} + coff{a}"
-            body.append(f"            {guard}gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
-                        f"            {guard}out{k}[{index}] = {value};")
-        body.extend(end_row_loop("        "))
+            if a in vectored:
+                body.append(f"{indent}v{a}.v[r] = {value};")
+            else:
+                body.append(f"{indent}{guard}gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
+                            f"{indent}{guard}out{k}[{index}] = {value};")
+        if not stored:
+            body.extend(end_row_loop("        "))
+            return
+        body.extend(["                }", "            }",
+                     f"            if (vectors_aligned && j0 + {width} <= cols) {{",
+                     *[f"                *reinterpret_cast<{vector_type(a)}*>(out{k} + roff{a} + j0) = v{a};"
+                       for k, a in stored],
+                     "            } else {",
+                     "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r)",
+                     *[f"                    if (j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
+                       for k, a in stored],
+                     "            }", "        }"])
 
     if splits > 1:
         if elem_outputs:  # they read no reduction's result: each block writes its own part

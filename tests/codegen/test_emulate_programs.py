@@ -452,6 +452,37 @@ def test_standardizing_long_columns_reads_their_split_statistics_back(backend, r
     assert np.isnan(out[:, 7]).all() and not np.isnan(np.delete(out, 7, axis=1)).any()
 
 
+def _misaligned(x):
+    """``x``'s values in an array whose data starts 4 bytes past a 16-byte boundary."""
+    buffer = np.empty(x.size * x.itemsize + 64, np.uint8)
+    start = (-buffer.ctypes.data) % 16 + 4
+    view = buffer[start:start + x.nbytes].view(x.dtype).reshape(x.shape)
+    view[...] = x
+    return view
+
+
+@pytest.mark.parametrize("dtype, shape, stride, vectored", [
+    (np.float32, (7, 4096), 4096, 2), (np.float32, (1, 4094), 4094, 2), (np.float32, (7, 4094), 4096, 1),
+    (np.float64, (5, 2048), 2048, 2)], ids=["aligned", "last vector cut short", "rows not on vectors", "float64"])
+def test_rows_held_in_registers_move_as_vectors(backend, dtype, shape, stride, vectored, rng):
+    """Rows held in registers are loaded and stored 16 bytes at a time (SASS: LDG.E.128, STG.E.128) when the
+    pointers are aligned, element by element otherwise (checked per launch); a row's last vector cut short
+    moves element by element; an operand whose rows do not start on a vector boundary (the contiguous
+    output of 4094-element rows) moves element by element (``vectored``: accesses by vectors). Softmax
+    and layer norm, inputs also 4 bytes past an alignment."""
+    x = (rng.standard_normal((shape[0], stride)) * 3).astype(dtype)[:, :shape[1]]
+    w, b = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+    for fn, args in ((bench.softmax, (x,)), (bench.layernorm, (x, w, b))):
+        traced = assert_backend_matches(backend, fn, args, rtol=1e-5, atol=1e-6, scale_atol=True)
+        [kernel] = traced.kernels
+        held = 2 if fn is bench.layernorm and shape[0] == 1 else 0  # one row: weight and bias held too
+        assert "vectors_aligned" in kernel.source and kernel.source.count("reinterpret_cast") == vectored + held
+        assert_backend_matches(backend, traced, (_misaligned(x), *args[1:]), rtol=1e-5, atol=1e-6, scale_atol=True)
+        if nvrtc_available() and dtype == np.float32:
+            sass = kernel.sass("sm_90")
+            assert "LDG.E.128" in sass and ("STG.E.128" in sass) == (vectored == 2)
+
+
 def test_long_columns_and_full_reductions(backend, rng):
     x = rng.standard_normal((4000, 3)).astype(np.float32)
     assert_reductions_agree(backend, x, 0, False, ("sum", "min", "argmax", "std"))
