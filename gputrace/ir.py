@@ -408,8 +408,11 @@ def format_graph(graph: Graph, indent: str = "", head: str = "graph(") -> str:
 
 
 def fusion_group_name(node: Node) -> str:
-    """``gt::FusionGroup_0`` for the group whose kernel is numbered 0 (``attrs["kernel"] == "fused_0"``)."""
-    return "gt::FusionGroup_" + str(node.attrs.get("kernel", "")).removeprefix("fused_")
+    """``gt::FusionGroup_0`` for the group whose kernel is numbered 0: ``attrs["kernel"]`` is ``fused_0``
+    after fusion, the generated kernel's name (``gt_fused_0_add_tanh``) after code generation."""
+    kernel = str(node.attrs.get("kernel", ""))
+    number = re.search(r"fused_(\d+)", kernel)
+    return "gt::FusionGroup_" + (number.group(1) if number else kernel)
 
 
 def format_attr(value: Any) -> str:

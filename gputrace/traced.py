@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import check as checking
-from .errors import (DeviceMismatchError, SignatureError, TracingCheckError, UnsupportedOperationError)
+from .errors import (DeviceMismatchError, SignatureError, TracerWarning, TracingCheckError, UnsupportedOperationError)
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
 from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
@@ -358,7 +359,9 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
     from .backends.reference import Interpreter
     for i, inputs in enumerate(check_inputs):
         which = f"check input {i}" if len(check_inputs) > 1 else "the check inputs"
-        retraced = trace_graph(traced.fn, inputs, module=traced.module, method=traced.name, strict=traced.strict)
+        with warnings.catch_warnings():  # the first trace gave the user its warnings; the check repeats none
+            warnings.simplefilter("ignore", TracerWarning)
+            retraced = trace_graph(traced.fn, inputs, module=traced.module, method=traced.name, strict=traced.strict)
         checking.check_graphs_agree(traced.graph, traced._params, retraced.graph, retraced.params, which)
         computed: dict = {}
         args = ([traced.module] if traced.module is not None else []) + list(inputs)

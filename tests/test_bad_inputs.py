@@ -163,8 +163,9 @@ def branch_on_sign(x):
 def test_python_control_flow_on_traced_values_warns_and_fails_the_check():
     line = line_of(branch_on_sign, "# branch")
     with pytest.warns(gputrace.TracerWarning, match=rf"Converting a traced array to a Python bool at .*{HERE}:{line}:"
-                                                    r".*data-dependent control flow is not captured"):
+                                                    r".*data-dependent control flow is not captured") as caught:
         traced = gputrace.trace(branch_on_sign, F32)
+    assert len(caught) == 1, "once: the check's retrace repeats no warning"
     np.testing.assert_array_equal(traced(F32), np.exp(F32))  # the branch taken while tracing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gputrace.TracerWarning)

@@ -189,6 +189,8 @@ def test_plain_reprs_say_what_each_object_is(program):
                             "1 library call>"
     first, second = program.graph.find_nodes("gt::FusionGroup")
     assert repr(first) == "<FusionGroup gt_fused_0_tanh(%x) -> (%4): np::tanh>"
+    text = str(program.graph)  # named by number as TorchScript does, after code generation named the kernels
+    assert "= gt::FusionGroup_0(%x)" in text and "with gt::FusionGroup_1 = graph(" in text
     assert repr(program.kernels[1]) == "<Kernel gt_fused_1_exp(%2) -> (%5): exp>"
     x, w = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
     assert repr(gputrace.trace(tanh_matmul_exp, (x, w))) == "<TracedFunction tanh_matmul_exp(%x: f32[3,4], %w: f32[4,2])>"
