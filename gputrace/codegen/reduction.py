@@ -366,15 +366,12 @@ def render_reduction(group: Node, number: int) -> Kernel:
         block, items = row_layout(cols)
         lanes = block
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
-    def held_per_row(a: int) -> bool:
-        """Whether operand ``a`` is held in registers with the row: it differs between rows, or there is one row."""
-        return any(accesses[a].kept) or rows == 1
 
     # A row held in registers by a block moves `width` elements per access (128-bit loads and stores of
     # float32) for operands contiguous along the row whose rows start on a vector boundary, when their
     # pointers are aligned (checked once per launch; else element by element, in the same order).
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
-                and (held_per_row(a) or accesses[a].pointer.startswith("out"))] if items and not grouped else []
+                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items and not grouped else []
     width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
     vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
     if not vectored or cols < block * width:
@@ -467,7 +464,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                         if (n, p) in access_of and accesses[access_of[(n, p)]].reduced is not None})
         # Operands that differ between rows are loaded into registers once, all loads issued before any use;
         # the ones that are the same for every row (a layernorm weight) are read where used, from L1.
-        keep = [a for a in loads if items and a not in cached and held_per_row(a)]
+        keep = [a for a in loads if items and a not in cached and any(accesses[a].kept)]
         preload = []
         one_by_one = [a for a in keep if a not in vectored]
         if one_by_one:
@@ -622,7 +619,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            body.append(f"        const {value_t} {reduced} = {combine_threads(acc_name, _COMBINE[name], identity, number_r)};")
+            combined = combine_threads(acc_name, _COMBINE[name], identity, number_r)
+            body.append(f"        const {value_t} {reduced} = {combined};")
             if stage == "dev" and compensated:
                 total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
                 body.append(f"        const {ctype} {prefix}{number_r}s = "

@@ -313,13 +313,13 @@ def fuse(graph: Graph) -> Graph:
 def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
     """Let later kernels compute again the element values a split-row group writes for them.
 
-    A group whose rows are split over blocks ends where an element reads a row's result; the values
-    its elements computed for the next kernel (softmax over one long row: ``exp(x - max)``, read by
-    the division) would be written and read back. Such a value is computed again in the reader's
-    kernel when its inputs (all from outside the group: the group's elements read none of its own
-    results) take fewer bytes than writing the value and reading it back, it is not a graph output, its
-    readers are elements of the same shape, and it takes at most MAX_RECOMPUTED nodes. The copies go before the first reader; partitioning again
-    puts them in the reader's group. Returns whether the graph changed.
+    A group whose rows are split ends where an element reads a row's result; the values its elements
+    computed for the next kernel (softmax over one long row: ``exp(x - max)``, read by the division)
+    would be written and read back. Such a value is computed again in the reader's kernel when its
+    inputs (all from outside the group: the group's elements read none of its own results) take fewer
+    bytes than writing the value and reading it back, it is not a graph output, its readers are
+    elements of the same shape, and it takes at most MAX_RECOMPUTED nodes. The copies go before the
+    first reader; partitioning again puts them in the reader's group. Returns whether the graph changed.
     """
     changed = False
     for group in groups:
