@@ -7,6 +7,7 @@ import pytest
 import gputrace
 from benchmarks import programs as bench
 from gputrace import nn, ops
+from gputrace.backends.host_compiler import host_compiler_info
 from gputrace.ir import Graph, ScalarType, TensorType
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
 from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS
@@ -404,6 +405,21 @@ def test_element_values_after_a_split_row_are_computed_again_where_reading_them_
 
     program = program_of(normalize_then_also_return, x)
     assert [k.ops for k in program.kernels] == [["exp", "sum"], ["divide"]], "e is written anyway"
+
+
+def test_a_per_row_value_that_broadcasting_lines_up_with_columns_ends_the_kernel():
+    """``x + x.sum(axis=1)`` for a square x: NumPy lines the (3,) sums up with the last axis, so element (i, j)
+    reads row j's sum, which a row kernel does not have: a reduction kernel, then an elementwise one (it was
+    one kernel adding row i's sum: silently wrong, found by the fuzzer). The keepdims form, and the dropped
+    form of a reduction over the leading axis, line up with the rows: one kernel."""
+    x = np.arange(9, dtype=np.float32).reshape(3, 3)
+    cases = {lambda x: x + x.sum(axis=1): 2, lambda x: np.maximum(x, x.max(axis=-1)) * 2: 2,
+             lambda x: x + x.sum(axis=1, keepdims=True): 1, lambda x: x - x.mean(axis=0): 1, lambda x: x * x.max(): 1}
+    for fn, kernels in cases.items():
+        traced = gputrace.trace(fn, (x,))
+        assert len(traced.kernels) == kernels
+        for backend in ("numpy", "emulate") if host_compiler_info()["available"] else ("numpy",):
+            np.testing.assert_array_equal(traced.run(x, backend=backend), fn(x))
 
 
 def test_siblings_joined_through_a_library_call_stay_apart():

@@ -183,7 +183,8 @@ class _Partition:
         for g in sorted(candidates, key=lambda g: -len(self.members[g])):
             trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
             trial_space = trial_space and join(node, trial_space)
-            if trial_space is None or self.reads_split_row_result(node, merged | {g}, trial_space):
+            if trial_space is None or self.reads_split_row_result(node, merged | {g}, trial_space) \
+                    or self.reads_another_rows_value(node, merged | {g}, trial_space):
                 continue
             trial = merged | {g}
             # a path that leaves the merged groups and comes back (to them or to this node) is a cycle
@@ -205,6 +206,27 @@ class _Partition:
         return any(ops.is_elementwise(n.kind) and n.output.type.shape == space.shape
                    and any(v.producer is not None and self.group_of[v.producer] in groups
                            and v.type.shape != space.shape for v in n.inputs) for n in members)
+
+    def reads_another_rows_value(self, node: Node, groups: set[int], space: Space) -> bool:
+        """Would ``node`` joining ``groups`` put an element reading a per-row value of the group that NumPy's
+        broadcasting lines up with other axes in one kernel? ``x + x.sum(axis=1)`` for a square ``x`` adds
+        row j's sum to column j: a row kernel knows only its own row's values. A per-row value lines up with
+        the rows only in the keepdims form (the dropped form too where the reduced axes lead:
+        ``x - x.mean(axis=0)``)."""
+        if space.axes is None:
+            return False
+        keepdims = space.row_shapes()[0]
+        members = [node] + [n for g in groups for n in self.members[g]]
+        inside = set(members)
+        for n in members:
+            if not (ops.is_elementwise(n.kind) and n.output.type.shape == space.shape):
+                continue
+            for v in n.inputs:
+                shape = v.type.shape if isinstance(v.type, TensorType) else ()
+                if v.producer in inside and shape != space.shape \
+                        and (1,) * (len(space.shape) - len(shape)) + shape != keepdims:
+                    return True
+        return False
 
     def join_siblings(self) -> None:
         """Merge groups of one space that read a common array and do not depend on each other: one kernel

@@ -29,6 +29,9 @@ from tests.fuzz.reproducer import load_reproducer
 #   and the evaluator blamed NumPy for the TypeError (program.py: FuzzerError).
 # fuzz_seed8015: the fuzzer's own classing: a layernorm row with +-3.4e38 whose partial sums overflow in some
 #   order (the block's tree gave -inf, NumPy's order a finite mean) (program.py: sum_may_overflow).
+# fuzz_seed33000: heaviside(x.sum(axis=1)) + x for a square x: NumPy adds row j's value to column j, the row
+#   kernel added row i's to row i (silently wrong; passes/fuse.py: an element reads a per-row value of its
+#   group only where broadcasting lines it up with the rows).
 KEPT_REPRODUCERS = sorted((Path(__file__).parent / "reproducers").glob("fuzz_*.py"))
 
 REGRESSIONS = {
