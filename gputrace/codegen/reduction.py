@@ -689,10 +689,10 @@ def render_reduction(group: Node, number: int) -> Kernel:
                      *[f"                *reinterpret_cast<{vector_type(a)}*>(out{k} + roff{a} + j0) = v{a};"
                        for k, a in stored],
                      "            } else {",
-                     "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r)",
+                     "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r) {{",
                      *[f"                    if (j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
                        for k, a in stored],
-                     "            }", "        }"])
+                     "                }", "            }", "        }"])
 
     if splits > 1:
         if elem_outputs:  # they read no reduction's result: each block writes its own part

@@ -484,6 +484,22 @@ def test_rows_held_in_registers_move_as_vectors(backend, dtype, shape, stride, v
             assert ("LDG.E.128" in sass) == (shape[0] > 1) and ("STG.E.128" in sass) == stores_vectors
 
 
+def softmax_of_a_sum_and_the_sum(x, y):
+    """Two operands and two outputs moved by vectors: both element by element in the fallback too."""
+    z = x + y
+    return bench.softmax(z), z
+
+
+@pytest.mark.parametrize("cols", [4096, 4094], ids=["aligned", "last vector cut short"])
+def test_several_operands_and_outputs_move_as_vectors(backend, cols, rng):
+    x, y = ((rng.standard_normal((1 if cols == 4094 else 5, cols)) * 3).astype(np.float32) for _ in range(2))
+    traced = assert_backend_matches(backend, softmax_of_a_sum_and_the_sum, (x, y), rtol=1e-5, atol=1e-6,
+                                    scale_atol=True)
+    [kernel] = traced.kernels
+    assert kernel.source.count("reinterpret_cast") == (2 if cols == 4094 else 4)  # one row: its inputs read in place
+    assert_backend_matches(backend, traced, (_misaligned(x), _misaligned(y)), rtol=1e-5, atol=1e-6, scale_atol=True)
+
+
 def test_long_columns_and_full_reductions(backend, rng):
     x = rng.standard_normal((4000, 3)).astype(np.float32)
     assert_reductions_agree(backend, x, 0, False, ("sum", "min", "argmax", "std"))

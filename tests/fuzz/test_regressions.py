@@ -32,6 +32,9 @@ from tests.fuzz.reproducer import load_reproducer
 # fuzz_seed33000: heaviside(x.sum(axis=1)) + x for a square x: NumPy adds row j's value to column j, the row
 #   kernel added row i's to row i (silently wrong; passes/fuse.py: an element reads a per-row value of its
 #   group only where broadcasting lines it up with the rows).
+# fuzz_seed34003: two float64 outputs of a row kernel stored by vectors: where a pointer was misaligned or a row's
+#   last vector cut short, the element-by-element loop stored only the first (a missing brace; the host
+#   compiler refused the kernel: `r` out of scope) (codegen/reduction.py).
 KEPT_REPRODUCERS = sorted((Path(__file__).parent / "reproducers").glob("fuzz_*.py"))
 
 REGRESSIONS = {
