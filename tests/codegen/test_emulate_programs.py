@@ -500,6 +500,31 @@ def test_several_operands_and_outputs_move_as_vectors(backend, cols, rng):
     assert_backend_matches(backend, traced, (_misaligned(x), _misaligned(y)), rtol=1e-5, atol=1e-6, scale_atol=True)
 
 
+def reduced_values_broadcast_back(x):
+    """Every reduction of ``x`` over every axis set, kept or dropped, combined with ``x`` wherever NumPy's
+    broadcasting allows it (a dropped form lines up with the trailing axes: with other rows' values when
+    the reduced axes do not lead)."""
+    out = []
+    for axis in _axis_choices(x.ndim)[1:]:
+        for keepdims in (False, True):
+            r = x.max(axis=axis, keepdims=keepdims)
+            try:
+                shape = np.broadcast_shapes(r.shape, x.shape)
+            except ValueError:
+                continue
+            if shape == x.shape:
+                out.append(x - r * 2)
+    return tuple(out)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3, 3), (3, 3, 3), (3, 1, 3)], ids=str)
+def test_reduced_values_broadcast_back_as_numpy_lines_them_up(backend, shape, rng):
+    """``x - x.max(axis)`` in every form NumPy accepts: where the reduced value lines up with other rows
+    (a dropped axis of a square array) the fusion pass ends the kernel at the reduction (fuzzer seed 33000)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    assert_backend_matches(backend, reduced_values_broadcast_back, (x,))
+
+
 def test_long_columns_and_full_reductions(backend, rng):
     x = rng.standard_normal((4000, 3)).astype(np.float32)
     assert_reductions_agree(backend, x, 0, False, ("sum", "min", "argmax", "std"))
