@@ -17,6 +17,7 @@ operation per element, as written; a matmul is 2*M*N*K).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -165,6 +166,14 @@ SHORT_ROW_DIMS = {"tiny": {"rows": 37, "cols": 5}, "small": {"rows": 2048, "cols
                   "large": {"rows": 1 << 19, "cols": 64}}
 
 
+SOFTMAX = Benchmark(
+    "softmax", softmax,
+    dims=ROW_DIMS,
+    make=lambda rng, d: (normal(rng, (d["rows"], d["cols"]), 3.0),),
+    elements=lambda d: (_rows(d), _rows(d)),
+    flop_count=lambda d: 5 * _rows(d),
+    description="softmax over the last axis")
+
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark(
         "gelu", gelu,
@@ -189,13 +198,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
         elements=lambda d: (4 * d["n"], 3 * d["n"]),
         flop_count=lambda d: 14 * d["n"],
         elementwise=True, description="Adam step (param, m, v out)"),
-    Benchmark(
-        "softmax", softmax,
-        dims=ROW_DIMS,
-        make=lambda rng, d: (normal(rng, (d["rows"], d["cols"]), 3.0),),
-        elements=lambda d: (_rows(d), _rows(d)),
-        flop_count=lambda d: 5 * _rows(d),
-        description="softmax over the last axis"),
+    SOFTMAX,
     Benchmark(
         "layernorm", layernorm,
         dims=ROW_DIMS,
@@ -204,13 +207,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
         elements=lambda d: (_rows(d) + 2 * d["cols"], _rows(d)),
         flop_count=lambda d: 7 * _rows(d) + 4 * d["rows"],
         description="layer norm over the last axis, weight and bias"),
-    Benchmark(
-        "softmax_short_rows", softmax,
-        dims=SHORT_ROW_DIMS,
-        make=lambda rng, d: (normal(rng, (d["rows"], d["cols"]), 3.0),),
-        elements=lambda d: (_rows(d), _rows(d)),
-        flop_count=lambda d: 5 * _rows(d),
-        description="softmax over the last axis, 64 columns"),
+    dataclasses.replace(SOFTMAX, name="softmax_short_rows", dims=SHORT_ROW_DIMS,
+                        description="softmax over the last axis, 64 columns"),
     Benchmark(
         "batchnorm", batchnorm,
         dims={"tiny": {"batch": 5, "features": 4}, "small": {"batch": 128, "features": 1024},

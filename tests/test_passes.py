@@ -8,9 +8,10 @@ import gputrace
 from benchmarks import programs as bench
 from gputrace import nn, ops
 from gputrace.backends.host_compiler import host_compiler_info
-from gputrace.ir import Graph, ScalarType, TensorType
+from gputrace.ir import Graph, ScalarType, TensorType, contiguous_strides
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
 from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS
+from tests.test_bad_inputs import huge
 
 
 def traced_graph(fn, *arrays):
@@ -356,10 +357,9 @@ def test_a_long_row_reduction_ends_its_kernel_where_its_result_is_read_back(name
 
 
 def c_ordered_type_only(shape):
-    """A float32 array of ``shape`` and C-order strides for lowering only: one element is allocated, the
-    rest is never read (kernels are rendered for its type, not run)."""
-    strides = tuple(4 * int(np.prod(shape[d + 1:])) for d in range(len(shape)))
-    return np.lib.stride_tricks.as_strided(np.ones(1, np.float32), shape, strides, writeable=False)
+    """A float32 array of ``shape`` and C-order strides for lowering only (kernels are rendered for its type,
+    not run): one element is allocated, the rest is never read."""
+    return huge(shape, tuple(4 * s for s in contiguous_strides(shape)))
 
 
 @pytest.mark.parametrize("shape, split", [((100_000, 2048), True), ((40_000, 64), True), ((4096, 256), False),

@@ -28,6 +28,7 @@ reads its row's result (``x / x.sum()``): only the row's last block knows it.
 from __future__ import annotations
 
 import string
+from typing import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,8 +152,10 @@ def _part_end(part: str) -> str:
     return f"({part} + 1) * chunk < cols ? ({part} + 1) * chunk : cols"
 
 
-def _combine_parts(r: Reduced, per_thread: bool) -> list[str]:
-    """The last block (or thread) of a split row: the row's result from its parts' partial results.
+def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str, str, str, int], str]
+                   ) -> list[str]:
+    """The last block (or thread) of a split row: the row's result from its parts' partial results
+    (``combine_threads``: the kernel's combination of a value over the threads of a row).
 
     var/std merge the parts by Chan et al.'s formula, M2 = sum of M2_p + n_p (mean_p - mean)^2, where
     mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
@@ -163,10 +166,6 @@ def _combine_parts(r: Reduced, per_thread: bool) -> list[str]:
     loop = ("        for (index_t p = 0; p < splits; ++p)" if per_thread else
             "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)")
 
-    def over_threads(total: str) -> str:
-        """The row's sum from this thread's: the block's threads' summed (a thread alone: its own)."""
-        return total if per_thread else f"gt_block_reduce({total}, GtSum(), {ctype}(0), scratch{k})"
-
     def sums(*names: str) -> list[str]:
         """Compensated (Kahan) float sums over the parts: a thread alone may add a thousand of them."""
         return [f"        {ctype} {n} = 0, lost_{n} = 0;" for n in names]
@@ -175,17 +174,16 @@ def _combine_parts(r: Reduced, per_thread: bool) -> list[str]:
         return f"            gt_kahan_add({name}, lost_{name}, {value});"
 
     def total(name: str) -> str:
-        return over_threads(f"gt_kahan_total({name}, lost_{name})")
+        return combine_threads(f"gt_kahan_total({name}, lost_{name})", "GtSum", f"{ctype}(0)", k)
     if r.node.op not in ("var", "std"):
         stored = f"gt_load_partial(&{part.format(k=k, stage=last)})"
         if r.node.op in ("sum", "mean") and r.acc.kind == "f":
             return sums(f"all{k}") + [loop, add(f"all{k}", stored),
                                       f"        const {ctype} red{k}{last} = {total(f'all{k}')};"]
         combine = _COMBINE[r.node.op]
-        combined = f"all{k}" if per_thread else f"gt_block_reduce(all{k}, {combine}(), {r.identity}, scratch{k})"
         return [f"        {r.value_t} all{k} = {r.identity};", loop,
                 f"            all{k} = {combine}()(all{k}, {stored});",
-                f"        const {r.value_t} red{k}{last} = {combined};"]
+                f"        const {r.value_t} red{k}{last} = {combine_threads(f'all{k}', combine, r.identity, k)};"]
     mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
     size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
     return sums(f"all{k}m", f"all{k}d", f"all{k}s") + [
@@ -426,12 +424,16 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def end_row_loop(indent: str) -> list[str]:
         return [f"{indent}}}}}" if items else f"{indent}}}"]
 
+    def vectors_of_the_row(indent: str) -> list[str]:
+        """The loop header over this thread's vectors of the row (``q``), the first element ``j0`` of each."""
+        return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
+                f"{indent}    const index_t j0 = q * {block * width} + threadIdx.x * {width};"]
+
     def vector_loop(indent: str, vector: list[str], element: list[str]) -> list[str]:
         """A loop over this thread's vectors of the row: ``vector`` moves the W elements from ``j0`` at once,
         ``element`` the element ``j0 + r`` (a pointer not aligned, or the row's last vector cut short)."""
         inner = indent + "        "
-        return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
-                f"{indent}    const index_t j0 = q * {block * width} + threadIdx.x * {width};",
+        return [*vectors_of_the_row(indent),
                 f"{indent}    if (vectors_aligned && j0 + {width} <= cols) {{",
                 *[inner + line for line in vector],
                 f"{indent}    }} else {{",
@@ -661,9 +663,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], indent,
                                               stores=tuple(a for _, _, a in elem_outputs))
         if stored:  # each vector's elements are computed into it, then it is stored at once
-            body.extend(preload + [
-                "        #pragma unroll", f"        for (int q = 0; q < {items // width}; ++q) {{",
-                f"            const index_t j0 = q * {block * width} + threadIdx.x * {width};",
+            body.extend(preload + vectors_of_the_row("        ") + [
                 *[f"            {vector_type(a)} v{a};" for _, a in stored],
                 "            #pragma unroll", f"            for (int r = 0; r < {width}; ++r) {{",
                 f"                const int t = q * {width} + r;",
@@ -706,7 +706,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                  "        if (!last_block) continue;"]
         body.append("        __threadfence();")
         for r in finishes:
-            body += _combine_parts(r, per_thread)
+            body += _combine_parts(r, per_thread, combine_threads)
     for r in finishes:
         finish(r)
 

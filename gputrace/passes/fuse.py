@@ -196,16 +196,19 @@ class _Partition:
         if merged:
             self.absorb(merged | {index}, space)
 
+    def row_values_read(self, node: Node, groups: set[int], space: Space) -> list[tuple[int, ...]]:
+        """The shapes of the per-row values of ``groups`` (their reductions' results and what is computed from
+        them) that the elements of ``groups`` with ``node`` added would read."""
+        members = [node] + [n for g in groups for n in self.members[g]]
+        inside = set(members)
+        return [v.type.shape for n in members if ops.is_elementwise(n.kind) and n.output.type.shape == space.shape
+                for v in n.inputs if v.producer in inside and v.type.shape != space.shape]
+
     def reads_split_row_result(self, node: Node, groups: set[int], space: Space) -> bool:
         """Would ``node`` joining ``groups`` put an element that reads its row's result (``x / x.sum()``) in a
         group whose rows are split over blocks? Such an element starts a kernel of its own, which reads the
         result from memory: only the last block of a split row knows it."""
-        if not space.rows_are_split():
-            return False
-        members = [node] + [n for g in groups for n in self.members[g]]
-        return any(ops.is_elementwise(n.kind) and n.output.type.shape == space.shape
-                   and any(v.producer is not None and self.group_of[v.producer] in groups
-                           and v.type.shape != space.shape for v in n.inputs) for n in members)
+        return space.rows_are_split() and bool(self.row_values_read(node, groups, space))
 
     def reads_another_rows_value(self, node: Node, groups: set[int], space: Space) -> bool:
         """Would ``node`` joining ``groups`` put an element reading a per-row value of the group that NumPy's
@@ -216,17 +219,8 @@ class _Partition:
         if space.axes is None:
             return False
         keepdims = space.row_shapes()[0]
-        members = [node] + [n for g in groups for n in self.members[g]]
-        inside = set(members)
-        for n in members:
-            if not (ops.is_elementwise(n.kind) and n.output.type.shape == space.shape):
-                continue
-            for v in n.inputs:
-                shape = v.type.shape if isinstance(v.type, TensorType) else ()
-                if v.producer in inside and shape != space.shape \
-                        and (1,) * (len(space.shape) - len(shape)) + shape != keepdims:
-                    return True
-        return False
+        return any((1,) * (len(space.shape) - len(shape)) + shape != keepdims
+                   for shape in self.row_values_read(node, groups, space))
 
     def join_siblings(self) -> None:
         """Merge groups of one space that read a common array and do not depend on each other: one kernel
