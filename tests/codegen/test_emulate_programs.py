@@ -484,6 +484,15 @@ def test_rows_held_in_registers_move_as_vectors(backend, dtype, shape, stride, v
             assert ("LDG.E.128" in sass) == (shape[0] > 1) and ("STG.E.128" in sass) == stores_vectors
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32], ids=str)
+def test_integer_rows_held_in_registers_move_as_vectors(backend, dtype, rng):
+    """Every reduction of 4- and 8-byte integer rows read by vectors (4 or 2 elements an access)."""
+    x = sample(rng, dtype, (5, 4096), special=0.01)
+    x = (x % 16).astype(dtype)  # no overflow in var's squares
+    traced = assert_reductions_agree(backend, x, 1, False)
+    assert "vectors_aligned" in traced.kernels[0].source
+
+
 def softmax_of_a_sum_and_the_sum(x, y):
     """Two operands and two outputs moved by vectors: both element by element in the fallback too."""
     z = x + y
