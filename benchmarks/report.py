@@ -202,7 +202,9 @@ def markdown(results: dict) -> str:
         "host_overhead", "Host time per call, tiny input",
         "GELU on 1024 float32 elements: wall time per call (time.perf_counter over many back-to-back calls, "
         "one device synchronisation at the end of each batch; median of batches). This is the Python and "
-        "launch overhead a call costs when the device work is negligible.",
+        "launch overhead a call costs when the device work is negligible. The 'launch plan only' row runs on any "
+        "machine: gputrace's own Python per call (outputs allocated with NumPy, each step run, the kernel "
+        "launch a no-op), the share of a GPU call that is not CuPy's allocation and launch.",
         table(["implementation", "device kernels per call", "µs per call", "status"],
               [[r["implementation"], r.get("kernels"), r.get("us_per_call"), r.get("status")]
                for r in results.get("host_overhead", [])])))

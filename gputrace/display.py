@@ -407,7 +407,7 @@ def check_report_html(report: Any) -> str:
             if d is None:
                 row += ["", "", ""]
                 continue
-            verdict = (f"<span style='{_STYLE_OK}'>ok</span>" if d.ok else
+            verdict = (f"<span style='{_STYLE_OK}'>ok</span>" + (f" {html.escape(d.note)}" if d.note else "") if d.ok else
                        f"<span style='{_STYLE_BAD}'>mismatch</span> {html.escape(d.reason)}")
             row += [f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", verdict]
         rows.append(row)

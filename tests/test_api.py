@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import gputrace
+from gputrace.backends.host_compiler import host_compiler_info
 
 
 def line_of(fn, marker):
@@ -227,6 +228,64 @@ def test_check_trace_accepts_a_traced_module():
     layer = gputrace.nn.Linear(3, 2, seed=0)
     x = np.ones((4, 3), np.float32)
     assert gputrace.check_trace(gputrace.trace(layer, x), x, backends=("numpy", "numpy")).ok
+
+
+needs_emulate = pytest.mark.skipif(not host_compiler_info()["available"], reason="no host C++ compiler for emulate")
+
+
+@pytest.fixture
+def tall_columns():
+    """Column sums NumPy gets wrong by 2.5e-3 (it adds row after row); exact to 2e-8 on emulate."""
+    x = (30000 + np.random.default_rng(0).random((1 << 18, 4))).astype(np.float32)
+    return gputrace.trace(lambda x: x.sum(axis=0), x[:8]), x
+
+
+@needs_emulate
+def test_a_kernel_more_accurate_than_numpy_passes_the_check_saying_so(tall_columns):
+    traced, x = tall_columns
+    exact = x.astype(np.float64).sum(axis=0)
+    assert np.abs(x.sum(axis=0) - exact).max() / exact.max() > 1e-3  # NumPy's error, beyond the tolerance
+    report = gputrace.check_trace(traced, (x,))
+    assert report.ok and report.rows[0].difference.max_rel > 1e-3
+    assert "ok (at least as accurate as numpy: max rel error against float64 " in str(report), str(report)
+
+
+@needs_emulate
+@pytest.mark.parametrize("factor", [1 + 1e-2, 1 - 1e-2])
+def test_a_kernel_less_accurate_than_numpy_still_fails_the_check(tall_columns, monkeypatch, factor):
+    traced, x = tall_columns
+    executor = traced.lower(x).executor("emulate")
+    right = executor.run
+    monkeypatch.setattr(executor, "run", lambda *args, **kwargs: [right(*args, **kwargs)[0] * np.float32(factor)])
+    with pytest.raises(gputrace.TracingCheckError, match="backend emulate differs from numpy on output 0"):
+        gputrace.check_trace(traced, (x,))
+
+
+@needs_emulate
+def test_a_wrong_element_is_not_excused_by_float64(monkeypatch):
+    """Well-conditioned values: NumPy and float64 agree, so a result off by 1e-4 is off."""
+    x = np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4)
+    traced = gputrace.trace(lambda x: np.exp(x), x)
+    executor = traced.lower(x).executor("emulate")
+    right = executor.run
+
+    def one_wrong_element(*args, **kwargs):
+        out = right(*args, **kwargs)[0].copy()
+        out[1, 2] *= np.float32(1 + 1e-4)
+        return [out]
+    monkeypatch.setattr(executor, "run", one_wrong_element)
+    with pytest.raises(gputrace.TracingCheckError, match="max rel error 0.0001"):
+        gputrace.check_trace(traced, (x,))
+
+
+def test_judging_by_exact_values_leaves_dtype_nan_and_agreeing_results_alone():
+    e, a = np.float32([1, 2]), np.float32([1, 2.5])
+    plain = gputrace.check.compare_arrays(e, a, 1e-5)
+    assert not plain.ok
+    assert gputrace.check.judge_by_exact_values(e, a, np.float64([1, 2.6]), 1e-5, plain).ok  # 0.1 off, NumPy 0.6
+    assert not gputrace.check.judge_by_exact_values(e, a, np.float64([1, 2.1]), 1e-5, plain).ok
+    nan = gputrace.check.compare_arrays(e, np.float32([1, np.nan]), 1e-5)
+    assert gputrace.check.judge_by_exact_values(e, np.float32([1, np.nan]), np.float64([1, np.nan]), 1e-5, nan) is nan
 
 
 def returns_a_stale_view(x):

@@ -84,6 +84,9 @@ def test_cpu_figures_are_positive_numbers(quick_run):
     if importlib.util.find_spec("gputrace.backends.nvrtc") is not None:
         assert compiled["nvrtc"]["status"] == "ok", compiled["nvrtc"]
         assert compiled["nvrtc"]["process_first_s"] > 0
+    plan_only = [r for r in results["host_overhead"] if r["implementation"].startswith("gputrace launch plan only")]
+    assert len(plan_only) == 1 and plan_only[0]["status"] == "ok", results["host_overhead"]
+    assert plan_only[0]["kernels"] == 1 and plan_only[0]["us_per_call"] > 0
 
 
 @pytest.mark.skipif(gpu_available(), reason="checks the no-GPU report")

@@ -70,11 +70,26 @@ class CudaLauncher:
 
     def bind(self, function, kernel) -> Callable[[list], None]:
         grid, block, shared_mem = (kernel.grid(self.max_blocks),), (kernel.block,), kernel.shared_mem
-        return lambda args: function(grid, block, tuple(args), shared_mem=shared_mem)
+        return lambda args: function(grid, block, args, shared_mem=shared_mem)
 
     def prepare(self, arrays):
         cupy = self.xp
         return [a if isinstance(a, cupy.ndarray) else cupy.asarray(a) for a in arrays]
+
+
+class NoLaunch:
+    """Launches nothing: what is left of a call is gputrace's own Python (the benchmarks time it, CPU-side)."""
+
+    xp = np
+
+    def load(self, kernel):
+        return None
+
+    def bind(self, module, kernel) -> Callable[[tuple], None]:
+        return lambda args: None
+
+    def prepare(self, arrays):
+        return host_arrays(arrays)
 
 
 LAUNCHERS = {"emulate": EmulatedLauncher, "cuda": CudaLauncher}
@@ -83,46 +98,65 @@ LAUNCHERS = {"emulate": EmulatedLauncher, "cuda": CudaLauncher}
 class KernelExecutor(Interpreter):
     """Runs a Program's graph: fusion groups as generated kernels, other nodes with the array module.
 
-    A call without ``record`` runs a plan made once: values live in numbered slots, constants are
-    filled in ahead, and each step launches a fusion group's kernel or runs one other node; so the
-    per-call Python work is a short loop. With ``record`` (check_trace's search for the first diverging node) the graph is
+    A call without ``record`` runs ``plan``, straight-line Python generated once: values are its
+    locals, constants its globals, and each step launches a fusion group's kernel or runs one other
+    node. With ``record`` (check_trace's search for the first diverging node) the graph is
     interpreted node by node and every value kept.
     """
 
-    def __init__(self, program: Any, backend: str):
+    def __init__(self, program: Any, backend: str, launcher: Any = None):
         from ..codegen import kernels_of
-        launcher = LAUNCHERS[backend]()
+        launcher = LAUNCHERS[backend]() if launcher is None else launcher
         super().__init__(program.graph, None, launcher.xp)
         self.name = backend
         self.launcher = launcher
         groups = [n for n in program.graph.nodes if n.kind == "gt::FusionGroup"]
         self.kernels = dict(zip(groups, kernels_of(program)))
         self.groups = {node: self._group_runner(node, kernel, launcher.load(kernel)) for node, kernel in self.kernels.items()}
-        self._plan = Plan(self)
+        self.plan = Plan(self)
 
     def _group_runner(self, node: Node, kernel: Any, loaded: Any) -> Callable[..., list]:
-        """The function a call runs for fusion group ``node``: allocate its outputs, launch its kernel."""
-        xp, specs = self.xp, [(t.shape, t.dtype) for t in kernel.output_types]
-        launch = self.launcher.bind(loaded, kernel)
+        """The function a call runs for fusion group ``node``: allocate its outputs, launch its kernel.
 
-        def run_group(*args: Any) -> list[Any]:
-            if kernel.empty_error:
+        Everything that does not change between calls is looked up here, once: a call allocates,
+        launches and returns (this is the host time of a small call)."""
+        empty, specs = self.xp.empty, [(t.shape, t.dtype) for t in kernel.output_types]
+        launch = self.launcher.bind(loaded, kernel)
+        scalars, workspace = tuple(kernel.scalar_args), kernel.workspace
+        if kernel.empty_error:
+            def run_group(*args: Any) -> list[Any]:
                 raise ValueError(kernel.empty_error)
-            outputs = [xp.empty(shape, dtype) for shape, dtype in specs]
-            if kernel.elements:
-                launch(kernel.arguments(args, outputs, kernel.allocate_workspace(xp)))
-            return outputs
+        elif not kernel.elements:
+            def run_group(*args: Any) -> list[Any]:
+                return [empty(shape, dtype) for shape, dtype in specs]
+        elif workspace:
+            def run_group(*args: Any) -> list[Any]:
+                outputs = [empty(shape, dtype) for shape, dtype in specs]
+                launch((*args, *outputs, *kernel.allocate_workspace(self.xp), *scalars))
+                return outputs
+        elif len(specs) == 1:
+            (shape, dtype), = specs
+
+            def run_group(*args: Any) -> list[Any]:
+                out = empty(shape, dtype)
+                launch((*args, out, *scalars))
+                return [out]
+        else:
+            def run_group(*args: Any) -> list[Any]:
+                outputs = [empty(shape, dtype) for shape, dtype in specs]
+                launch((*args, *outputs, *scalars))
+                return outputs
         return run_group
 
     def run(self, inputs: Sequence[Any], param: Callable[[str], Any], record: dict | None = None) -> list[Any]:
-        prepare = self.launcher.prepare
-        inputs = prepare(inputs)
-        params = lambda name: prepare([param(name)])[0]  # noqa: E731
+        inputs = self.launcher.prepare(inputs)
         if record is None:
-            return self._plan(inputs, params)
+            return self.plan.run(inputs, param)
+        prepare = self.launcher.prepare
+        params = lambda name: prepare([param(name)])[0]  # noqa: E731
         runner = copy.copy(self)  # per-call state stays off the shared executor (threads)
         runner.params, runner.record = params, record
-        return fresh_outputs(self.graph, runner.run_graph(self.graph, inputs), self.xp, self._plan.stored)
+        return fresh_outputs(self.graph, runner.run_graph(self.graph, inputs), self.xp, self.plan.stored)
 
     def run_node(self, node: Node, args: list[Any]) -> list[Any]:
         group = self.groups.get(node)
@@ -149,40 +183,57 @@ class KernelExecutor(Interpreter):
 
 
 class Plan:
-    """A graph's nodes as numbered steps over a list of slots, made once per executor."""
+    """A graph's nodes as straight-line Python, made once per executor (as torch.fx generates ``forward``).
+
+    Values are the generated function's locals, named as in the graph; constants and each step's
+    runner are its globals; a parameter is read afresh each call and moved to the device by
+    ``prepare``. A step launches a fusion group's kernel or runs one other node. ``source`` shows the
+    function, e.g. for a ``Linear`` layer::
+
+        def run_plan(inputs, params):
+            x, = inputs
+            weight_1 = prepare(params('weight'))
+            _4, = step0(weight_1)  # np::transpose
+            _2, = step1(x, _4)  # np::matmul
+            bias_1 = prepare(params('bias'))
+            _5, = step2(_2, bias_1)  # gt::FusionGroup
+            return [_5]
+    """
 
     def __init__(self, executor: KernelExecutor):
+        from ..codegen.python import Identifiers
         graph = executor.graph
-        slots: dict[Value, int] = {v: k for k, v in enumerate(graph.inputs)}
-        self.template: list[Any] = [None] * len(graph.inputs)
-        self.params: list[tuple[int, str]] = []
-        self.steps: list[tuple[Callable[..., list], tuple[int, ...], tuple[int, ...]]] = []
+        steps = [node for node in graph.nodes if node.kind not in ("prim::Constant", "prim::Param")]
+        step_names = {node: f"step{k}" for k, node in enumerate(steps)}
+        name = Identifiers()
+        name.taken |= {"inputs", "prepare", "copy_output", *step_names.values()}
+        prepare = executor.launcher.prepare
+        namespace: dict[str, Any] = {"copy_output": functools.partial(executor.xp.array, copy=True),
+                                     "prepare": lambda array: prepare([array])[0]}
+        body: list[str] = []
+        if graph.inputs:
+            body.append(f"{_targets([name(v) for v in graph.inputs])} = inputs")
         for node in graph.nodes:
-            for v in node.outputs:
-                slots[v] = len(self.template)
-                self.template.append(None)
             if node.kind == "prim::Constant":  # array constants move to the device once
                 value = node.attrs["value"]
-                self.template[slots[node.output]] = \
-                    executor.launcher.prepare([value])[0] if isinstance(value, np.ndarray) else value
+                namespace[name(node.output)] = prepare([value])[0] if isinstance(value, np.ndarray) else value
             elif node.kind == "prim::Param":
-                self.params.append((slots[node.output], node.attrs["name"]))
+                body.append(f"{name(node.output)} = prepare(params({node.attrs['name']!r}))")
             else:
-                run = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
-                self.steps.append((run, tuple(slots[v] for v in node.inputs), tuple(slots[v] for v in node.outputs)))
-        self.outputs = [slots[v] for v in graph.outputs]
+                step = step_names[node]
+                namespace[step] = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
+                body.append(f"{_targets([name(v) for v in node.outputs])} = {step}({', '.join(name(v) for v in node.inputs)})  # {node.kind}")
         self.stored = stored_outputs(graph)
-        self.graph, self.xp = graph, executor.xp
+        results = [f"copy_output({name(v)})" if stored else name(v) for v, stored in zip(graph.outputs, self.stored)]
+        body.append(f"return [{', '.join(results)}]")
+        self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
+        exec(compile(self.source, f"<gputrace plan of {graph.name}>", "exec"), namespace)
+        self.run = namespace["run_plan"]
 
-    def __call__(self, inputs: Sequence[Any], params: Callable[[str], Any]) -> list[Any]:
-        env = self.template.copy()
-        env[:len(inputs)] = inputs
-        for slot, name in self.params:
-            env[slot] = params(name)
-        for run, ins, outs in self.steps:
-            for slot, value in zip(outs, run(*[env[k] for k in ins])):
-                env[slot] = value
-        return fresh_outputs(self.graph, [env[k] for k in self.outputs], self.xp, self.stored)
+
+def _targets(names: list[str]) -> str:
+    """The left side of an assignment unpacking ``names`` from a sequence."""
+    return ", ".join(names) + ("," if len(names) == 1 else "") if names else "_"
 
 
 def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:

@@ -10,7 +10,7 @@ from .. import ops
 from ..ir import Graph, Value
 
 
-class _Identifiers:
+class Identifiers:
     """A distinct Python identifier per value: ``lin.weight`` and ``lin_weight`` must not become one name."""
 
     def __init__(self):
@@ -50,7 +50,7 @@ def _tree_source(tree: Any, names: list[str]) -> str:
 def python_source(graph: Graph) -> str:
     """``def <name>(inputs):`` with one line per node; constants appear inline as literals."""
     inline: dict[Value, str] = {}
-    identifier = _Identifiers()
+    identifier = Identifiers()
     params = ", ".join(identifier(v) for v in graph.inputs)
     lines = []
     for node in graph.nodes:
