@@ -171,6 +171,40 @@ def test_grid_stride_loop_covers_more_elements_than_threads(backend, rng):
     assert kernel.elements > 16 * kernel.block
 
 
+def chain(*xs):
+    """(x0 * 3 + x1) * 3 + ...: every operand read contiguously, exact in every dtype (integers wrap)."""
+    result = xs[0] * 3
+    for x in xs[1:]:
+        result = (result + x) * 3
+    return result
+
+
+# vectors a thread loads before computing: 48 bytes over the bytes of one vector step, at most 4
+VECTORS_PER_THREAD = {("float32", 1): 3, ("float32", 2): 2, ("float32", 3): 1, ("float16", 1): 3,
+                      ("float64", 2): 2, ("int8", 1): 4, ("int8", 5): 2}
+
+
+@pytest.mark.parametrize("dtype, operands", list(VECTORS_PER_THREAD), ids=lambda v: str(v))
+def test_threads_load_several_vectors_before_computing(backend, dtype, operands, rng):
+    """Sizes whose last grid steps cover only some of a thread's vectors, plus a scalar tail; and views
+    one element off a vector boundary (the scalar loop does all)."""
+    n = 3 * 16384 * 8 + 5
+    xs = [sample(rng, np.dtype(dtype), (n + 1,), special=0.05) for _ in range(operands)]
+    traced = assert_backend_matches(backend, chain, [x[:n] for x in xs])
+    assert f"constexpr int U = {VECTORS_PER_THREAD[dtype, operands]};" in traced.kernels[0].source
+    assert_backend_matches(backend, traced, [x[1:] for x in xs])
+    assert_backend_matches(backend, traced, [x[:n - 3 * 1024 - 1] for x in xs])
+
+
+@pytest.mark.skipif(not nvrtc_available(), reason="needs NVRTC")
+def test_gelu_issues_its_vector_loads_before_computing():
+    """SASS (sm_90) of GELU's vector loop: three 16-byte loads, then the first tanh (MUFU.EX2)."""
+    x = np.ones(1 << 20, np.float32)
+    sass = trace(bench.gelu, (x,)).kernels[0].sass("sm_90")
+    first_use = sass.index("MUFU.EX2")
+    assert sass[:first_use].count("LDG.E.128") == 3, sass[:first_use]
+
+
 # -- layouts: broadcast, transposed, sliced, negatively strided, 0-d, size-0, size-1
 
 def layout_program(x, y):
