@@ -43,6 +43,8 @@ from .templates import read_template
 
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
+MIN_LANES = 4          # lanes of a warp that share a row shorter than a block (where it has 4 elements)
+MAX_LANE_ITEMS = 8     # elements of such a row one lane keeps in registers (16 spilled a layer norm's)
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
@@ -50,9 +52,14 @@ ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at 
 
 
 def lanes_per_row(cols: int) -> int:
-    """Lanes of one warp that reduce a row shorter than a block: the power of two covering it, at most 32."""
+    """Lanes of one warp that reduce a row shorter than a block: a power of two, at most 32.
+
+    Few, so that each lane holds up to MAX_LANE_ITEMS of the row (its loads all in flight at once, like
+    a block's threads: one lane per 2 elements of a 64-element row kept 8 bytes loading per thread), but
+    at least MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each
+    of its rows, one 16-byte vector per lane where rows allow)."""
     lanes = 1
-    while lanes < min(cols, 32):
+    while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > MAX_LANE_ITEMS):
         lanes *= 2
     return lanes
 
@@ -364,18 +371,20 @@ def render_reduction(group: Node, number: int) -> Kernel:
         block, items = row_layout(cols)
         lanes = block
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
+    row_threads = lanes if grouped else block  # threads sharing a row held in registers
 
-    # A row held in registers by a block moves `width` elements per access (128-bit loads and stores of
-    # float32) for operands contiguous along the row whose rows start on a vector boundary, when their
-    # pointers are aligned (checked once per launch; else element by element, in the same order).
+    # A row held in registers by a block or a group of lanes moves `width` elements per access (128-bit
+    # loads and stores of float32) for operands contiguous along the row whose rows start on a vector
+    # boundary, when their pointers are aligned (checked once per launch; else element by element, in
+    # the same order).
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
-                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items and not grouped else []
+                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items else []
     width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
     vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
-    if not vectored or cols < block * width:
+    if not vectored or cols < row_threads * width:
         vectored, width = [], 1
     if vectored:  # this thread's elements: whole vectors
-        items = width * -(-cols // (block * width))
+        items = width * -(-cols // (row_threads * width))
     splits = thread_parts if per_thread else row_splits(rows, cols) if splittable and not items else 1
     chunk = -(-cols // splits)
     splits = -(-cols // chunk) if cols else 1  # every part has elements
@@ -409,7 +418,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def row_loop(indent: str) -> list[str]:
         """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
         if items:
-            j = (f"(t / {width}) * {block * width} + threadIdx.x * {width} + t % {width}" if width > 1 else
+            j = (f"(t / {width}) * {row_threads * width} + {lane} * {width} + t % {width}" if width > 1 else
                  f"{lane} + t * {lanes}")
             return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
                     f"{indent}    const index_t j = {j};",
@@ -427,7 +436,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def vectors_of_the_row(indent: str) -> list[str]:
         """The loop header over this thread's vectors of the row (``q``), the first element ``j0`` of each."""
         return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
-                f"{indent}    const index_t j0 = q * {block * width} + threadIdx.x * {width};"]
+                f"{indent}    const index_t j0 = q * {row_threads * width} + {lane} * {width};"]
 
     def vector_loop(indent: str, vector: list[str], element: list[str]) -> list[str]:
         """A loop over this thread's vectors of the row: ``vector`` moves the W elements from ``j0`` at once,
@@ -671,7 +680,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 "                if (j < cols) {"] + lines)
         else:
             body.extend(preload + row_loop("        ") + lines)
-        guard = "if (active) " if grouped else ""
+        guard = "active && " if grouped else ""  # spare lanes redo a row and store nothing
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
@@ -679,18 +688,19 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if a in vectored:
                 body.append(f"{indent}v{a}.v[r] = {value};")
             else:
-                body.append(f"{indent}{guard}gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else
-                            f"{indent}{guard}out{k}[{index}] = {value};")
+                store = f"gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else \
+                    f"out{k}[{index}] = {value};"
+                body.append(f"{indent}if (active) {store}" if grouped else f"{indent}{store}")
         if not stored:
             body.extend(end_row_loop("        "))
             return
         body.extend(["                }", "            }",
-                     f"            if (vectors_aligned && j0 + {width} <= cols) {{",
+                     f"            if ({guard}vectors_aligned && j0 + {width} <= cols) {{",
                      *[f"                *reinterpret_cast<{vector_type(a)}*>(out{k} + roff{a} + j0) = v{a};"
                        for k, a in stored],
                      "            } else {",
                      "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r) {{",
-                     *[f"                    if (j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
+                     *[f"                    if ({guard}j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
                        for k, a in stored],
                      "                }", "            }", "        }"])
 

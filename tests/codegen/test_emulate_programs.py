@@ -435,19 +435,23 @@ def short_row_program(x):
     return e / e.sum(-1, keepdims=True), x.argmax(-1), x.std(-1, ddof=1), x.min(-1), (x > 0).any(-1)
 
 
+# lanes per row: at least 4 (fewer where the row is shorter), else as few as hold 8 elements each
+LANES_PER_ROW = {1: 1, 2: 2, 3: 4, 5: 4, 8: 4, 17: 4, 32: 4, 33: 8, 100: 16, 255: 32}
+
+
 @pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning")
-@pytest.mark.parametrize("cols", [1, 2, 3, 5, 8, 17, 32, 33, 100, 255])
+@pytest.mark.parametrize("cols", list(LANES_PER_ROW))
 def test_rows_shorter_than_a_block_are_reduced_by_lanes_of_one_warp(backend, cols, rng):
-    """A group of lanes (the power of two covering the row, at most 32) reduces each short row, a warp
-    several rows; more rows than the grid's threads (grid-stride), a last warp only partly used (its spare
-    lanes redo a row and store nothing), NaN in some rows, rows not contiguous in memory."""
+    """A group of lanes (a power of two, at most 32) reduces each short row, a warp several rows; more rows
+    than the grid's threads (grid-stride), a last warp only partly used (its spare lanes redo a row and
+    store nothing), NaN in some rows, rows not contiguous in memory."""
     rows = 4099  # prime: the last warp's groups run past the last row
     x = sample(rng, np.float32, (rows, 2 * cols), special=0.02)
     x[np.isfinite(x) & (np.abs(x) > 1e30)] = 1.5  # sums of +-FLT_MAX overflow in some orders, not in others
     x = x[:, ::-2]
     traced = assert_backend_matches(backend, short_row_program, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
     [kernel] = traced.kernels
-    lanes = min(1 << (cols - 1).bit_length(), 32)
+    lanes = LANES_PER_ROW[cols]
     assert (kernel.block, kernel.work_per_block) == (256, 256 // lanes), "rows per block: one per group of lanes"
     assert kernel.elements > 16 * kernel.work_per_block, "more rows than 16 blocks take: the grid strides"
     assert ("gt_group_reduce" in kernel.source) == (lanes > 1) and "gt_block_reduce" not in kernel.source
@@ -516,6 +520,23 @@ def test_rows_held_in_registers_move_as_vectors(backend, dtype, shape, stride, v
             sass = kernel.sass("sm_90")
             stores_vectors = shape[1] % 4 == 0 or shape[0] == 1
             assert ("LDG.E.128" in sass) == (shape[0] > 1) and ("STG.E.128" in sass) == stores_vectors
+
+
+@pytest.mark.parametrize("dtype, cols, stride, vectored", [
+    (np.float32, 64, 64, True), (np.float32, 62, 64, True), (np.float32, 100, 100, True), (np.float32, 6, 6, False),
+    (np.float64, 32, 32, True)], ids=["64", "last vector cut short", "100", "rows not on vectors", "float64"])
+def test_short_rows_held_by_lanes_move_as_vectors(backend, dtype, cols, stride, vectored, rng):
+    """A group of lanes holding contiguous rows that start on vector boundaries loads and stores them 16
+    bytes at a time (SASS: LDG.E.128, STG.E.128), in the same order as element by element (a pointer not
+    aligned, a row's last vector cut short); the last warp's spare lanes store nothing (4,099 rows)."""
+    x = (rng.standard_normal((4099, stride)) * 3).astype(dtype)[:, :cols]
+    traced = assert_backend_matches(backend, short_row_program, (x,), rtol=1e-5, atol=1e-6, scale_atol=True)
+    [kernel] = traced.kernels
+    assert ("vectors_aligned" in kernel.source) == vectored and "gt_block_reduce" not in kernel.source
+    assert_backend_matches(backend, traced, (_misaligned(x),), rtol=1e-5, atol=1e-6, scale_atol=True)
+    if nvrtc_available() and dtype == np.float32:
+        sass = kernel.sass("sm_90")
+        assert ("LDG.E.128" in sass) == vectored and ("STG.E.128" in sass) == (vectored and cols % 4 == 0)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32], ids=str)
