@@ -75,17 +75,17 @@ def compare_arrays(expected: Any, actual: Any, tolerance: float) -> Difference:
 
 
 def judge_by_exact_values(expected: Any, actual: Any, exact: Any, tolerance: float, difference: Difference,
-                          names: tuple[str, str] = ("the reference", "this backend")) -> Difference:
+                          reference: str = "the reference") -> Difference:
     """``difference`` (``actual`` against ``expected``, beyond the tolerance) judged again by ``exact``.
 
     ``exact``: the same output computed in float64 from the same inputs. NumPy's float32 sums are not
     exact (a sum over a leading axis adds row after row: relative errors of 1e-3 on long columns), so a
     kernel that sums more accurately can differ from NumPy by more than the tolerance. Such an output is
-    ok where each element is at least as close to ``exact`` as NumPy's (within the tolerance)."""
-    e, a = to_numpy(expected).astype(np.float64), to_numpy(actual).astype(np.float64)
-    x = np.asarray(to_numpy(exact), dtype=np.float64)
-    if difference.ok or difference.reason or x.shape != e.shape or e.dtype.kind != "f":
+    ok where each element is at least as close to ``exact`` as ``reference``'s (within the tolerance)."""
+    e, a, x = to_numpy(expected), to_numpy(actual), np.asarray(to_numpy(exact))
+    if difference.ok or difference.reason or e.dtype.kind != "f" or x.shape != e.shape:
         return difference
+    e, a, x = e.astype(np.float64), a.astype(np.float64), x.astype(np.float64)
     finite = np.isfinite(e) & np.isfinite(a)
     judged = finite & np.isfinite(x)
     within = np.abs(a - e) <= tolerance + tolerance * np.abs(e)
@@ -93,9 +93,11 @@ def judge_by_exact_values(expected: Any, actual: Any, exact: Any, tolerance: flo
     as_accurate = error_actual <= error_expected + tolerance * np.abs(x)
     if not (within | ~finite | (judged & as_accurate)).all():
         return difference
-    worst = lambda error: float(np.where(judged, error / np.maximum(np.abs(x), np.finfo(np.float64).tiny), 0).max())  # noqa: E731
-    note = (f"at least as accurate as {names[0]}: max rel error against float64 {worst(error_actual):.3g}, "
-            f"{names[0]}'s {worst(error_expected):.3g}")
+
+    def worst(error: np.ndarray) -> float:
+        return float(np.where(judged, error / np.maximum(np.abs(x), np.finfo(np.float64).tiny), 0).max())
+    note = (f"at least as accurate as {reference}: max rel error against float64 {worst(error_actual):.3g}, "
+            f"{reference}'s {worst(error_expected):.3g}")
     return Difference(True, difference.max_abs, difference.max_rel, note=note)
 
 

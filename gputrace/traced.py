@@ -470,8 +470,7 @@ def check_trace(traced: Any, inputs: Sequence[Any], *, backends: Sequence[str] =
         for k, (want, got) in enumerate(zip(results[reference], results[backend])):
             difference = checking.compare_arrays(want, got, tolerance)
             if not difference.ok and not difference.reason and exact() is not None:
-                difference = checking.judge_by_exact_values(want, got, exact()[k], tolerance, difference,
-                                                            (reference, backend))
+                difference = checking.judge_by_exact_values(want, got, exact()[k], tolerance, difference, reference)
             report.rows.append(checking.OutputCheck(k, backend, difference))
     if raise_on_mismatch and not report.ok:
         bad = next(r for r in report.rows if not r.difference.ok)

@@ -248,6 +248,7 @@ def test_a_kernel_more_accurate_than_numpy_passes_the_check_saying_so(tall_colum
     report = gputrace.check_trace(traced, (x,))
     assert report.ok and report.rows[0].difference.max_rel > 1e-3
     assert "ok (at least as accurate as numpy: max rel error against float64 " in str(report), str(report)
+    assert "at least as accurate as numpy" in report._repr_html_()
 
 
 @needs_emulate

@@ -121,30 +121,18 @@ class KernelExecutor(Interpreter):
         Everything that does not change between calls is looked up here, once: a call allocates,
         launches and returns (this is the host time of a small call)."""
         empty, specs = self.xp.empty, [(t.shape, t.dtype) for t in kernel.output_types]
-        launch = self.launcher.bind(loaded, kernel)
-        scalars, workspace = tuple(kernel.scalar_args), kernel.workspace
+        launch, scalars = self.launcher.bind(loaded, kernel), tuple(kernel.scalar_args)
+        workspace = functools.partial(kernel.allocate_workspace, self.xp) if kernel.workspace else tuple
         if kernel.empty_error:
             def run_group(*args: Any) -> list[Any]:
                 raise ValueError(kernel.empty_error)
         elif not kernel.elements:
             def run_group(*args: Any) -> list[Any]:
                 return [empty(shape, dtype) for shape, dtype in specs]
-        elif workspace:
-            def run_group(*args: Any) -> list[Any]:
-                outputs = [empty(shape, dtype) for shape, dtype in specs]
-                launch((*args, *outputs, *kernel.allocate_workspace(self.xp), *scalars))
-                return outputs
-        elif len(specs) == 1:
-            (shape, dtype), = specs
-
-            def run_group(*args: Any) -> list[Any]:
-                out = empty(shape, dtype)
-                launch((*args, out, *scalars))
-                return [out]
         else:
             def run_group(*args: Any) -> list[Any]:
                 outputs = [empty(shape, dtype) for shape, dtype in specs]
-                launch((*args, *outputs, *scalars))
+                launch((*args, *outputs, *workspace(), *scalars))
                 return outputs
         return run_group
 
@@ -222,7 +210,8 @@ class Plan:
             else:
                 step = step_names[node]
                 namespace[step] = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
-                body.append(f"{_targets([name(v) for v in node.outputs])} = {step}({', '.join(name(v) for v in node.inputs)})  # {node.kind}")
+                args = ", ".join(name(v) for v in node.inputs)
+                body.append(f"{_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
         self.stored = stored_outputs(graph)
         results = [f"copy_output({name(v)})" if stored else name(v) for v, stored in zip(graph.outputs, self.stored)]
         body.append(f"return [{', '.join(results)}]")
