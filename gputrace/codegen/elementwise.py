@@ -273,8 +273,9 @@ def render_elementwise(group: Node, number: int) -> Kernel:
 
     pointers = [f"in{k}" for k in vectored] + [f"out{k}" for k in range(len(out_types))]
     aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
-    loaded = sum(width * in_types[k].dtype.itemsize for k in vectored)  # bytes per vector step
-    per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if loaded else 1
+    # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
+    loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
+    per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
     vector_loads = [f"            {vector(in_types[k])} vin{k}[U];" for k in vectored]
     if vectored:
         vector_loads += ["#pragma unroll", "            for (int u = 0; u < U; ++u) if (v0 + u * stride < vectors) {"]

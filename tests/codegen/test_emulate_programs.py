@@ -196,6 +196,17 @@ def test_threads_load_several_vectors_before_computing(backend, dtype, operands,
     assert_backend_matches(backend, traced, [x[:n - 3 * 1024 - 1] for x in xs])
 
 
+@pytest.mark.parametrize("second, vectors", [("transposed", 2), ("one value", 3), ("a row broadcast down", 2)])
+def test_operands_read_element_by_element_count_toward_the_bytes_loading(backend, second, vectors, rng):
+    """A strided operand is read element by element, 16 bytes per vector step all the same: with x's
+    vector it makes 32 bytes (2 steps ahead); one value for all elements costs nothing (3 steps, as x alone)."""
+    x = sample(rng, np.float32, (3 * 1024 + 1, 64))
+    y = {"transposed": sample(rng, np.float32, (64, 3 * 1024 + 1)).T, "one value": np.float32([[2.5]]),
+         "a row broadcast down": sample(rng, np.float32, (64,))}[second]
+    traced = assert_backend_matches(backend, lambda x, y: x * y - 1, (x, y))
+    assert f"constexpr int U = {vectors};" in traced.kernels[0].source
+
+
 @pytest.mark.skipif(not nvrtc_available(), reason="needs NVRTC")
 def test_gelu_issues_its_vector_loads_before_computing():
     """SASS (sm_90) of GELU's vector loop: three 16-byte loads, then the first tanh (MUFU.EX2)."""
