@@ -44,34 +44,38 @@ from .templates import read_template
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
 MIN_LANES = 4          # lanes of a warp that share a row shorter than a block (where it has 4 elements)
-MAX_LANE_ITEMS = 8     # elements of such a row one lane keeps in registers (16 spilled a layer norm's)
+MAX_LANE_ITEMS = 8     # 4-byte elements of such a row one lane keeps in registers (16 spilled a layer norm's)
 PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
 THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
 CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
 
 
-def lanes_per_row(cols: int) -> int:
+def lanes_per_row(cols: int, wide: bool = False) -> int:
     """Lanes of one warp that reduce a row shorter than a block: a power of two, at most 32.
 
-    Few, so that each lane holds up to MAX_LANE_ITEMS of the row (its loads all in flight at once, like
-    a block's threads: one lane per 2 elements of a 64-element row kept 8 bytes loading per thread), but
-    at least MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each
-    of its rows, one 16-byte vector per lane where rows allow)."""
+    Few, so that each lane holds up to MAX_LANE_ITEMS of the row (half as many where the row's values
+    are ``wide``, 8 bytes: two registers each), its loads all in flight at once like a block's threads
+    (one lane per 2 elements of a 64-element row kept 8 bytes loading per thread); but at least
+    MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each of its
+    rows, one 16-byte vector per lane where rows allow)."""
+    most = MAX_LANE_ITEMS // 2 if wide else MAX_LANE_ITEMS
     lanes = 1
-    while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > MAX_LANE_ITEMS):
+    while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > most):
         lanes *= 2
     return lanes
 
 
-def row_layout(cols: int) -> tuple[int, int]:
+def row_layout(cols: int, wide: bool = False) -> tuple[int, int]:
     """(threads per block, row elements per thread held in registers); 0 elements: the row is re-read per phase.
 
     Small blocks first: several blocks per SM overlap one row's loads with another's block reductions.
+    A thread holds up to MAX_ITEMS elements, half as many where they are ``wide`` (8 bytes: two
+    registers each; 16 float64 spilled 400 bytes of a softmax's row).
     """
     for block in CACHED_BLOCKS:
         items = -(-cols // block)
-        if items <= MAX_ITEMS:
+        if items <= (MAX_ITEMS // 2 if wide else MAX_ITEMS):
             return block, max(items, 1)
     return BLOCK, 0
 
@@ -361,14 +365,15 @@ def render_reduction(group: Node, number: int) -> Kernel:
                        for a in elem_accesses if accesses[a].pointer.startswith("in"))
     thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
     per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
+    wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
     grouped = not per_thread and cols < BLOCK
     if per_thread:
         block, items, lanes = BLOCK, 0, 1
     elif grouped:
-        lanes = lanes_per_row(cols)
+        lanes = lanes_per_row(cols, wide)
         block, items = BLOCK, max(-(-cols // lanes), 1)
     else:
-        block, items = row_layout(cols)
+        block, items = row_layout(cols, wide)
         lanes = block
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
     row_threads = lanes if grouped else block  # threads sharing a row held in registers

@@ -54,18 +54,20 @@ def test_sass_of_a_kernel():
     assert traced.kernels[0].name in sass and "EXIT" in sass
 
 
-@pytest.mark.parametrize("cols", [64, 255, 8192])
+@pytest.mark.parametrize("dtype, cols", [("float32", 64), ("float32", 255), ("float32", 8192), ("float64", 64),
+                                         ("float64", 8192)])
 @pytest.mark.parametrize("name", ["softmax", "layernorm", "rmsnorm"])
-def test_norm_kernels_hold_their_rows_without_spilling(name, cols):
+def test_norm_kernels_hold_their_rows_without_spilling(name, dtype, cols):
     """The benchmarks' norms over short rows (a group of lanes per row, 8 elements per lane) and long rows
-    (a block per row, 16 per thread) fit the register budget of their launch bounds on sm_80 and sm_90."""
+    (a block per row, 16 per thread), half as many float64 (two registers each), fit the register budget
+    of their launch bounds on sm_80 and sm_90."""
     import inspect
 
     from benchmarks import programs
     fn = getattr(programs, name)
     arrays = len([p for p in inspect.signature(fn).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD])
     rng = np.random.default_rng(0)
-    args = [rng.random((4096, cols), dtype=np.float32)] + [rng.random(cols, dtype=np.float32)] * (arrays - 1)
+    args = [rng.random((4096, cols), dtype=dtype)] + [rng.random(cols, dtype=dtype)] * (arrays - 1)
     [kernel] = gputrace.trace(fn, tuple(args), check_trace=False).kernels
     for arch in ("sm_80", "sm_90"):
         resources = kernel.resources(arch)
