@@ -9,9 +9,10 @@ row-level values are computed right after the values they need. A final loop
 writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
 Four layouts, chosen from the sizes (all constants of the source):
-- a group of lanes of one warp per row (a power of two, at most 32) for rows shorter than a block, the
-  row held in registers: the group reduces with shuffles alone, and a warp works on several short rows;
-- a block per row, the row held in registers (up to 16 elements per thread):
+- a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8
+  elements) for rows shorter than a block, the row held in registers and moved 16 bytes per access
+  where rows allow: the group reduces with shuffles alone, and a warp works on several short rows;
+- a block per row, the row held in registers (up to 16 elements per thread, 8 of 8 bytes):
   rows are read from memory once, 16 bytes per access where contiguous and
   aligned, and element values a later phase needs again (softmax's ``exp``)
   are kept rather than recomputed;
