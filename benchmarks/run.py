@@ -690,8 +690,7 @@ def dispatch_overhead(quick: bool) -> dict:
     """gputrace's launch plan per call on a tiny GELU, the kernel launch replaced by nothing (NumPy arrays).
 
     Most of gputrace's own Python per call (the plan: outputs allocated, steps run; not the signature
-    lookup of ``traced(x)``, about half a microsecond); the rest of a GPU call is CuPy's allocation and
-    launch. Runs anywhere."""
+    lookup of ``traced(x)``); the rest of a GPU call is CuPy's allocation and launch. Runs anywhere."""
     import gputrace
     from gputrace.backends.kernels import KernelExecutor, NoLaunch
     bench = BENCHMARKS["gelu"]

@@ -70,11 +70,12 @@ def _leaves(result):
     return [result]
 
 
-def test_a_constant_array_is_a_global_of_the_plan_moved_once(rng, backend):
+def test_arrays_the_function_captures_are_parameters_of_the_plan(rng, backend):
     table = np.arange(5, dtype=np.float32)
     x = rng.random((3, 5), dtype=np.float32)
     traced = gputrace.trace(lambda x: x * table + x @ np.ones((5, 5), np.float32), x)
-    out = run_on(traced, [x], backend)[0]
-    np.testing.assert_allclose(out, x * table + x @ np.ones((5, 5), np.float32), rtol=1e-6)
-    out = run_on(traced, [x + 1], backend)[0]
-    np.testing.assert_allclose(out, (x + 1) * table + (x + 1) @ np.ones((5, 5), np.float32), rtol=1e-6)
+    for arg in (x, x + 1):
+        out = run_on(traced, [arg], backend)[0]
+        np.testing.assert_allclose(out, arg * table + arg @ np.ones((5, 5), np.float32), rtol=1e-6)
+    source = traced.lower(x).executor("emulate").plan.source
+    assert "table = prepare(params('table'))" in source and "prepare(params('_const0'))" in source, source
