@@ -121,7 +121,7 @@ class KernelExecutor(Interpreter):
         Everything that does not change between calls is looked up here, once: a call allocates,
         launches and returns (this is the host time of a small call)."""
         empty, specs = self.xp.empty, [(t.shape, t.dtype) for t in kernel.output_types]
-        launch, scalars = self.launcher.bind(loaded, kernel), tuple(kernel.scalar_args)
+        launch, arguments = self.launcher.bind(loaded, kernel), kernel.arguments
         workspace = functools.partial(kernel.allocate_workspace, self.xp) if kernel.workspace else tuple
         if kernel.empty_error:
             def run_group(*args: Any) -> list[Any]:
@@ -132,7 +132,7 @@ class KernelExecutor(Interpreter):
         else:
             def run_group(*args: Any) -> list[Any]:
                 outputs = [empty(shape, dtype) for shape, dtype in specs]
-                launch((*args, *outputs, *workspace(), *scalars))
+                launch(arguments(args, outputs, workspace()))
                 return outputs
         return run_group
 
@@ -140,10 +140,8 @@ class KernelExecutor(Interpreter):
         inputs = self.launcher.prepare(inputs)
         if record is None:
             return self.plan.run(inputs, param)
-        prepare = self.launcher.prepare
-        params = lambda name: prepare([param(name)])[0]  # noqa: E731
         runner = copy.copy(self)  # per-call state stays off the shared executor (threads)
-        runner.params, runner.record = params, record
+        runner.params, runner.record = lambda name: self.on_device(param(name)), record
         return fresh_outputs(self.graph, runner.run_graph(self.graph, inputs), self.xp, self.plan.stored)
 
     def run_node(self, node: Node, args: list[Any]) -> list[Any]:
@@ -151,9 +149,13 @@ class KernelExecutor(Interpreter):
         if group is not None:
             return group(*args)
         if node.kind == "prim::Constant" and isinstance(node.attrs["value"], np.ndarray):
-            return self.launcher.prepare([node.attrs["value"]])
+            return [self.on_device(node.attrs["value"])]
         results = super().run_node(node, args)
         return [self._as_typed(v, r) for v, r in zip(node.outputs, results)]
+
+    def on_device(self, array: Any) -> Any:
+        """``array`` as this backend runs on it (a CuPy copy of a NumPy array for cuda)."""
+        return self.launcher.prepare([array])[0]
 
     def _as_typed(self, value, result):
         """Make a computed array honour its type's strides, which the kernels were generated for."""
@@ -195,16 +197,15 @@ class Plan:
         step_names = {node: f"step{k}" for k, node in enumerate(steps)}
         name = Identifiers()
         name.taken |= {"inputs", "prepare", "copy_output", *step_names.values()}
-        prepare = executor.launcher.prepare
         namespace: dict[str, Any] = {"copy_output": functools.partial(executor.xp.array, copy=True),
-                                     "prepare": lambda array: prepare([array])[0]}
+                                     "prepare": executor.on_device}
         body: list[str] = []
         if graph.inputs:
             body.append(f"{_targets([name(v) for v in graph.inputs])} = inputs")
         for node in graph.nodes:
             if node.kind == "prim::Constant":  # array constants move to the device once
                 value = node.attrs["value"]
-                namespace[name(node.output)] = prepare([value])[0] if isinstance(value, np.ndarray) else value
+                namespace[name(node.output)] = executor.on_device(value) if isinstance(value, np.ndarray) else value
             elif node.kind == "prim::Param":
                 body.append(f"{name(node.output)} = prepare(params({node.attrs['name']!r}))")
             else:

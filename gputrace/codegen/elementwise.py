@@ -275,7 +275,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
     # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
     loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
-    per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
+    vectors_per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
     vector_loads = [f"            {vector(in_types[k])} vin{k}[U];" for k in vectored]
     if vectored:
         vector_loads += ["#pragma unroll", "            for (int u = 0; u < U; ++u) if (v0 + u * stride < vectors) {"]
@@ -290,7 +290,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("elementwise.cu")).substitute(
         name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, vector_width=width,
-        vectors_per_thread=per_thread,
+        vectors_per_thread=vectors_per_thread,
         vectors_aligned=aligned, vector_loads="\n".join(vector_loads), vector_outputs="\n".join(vector_outputs),
         vector_element=element(True), vector_stores="\n".join(vector_stores), element=element(False))
     return Kernel(name=name, source=source,

@@ -39,9 +39,9 @@ class Kernel:
         per_block = self.work_per_block or self.block
         return max(1, min((self.elements + per_block - 1) // per_block, max_blocks))
 
-    def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any], workspace: Sequence[Any] = ()) -> list[Any]:
-        """The launch's argument list, in the order of the kernel's parameters."""
-        return [*inputs, *outputs, *workspace, *self.scalar_args]
+    def arguments(self, inputs: Sequence[Any], outputs: Sequence[Any], workspace: Sequence[Any] = ()) -> tuple:
+        """The launch's arguments, in the order of the kernel's parameters."""
+        return (*inputs, *outputs, *workspace, *self.scalar_args)
 
     def allocate_workspace(self, xp: Any) -> list[Any]:
         """Fresh scratch arrays for one launch (per call, so concurrent calls never share them)."""

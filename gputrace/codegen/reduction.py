@@ -52,6 +52,12 @@ CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
 
 
+def held_items(most: int, wide: bool) -> int:
+    """Elements a thread may hold in registers: ``most``, half as many where they are ``wide`` (8 bytes:
+    two registers each; 16 float64 spilled 400 bytes of a softmax's row)."""
+    return most // 2 if wide else most
+
+
 def lanes_per_row(cols: int, wide: bool = False) -> int:
     """Lanes of one warp that reduce a row shorter than a block: a power of two, at most 32.
 
@@ -60,7 +66,7 @@ def lanes_per_row(cols: int, wide: bool = False) -> int:
     (one lane per 2 elements of a 64-element row kept 8 bytes loading per thread); but at least
     MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each of its
     rows, one 16-byte vector per lane where rows allow)."""
-    most = MAX_LANE_ITEMS // 2 if wide else MAX_LANE_ITEMS
+    most = held_items(MAX_LANE_ITEMS, wide)
     lanes = 1
     while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > most):
         lanes *= 2
@@ -71,12 +77,11 @@ def row_layout(cols: int, wide: bool = False) -> tuple[int, int]:
     """(threads per block, row elements per thread held in registers); 0 elements: the row is re-read per phase.
 
     Small blocks first: several blocks per SM overlap one row's loads with another's block reductions.
-    A thread holds up to MAX_ITEMS elements, half as many where they are ``wide`` (8 bytes: two
-    registers each; 16 float64 spilled 400 bytes of a softmax's row).
+    A thread holds up to MAX_ITEMS elements (``held_items``).
     """
     for block in CACHED_BLOCKS:
         items = -(-cols // block)
-        if items <= (MAX_ITEMS // 2 if wide else MAX_ITEMS):
+        if items <= held_items(MAX_ITEMS, wide):
             return block, max(items, 1)
     return BLOCK, 0
 
