@@ -416,6 +416,13 @@ template <class T>
 T __ldg(const T* address) { return *address; }
 
 [[noreturn]] inline void __trap(GT_EMU_HERE) { gt_emu_fail("__trap() called", GT_EMU_AT); }
+
+// CUDA's __builtin_assume(cond) lets the compiler take cond as true; emulation checks it instead.
+inline void gt_emu_assume(bool holds, const char* condition, GT_EMU_HERE)
+{
+    if (!holds) gt_emu_fail((std::string("__builtin_assume(") + condition + ") does not hold").c_str(), GT_EMU_AT);
+}
+#define __builtin_assume(cond) gt_emu_assume((cond), #cond)
 #undef GT_EMU_AT
 #undef GT_EMU_HERE
 

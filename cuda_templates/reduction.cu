@@ -10,6 +10,7 @@
 
 extern "C" __global__ void __launch_bounds__(${block}, ${min_blocks}) ${name}(${params})
 {
+    __builtin_assume(threadIdx.x < ${block});  // launched with ${block} threads: guards a whole row meets fold away
     typedef ${index_t} index_t;
 ${constants}
 ${shared}

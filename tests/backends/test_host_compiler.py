@@ -131,6 +131,13 @@ extern "C" __global__ void check_non_negative(const int* x)
     assert(x[threadIdx.x] >= 0);
 }
 
+// Written for blocks of 32 threads, which it tells NVRTC as the generated row kernels tell theirs.
+extern "C" __global__ void assumes_32_threads(int* y)
+{
+    __builtin_assume(threadIdx.x < 32);
+    y[threadIdx.x] = threadIdx.x;
+}
+
 // Two-dimensional blocks and grids, atomics across blocks, a barrier that counts.
 __device__ __forceinline__ int thread_in_block() { return threadIdx.y * blockDim.x + threadIdx.x; }
 
@@ -161,8 +168,8 @@ extern "C" __global__ void reverse_blocks(const double* x, double* y, double* un
 }
 """
 NAMES = ["scale_f32", "affine_i64", "half_scale", "block_sum", "row_softmax", "shift_right", "reverse_prefix",
-         "warp_barrier_deadlock", "shuffles", "scalar_widths", "strided_copy", "check_non_negative", "index_2d",
-         "reverse_blocks"]
+         "warp_barrier_deadlock", "shuffles", "scalar_widths", "strided_copy", "check_non_negative",
+         "assumes_32_threads", "index_2d", "reverse_blocks"]
 
 BROKEN = """extern "C" __global__ void broken(float* y)
 {
@@ -357,6 +364,16 @@ def test_device_assert_raises_instead_of_aborting():
                                              r"\(kernel check_non_negative, block \(0,0,0\), thread \(2,0,0\)\)"):
         kernels().launch("check_non_negative", 1, 4, [x])
     kernels().launch("check_non_negative", 1, 4, [np.abs(x)])  # the emulator is still usable
+
+
+def test_an_assumption_that_does_not_hold_raises_instead_of_being_taken():
+    """NVRTC may drop code an assumption makes dead; emulation checks the assumption instead."""
+    y = np.full(64, -1, np.int32)
+    kernels().launch("assumes_32_threads", 1, 32, [y])
+    assert (y[:32] == np.arange(32)).all()
+    with pytest.raises(EmulationError, match=r"kernels.cu:\d+: __builtin_assume\(threadIdx.x < 32\) does not hold "
+                                             r"\(kernel assumes_32_threads, block \(0,0,0\), thread \(3\d,0,0\)\)"):
+        kernels().launch("assumes_32_threads", 1, 64, [y])
 
 
 def test_worker_count_and_order_come_from_the_environment(monkeypatch, rng):
