@@ -10,7 +10,7 @@ writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
 Four layouts, chosen from the sizes (all constants of the source):
 - a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8
-  elements) for rows shorter than a block, the row held in registers and moved 16 bytes per access
+  elements, 4 of 8 bytes) for rows shorter than a block that fit, the row held in registers and moved 16 bytes per access
   where rows allow: the group reduces with shuffles alone, and a warp works on several short rows;
 - a block per row, the row held in registers (up to 16 elements per thread, 8 of 8 bytes):
   rows are read from memory once, 16 bytes per access where contiguous and
@@ -372,7 +372,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
     thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
     per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    grouped = not per_thread and cols < BLOCK
+    # (32 lanes hold at most 32 * held_items(MAX_LANE_ITEMS, wide) elements: longer float64 rows, a block)
+    grouped = not per_thread and cols < BLOCK and -(-cols // 32) <= held_items(MAX_LANE_ITEMS, wide)
     if per_thread:
         block, items, lanes = BLOCK, 0, 1
     elif grouped:
