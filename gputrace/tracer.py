@@ -281,10 +281,39 @@ def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
                           "gputrace traces functional code: compute a new array instead" if key == "out" else "")
 
 
+# NumPy's parameters after the array, in order, per reduction: np.var(x, 0, None, None, 1) has ddof=1
+_REDUCTION_PARAMETERS = {
+    "sum": ("axis", "dtype", "out", "keepdims", "initial", "where"),
+    "prod": ("axis", "dtype", "out", "keepdims", "initial", "where"),
+    "max": ("axis", "out", "keepdims", "initial", "where"),
+    "min": ("axis", "out", "keepdims", "initial", "where"),
+    "mean": ("axis", "dtype", "out", "keepdims"),
+    "var": ("axis", "dtype", "out", "ddof", "keepdims"),
+    "std": ("axis", "dtype", "out", "ddof", "keepdims"),
+    "any": ("axis", "out", "keepdims"),
+    "all": ("axis", "out", "keepdims"),
+    "argmax": ("axis", "out"),
+    "argmin": ("axis", "out"),
+}
+
+
 def _reduction(name: str):
-    def handler(x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
-        ddof = kwargs.pop("ddof", 0) if name in ("var", "std") else 0
-        _reject_kwargs(name, {"out": out, **kwargs}, out=None, ddof=0, initial=np._NoValue, where=True)
+    parameters = _REDUCTION_PARAMETERS[name]
+
+    def handler(x, *args, **kwargs):
+        """np.<name>(x, ...) and x.<name>(...), their arguments bound as NumPy binds them."""
+        if len(args) > len(parameters):
+            raise TypeError(f"{name}() takes from 1 to {len(parameters) + 1} positional arguments "
+                            f"but {len(args) + 1} were given")
+        for key, value in zip(parameters, args):
+            if key in kwargs:
+                raise TypeError(f"{name}() got multiple values for argument '{key}'")
+            kwargs[key] = value
+        axis, dtype, keepdims = kwargs.pop("axis", None), kwargs.pop("dtype", None), kwargs.pop("keepdims", False)
+        keepdims = False if keepdims is np._NoValue else keepdims
+        ddof = _ddof(kwargs) if name in ("var", "std") else 0
+        initial = kwargs.pop("initial", np._NoValue) if name in ("max", "min") else np._NoValue
+        _reject_kwargs(name, kwargs, out=None, initial=np._NoValue, where=True)
         attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
         if name in ("argmax", "argmin"):
             if attrs["axis"] is not None and len(attrs["axis"]) != 1:
@@ -295,8 +324,29 @@ def _reduction(name: str):
             attrs["dtype"] = np.dtype(dtype)
         if ddof:
             attrs["ddof"] = ddof
+        if initial is not np._NoValue:
+            attrs["initial"] = _initial(name, initial)
         return record(f"np::{name}", [x], attrs)
     return handler
+
+
+def _ddof(kwargs: dict) -> Any:
+    """var/std's ``ddof``, or its Array API name ``correction`` (not both, as NumPy)."""
+    ddof, correction = kwargs.pop("ddof", 0), kwargs.pop("correction", np._NoValue)
+    if correction is np._NoValue:
+        return ddof
+    if ddof != 0:
+        raise ValueError("ddof and correction can't be provided simultaneously.")
+    return correction
+
+
+def _initial(name: str, initial: Any) -> Any:
+    """max/min's ``initial``: a real number (the kernels start their accumulators at it)."""
+    if not isinstance(initial, (bool, int, float, np.bool_, np.integer, np.floating)):
+        raise unsupported(f"np.{name}(..., initial={type(initial).__name__})", "give a real number")
+    if initial != initial:
+        raise unsupported(f"np.{name}(..., initial=nan)", "the result would be NaN everywhere")
+    return initial
 
 
 for _name, _fns in {
@@ -308,12 +358,12 @@ for _name, _fns in {
 
 @implements(np.argmax)
 def _argmax(x, axis=None, out=None, *, keepdims=False):
-    return _reduction("argmax")(x, axis=axis, out=out, keepdims=keepdims)
+    return _reduction("argmax")(x, axis, out, keepdims=keepdims)
 
 
 @implements(np.argmin)
 def _argmin(x, axis=None, out=None, *, keepdims=False):
-    return _reduction("argmin")(x, axis=axis, out=out, keepdims=keepdims)
+    return _reduction("argmin")(x, axis, out, keepdims=keepdims)
 
 
 @implements(np.where)
@@ -679,32 +729,32 @@ class TracedArray:
     def copy(self, order="C"):
         return _copy(self, order)
 
-    def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return _reduction("sum")(self, axis, dtype, out, keepdims, **kw)
+    def sum(self, *args, **kw):
+        return _reduction("sum")(self, *args, **kw)
 
-    def prod(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return _reduction("prod")(self, axis, dtype, out, keepdims, **kw)
+    def prod(self, *args, **kw):
+        return _reduction("prod")(self, *args, **kw)
 
-    def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return _reduction("mean")(self, axis, dtype, out, keepdims, **kw)
+    def mean(self, *args, **kw):
+        return _reduction("mean")(self, *args, **kw)
 
-    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-        return _reduction("var")(self, axis, dtype, out, keepdims, ddof=ddof, **kw)
+    def var(self, *args, **kw):
+        return _reduction("var")(self, *args, **kw)
 
-    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-        return _reduction("std")(self, axis, dtype, out, keepdims, ddof=ddof, **kw)
+    def std(self, *args, **kw):
+        return _reduction("std")(self, *args, **kw)
 
-    def max(self, axis=None, out=None, keepdims=False, **kw):
-        return _reduction("max")(self, axis, None, out, keepdims, **kw)
+    def max(self, *args, **kw):
+        return _reduction("max")(self, *args, **kw)
 
-    def min(self, axis=None, out=None, keepdims=False, **kw):
-        return _reduction("min")(self, axis, None, out, keepdims, **kw)
+    def min(self, *args, **kw):
+        return _reduction("min")(self, *args, **kw)
 
-    def any(self, axis=None, out=None, keepdims=False, **kw):
-        return _reduction("any")(self, axis, None, out, keepdims, **kw)
+    def any(self, *args, **kw):
+        return _reduction("any")(self, *args, **kw)
 
-    def all(self, axis=None, out=None, keepdims=False, **kw):
-        return _reduction("all")(self, axis, None, out, keepdims, **kw)
+    def all(self, *args, **kw):
+        return _reduction("all")(self, *args, **kw)
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)

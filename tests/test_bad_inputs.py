@@ -121,11 +121,29 @@ def test_unsupported_numpy_function():
     (lambda x: x.copy(order="F"), r"copy\(order='F'\) .*only order='K' or 'A' or 'C' is traced"),
     (lambda x: np.copy(x, order="F"), r"copy\(order='F'\) .*traced results are always C-contiguous"),
     (lambda x: np.sum(x, where=x > 0), r"the keyword where= of np.sum"),
-], ids=["out", "where", "order", "dtype", "reshape-order", "astype-order", "copy-order", "np-copy-order", "sum-where"])
+    (lambda x: np.sum(x, initial=1.0), r"the keyword initial= of np.sum"),
+    (lambda x: x.max(initial=np.nan), r"np.max\(..., initial=nan\) .*the result would be NaN everywhere"),
+    (lambda x: np.min(x, initial=np.zeros(1)), r"np.min\(..., initial=ndarray\) .*give a real number"),
+    (lambda x: x.var(mean=x.mean()), r"the keyword mean= of np.var"),
+], ids=["out", "where", "order", "dtype", "reshape-order", "astype-order", "copy-order", "np-copy-order", "sum-where",
+        "sum-initial", "max-initial-nan", "min-initial-array", "var-mean"])
 def test_unsupported_keywords(fn, message):
     with raises(gputrace.UnsupportedOperationError, TypeError, message) as info:
         gputrace.trace(fn, F32)
     assert f"is not supported by gputrace at {__file__}:" in str(info.value)
+
+
+@pytest.mark.parametrize("fn, error, message", [
+    (lambda x: np.max(x, 1, None, True, 0.0, True, 7), TypeError,
+     r"^max\(\) takes from 1 to 6 positional arguments but 7 were given$"),
+    (lambda x: np.sum(x, 1, axis=0), TypeError, r"^sum\(\) got multiple values for argument 'axis'$"),
+    (lambda x: np.var(x, ddof=1, correction=1), ValueError, r"^ddof and correction can't be provided simultaneously\.$"),
+], ids=["too-many", "twice", "ddof-and-correction"])
+def test_reduction_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
+    with pytest.raises(error, match=message):
+        fn(F32)
+    with pytest.raises(error, match=message):
+        gputrace.trace(fn, F32)
 
 
 def test_inplace_arithmetic_on_an_input_is_traced_out_of_place_with_a_warning():

@@ -296,3 +296,22 @@ def test_assigning_into_a_traced_array_is_unsupported():
     with pytest.raises(gputrace.UnsupportedOperationError,
                        match=f"assigning into a traced array .* at .*test_tracer.py:{line}"):
         gputrace.trace(fn, np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: np.var(x, 0, None, None, 1),          # the fifth positional argument is ddof, not keepdims
+    lambda x: x.std(1, None, None, 1, True),
+    lambda x: np.std(x, axis=0, correction=1),
+    lambda x: np.max(x, 1, None, True),             # np.max has no dtype: the fourth is keepdims
+    lambda x: x.min(0, None, False, -0.5),          # ... and the fifth initial
+    lambda x: np.sum(x, 1, np.float64, None, True),
+    lambda x: np.any(x > 1, 0, None, True),
+    lambda x: np.mean(x, -1, None, None, np._NoValue),
+    lambda x: np.argmax(x, 0, None, keepdims=True),
+], ids=["var-ddof", "std-method", "std-correction", "max", "min-initial", "sum-dtype", "any", "mean-novalue", "argmax"])
+def test_reduction_arguments_bind_as_numpy_binds_them(fn, rng):
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    traced = gputrace.trace(fn, x)
+    want, got = fn(x), traced(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6)

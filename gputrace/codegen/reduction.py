@@ -109,8 +109,13 @@ def accumulator_dtype(node: Node) -> np.dtype:
     return np.dtype(np.float32) if out == HALF else out
 
 
-def _identity(name: str, acc: np.dtype) -> str:
-    ctype = compute_type(acc)
+def _identity(node: Node, acc: np.dtype) -> str:
+    """The C value a reduction's accumulator starts at (and inactive threads contribute)."""
+    name, ctype = node.op, compute_type(acc)
+    if "initial" in node.attrs:  # max/min's initial=, converted to the input's dtype by NumPy itself
+        start = ops.run_op(node.kind, np, [np.empty(0, node.inputs[0].type.dtype)], {"initial": node.attrs["initial"]})
+        text, _ = render_literal(np.asarray(start)[()])
+        return f"gt_cast<{ctype}>({text})"
     if name in ("sum", "mean", "var", "std", "any"):
         return f"gt_cast<{ctype}>(0)" if name != "any" else "false"
     if name == "prod":
@@ -592,7 +597,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
         value_t = f"GtArg<{ctype}>" if is_arg else ctype
         if lanes > 32:
             shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
-        identity = _identity(name, acc)
+        identity = _identity(node, acc)
         passes = ["mean", "dev"] if name in ("var", "std") else [name]
         reduced_here = Reduced(number_r, node, acc, ctype, value_t, identity, passes)
         mean_name = None
@@ -763,7 +768,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
-        empty_error = next((_NO_IDENTITY[n.op] for n in reductions if n.op in _NO_IDENTITY), None)
+        empty_error = next((_NO_IDENTITY[n.op] for n in reductions if n.op in _NO_IDENTITY and "initial" not in n.attrs),
+                           None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,

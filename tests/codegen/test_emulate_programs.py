@@ -622,6 +622,25 @@ def test_empty_and_single_element_rows(backend, rng):
         assert str(emulate_error.value) == str(numpy_error.value)
 
 
+@pytest.mark.parametrize("shape, axis", [((4099, 3), 1), ((64, 5000), 1), ((4, 40000), 1), ((40000, 4), 0),
+                                         ((7, 0), 1)], ids=["lanes", "block", "split", "columns", "empty"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8, np.uint16, bool], ids=str)
+def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
+    """initial= joins every row (in each layout, empty rows too: no 'zero-size' error), converted to
+    the input's dtype as NumPy converts it (0.1 for float16, 5.7 -> 5 for integers); NaN still wins.
+    (-0.0 made 0.0: which of two equal zeros min returns depends on NumPy's loop, float16 or float32.)"""
+    x = sample(rng, np.dtype(dtype), shape, special=0.05)
+    if x.dtype.kind == "f":
+        x = x + x.dtype.type(0)
+
+    def extremes(x):
+        return (x.max(axis=axis, initial=0.1 if x.dtype.kind == "f" else 5), np.min(x, axis, None, True, 5.7),
+                np.maximum.reduce(x, axis=axis, initial=True))
+    traced = assert_backend_matches(backend, extremes, (x,))
+    for k, (want, got) in enumerate(zip(extremes(x), run_on(traced, (x,), backend))):  # and eager NumPy
+        assert_arrays_agree(want, got, what=f"output {k} against eager NumPy")
+
+
 def test_non_contiguous_inputs(backend, rng):
     base = rng.standard_normal((12, 40)).astype(np.float32)
     for view, axis in ((base.T, 0), (base.T, 1), (base[::-2, 3:37:3], 1), (base[:, ::-1].T[::2], None)):
