@@ -125,8 +125,11 @@ def test_unsupported_numpy_function():
     (lambda x: x.max(initial=np.nan), r"np.max\(..., initial=nan\) .*the result would be NaN everywhere"),
     (lambda x: np.min(x, initial=np.zeros(1)), r"np.min\(..., initial=ndarray\) .*give a real number"),
     (lambda x: x.var(mean=x.mean()), r"the keyword mean= of np.var"),
+    (lambda x: np.linalg.norm(x, 2), r"np.linalg.norm\(..., ord=2\) over two axes .*computed from singular values"),
+    (lambda x: np.linalg.norm(x[None], "nuc", axis=(2, 0)), r"np.linalg.norm\(..., ord='nuc'\) over two axes"),
+    (lambda x: np.outer(x, x, out=np.empty((6, 6))), r"the keyword out= of np.outer"),
 ], ids=["out", "where", "order", "dtype", "reshape-order", "astype-order", "copy-order", "np-copy-order", "sum-where",
-        "sum-initial", "max-initial-nan", "min-initial-array", "var-mean"])
+        "sum-initial", "max-initial-nan", "min-initial-array", "var-mean", "norm-2", "norm-nuc", "outer-out"])
 def test_unsupported_keywords(fn, message):
     with raises(gputrace.UnsupportedOperationError, TypeError, message) as info:
         gputrace.trace(fn, F32)
@@ -138,8 +141,14 @@ def test_unsupported_keywords(fn, message):
      r"^max\(\) takes from 1 to 6 positional arguments but 7 were given$"),
     (lambda x: np.sum(x, 1, axis=0), TypeError, r"^sum\(\) got multiple values for argument 'axis'$"),
     (lambda x: np.var(x, ddof=1, correction=1), ValueError, r"^ddof and correction can't be provided simultaneously\.$"),
-], ids=["too-many", "twice", "ddof-and-correction"])
-def test_reduction_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
+    (lambda x: np.linalg.norm(x, "fro", axis=1), ValueError, r"^Invalid norm order 'fro' for vectors$"),
+    (lambda x: np.linalg.norm(x, "max", axis=(0, 1)), ValueError, r"^Invalid norm order for matrices\.$"),
+    (lambda x: np.linalg.norm(x[None], 1), ValueError, r"^Improper number of dimensions to norm\.$"),
+    (lambda x: np.linalg.norm(x, axis=(1, -1)), ValueError, r"^Duplicate axes given\.$"),
+    (lambda x: np.linalg.norm(x, axis=[1]), TypeError, r"^'axis' must be None, an integer or a tuple of integers$"),
+], ids=["too-many", "twice", "ddof-and-correction", "norm-vector-order", "norm-matrix-order", "norm-ndim",
+        "norm-duplicate-axes", "norm-axis-type"])
+def test_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
     with pytest.raises(error, match=message):
         fn(F32)
     with pytest.raises(error, match=message):

@@ -50,21 +50,24 @@ LAYOUTS = {
 }
 
 
-def assert_same(got, want, what=""):
-    """Same structure, dtype, shape and bits (NaN equals NaN, -0.0 differs from 0.0)."""
+def assert_same(got, want, what="", rtol=0.0):
+    """Same structure, dtype, shape and bits (NaN equals NaN, -0.0 differs from 0.0), or floats within ``rtol``."""
     if isinstance(want, (tuple, list)):
         assert type(got) is type(want) and len(got) == len(want), what
         for k, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, f"{what}[{k}]")
+            assert_same(g, w, f"{what}[{k}]", rtol)
         return
     got, want = np.asarray(got), np.asarray(want)
     assert got.dtype == want.dtype, f"{what}: traced dtype {got.dtype}, eager {want.dtype}"
     assert got.shape == want.shape, f"{what}: traced shape {got.shape}, eager {want.shape}"
+    if rtol and want.dtype.kind == "f":
+        np.testing.assert_allclose(got, want, rtol=max(rtol, float(np.finfo(want.dtype).eps)), err_msg=what)
+        return
     assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes(), \
         f"{what}: values differ\ntraced: {got}\neager:  {want}"
 
 
-def check(fn, args, call_args=None, what="", code=False):
+def check(fn, args, call_args=None, what="", code=False, rtol=0.0):
     """Trace ``fn`` on ``args``, call it on ``call_args`` (default: the same) and compare with eager NumPy."""
     call_args = args if call_args is None else call_args
     with np.errstate(all="ignore"):
@@ -75,9 +78,9 @@ def check(fn, args, call_args=None, what="", code=False):
                 gputrace.trace(fn, tuple(args), check_trace=False)(*call_args)
             return
         traced = gputrace.trace(fn, tuple(args), check_trace=False)  # the check is tested in test_api
-        assert_same(traced(*call_args), want, what)
+        assert_same(traced(*call_args), want, what, rtol)
         if code:  # .code is Python that runs with NumPy: it must compute the same
-            assert_same(traced.python()(*call_args), want, f"{what} (.code)")
+            assert_same(traced.python()(*call_args), want, f"{what} (.code)", rtol)
 
 
 # ----------------------------------------------------------------------------- ufuncs, from the op table
@@ -160,6 +163,7 @@ class Case:
     fn: Callable
     shapes: tuple = ((2, 3, 4),)
     other: tuple | None = ((5, 6, 8),)  # a call at other shapes of the same ndim re-specialises the trace
+    rtol: float = 0.0  # float results: 0 is the same bits (np.linalg.norm's dot of all elements: a sum here)
 
 
 X, XY = ((2, 3, 4),), ((2, 3, 4), (2, 3, 4))
@@ -286,6 +290,23 @@ CASES = {
     "dot-batch-matrix": Case(lambda x, y: np.dot(x, y), ((3, 16, 200), (200, 8)), ((2, 4, 300), (300, 5))),
     "dot-scalar": Case(lambda x: (np.dot(x, 2), np.dot(2.5, x))),
     "dot-method": Case(lambda x, y: x.dot(y), ((3, 4), (4,)), ((2, 5), (5,))),
+    "outer": Case(lambda x, y: (np.outer(x, y), np.outer(x[0], 2)), ((3, 4), (2, 5)), ((1, 2), (3, 1))),
+    # norms: vector orders over one axis, matrix orders over two, and the whole array
+    "norm": Case(lambda x: (np.linalg.norm(x), np.linalg.norm(x, keepdims=True)), rtol=1e-6),
+    "norm-vector": Case(lambda x: tuple(np.linalg.norm(x, ord, axis=axis, keepdims=keepdims)
+                                        for ord, axis, keepdims in [(None, 1, False), (2, -1, True), (1, 0, False),
+                                                                    (np.inf, 2, False), (-np.inf, 0, True),
+                                                                    (0, 1, False), (3, -1, False), (-0.5, 1, False)])),
+    "norm-matrix": Case(lambda x: tuple(np.linalg.norm(x, ord, axis=axis, keepdims=keepdims)
+                                        for ord, axis, keepdims in [(None, (0, 1), False), ("fro", (2, 0), True),
+                                                                    (1, (1, 2), False), (-1, (2, 1), True),
+                                                                    (np.inf, (0, 2), False), (-np.inf, (-1, 0), False)])),
+    "norm-matrix-2d": Case(lambda x: (np.linalg.norm(x, "fro"), np.linalg.norm(x, 1), np.linalg.norm(x, -np.inf)),
+                           ((3, 4),), ((5, 2),), rtol=1e-6),
+    "norm-vector-1d": Case(lambda x: (np.linalg.norm(x, 2), np.linalg.norm(x, np.inf, keepdims=True)), ((7,),),
+                           ((3,),), rtol=1e-6),
+    "norm-empty": Case(lambda x: (np.linalg.norm(x, np.inf, axis=1), np.linalg.norm(x, 1, axis=(0, 1))),
+                       ((3, 0),), ((0, 2),)),
 }
 
 
@@ -297,7 +318,7 @@ def case_args(case, dtype, shapes=None):
 def test_function_matches_eager_for_every_dtype(name):
     case = CASES[name]
     for dtype in DTYPES:
-        check(case.fn, case_args(case, dtype), what=f"{name}[{dtype}]", code=True)
+        check(case.fn, case_args(case, dtype), what=f"{name}[{dtype}]", code=True, rtol=case.rtol)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -306,7 +327,7 @@ def test_function_on_non_contiguous_inputs(name, layout):
     case = CASES[name]
     for dtype in ("float32", "int64"):
         args = [LAYOUTS[layout](a) for a in case_args(case, dtype)]
-        check(case.fn, args, what=f"{name}[{dtype}, {layout}]")
+        check(case.fn, args, what=f"{name}[{dtype}, {layout}]", rtol=case.rtol)
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.other])
@@ -314,7 +335,8 @@ def test_function_traced_at_one_shape_runs_at_another(name):
     """The trace is shape-generic: at new shapes it matches eager NumPy there, or raises what NumPy raises."""
     case = CASES[name]
     for dtype in ("float32", "int16", "bool"):
-        check(case.fn, case_args(case, dtype), case_args(case, dtype, case.other), what=f"{name}[{dtype}]")
+        check(case.fn, case_args(case, dtype), case_args(case, dtype, case.other), what=f"{name}[{dtype}]",
+              rtol=case.rtol)
 
 
 def test_every_op_and_handled_function_has_a_case(monkeypatch):

@@ -641,6 +641,20 @@ def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
         assert_arrays_agree(want, got, what=f"output {k} against eager NumPy")
 
 
+@pytest.mark.parametrize("program, kernels", [
+    (lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True), 1),   # rows scaled to unit length
+    (lambda x: np.linalg.norm(x, np.inf, axis=0), 1),
+    (lambda x: np.linalg.norm(x), 1),                                # all elements: a split row
+    (lambda x: np.linalg.norm(x, 1), 2),                             # column sums, then their max
+    (lambda x: np.linalg.norm(x.T, 3, axis=1), 1),
+    (lambda x: np.outer(x[0], x[:, 1]) * 2 + 1, 1),
+], ids=["unit-rows", "inf-columns", "frobenius", "matrix-1", "vector-3-of-columns", "outer"])
+def test_norms_and_outer_products_are_fused_kernels(backend, program, kernels, rng):
+    x = sample(rng, np.dtype(np.float32), (300, 64), special=0.01)
+    traced = assert_backend_matches(backend, program, (x,), rtol=1e-6)
+    assert len(traced.kernels) == kernels
+
+
 def test_non_contiguous_inputs(backend, rng):
     base = rng.standard_normal((12, 40)).astype(np.float32)
     for view, axis in ((base.T, 0), (base.T, 1), (base[::-2, 3:37:3], 1), (base[:, ::-1].T[::2], None)):
