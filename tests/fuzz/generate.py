@@ -47,7 +47,7 @@ NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), Num
                  NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
 FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
     "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
-    "matmul", "concatenate", "stack", "fill", "idiom", "idiom")
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm")
 MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
 
 
@@ -169,22 +169,61 @@ def draw_astype(draw, ctx):
     return [Op("method", "astype", (a, target))]
 
 
+# NumPy's parameters of each reduction after the array, in order (the positional form passes them so)
+REDUCTION_PARAMETERS = {"sum": ("axis", "dtype", "out", "keepdims"), "prod": ("axis", "dtype", "out", "keepdims"),
+                        "mean": ("axis", "dtype", "out", "keepdims"), "var": ("axis", "dtype", "out", "ddof", "keepdims"),
+                        "std": ("axis", "dtype", "out", "ddof", "keepdims"),
+                        "max": ("axis", "out", "keepdims", "initial"), "min": ("axis", "out", "keepdims", "initial"),
+                        "any": ("axis", "out", "keepdims"), "all": ("axis", "out", "keepdims"),
+                        "argmax": ("axis", "out"), "argmin": ("axis", "out")}
+
+
 def draw_reduction(draw, ctx):
     name = draw(st.sampled_from(REDUCTIONS))
     a = pick(draw, ctx)
     ndim = ctx.arrays()[a.index].ndim
-    kwargs = []
+    kwargs = {}
     axis = axis_argument(draw, ndim, single=name in ("argmax", "argmin"))
     if axis is not None:
-        kwargs.append(("axis", axis))
+        kwargs["axis"] = axis
+    if draw(st.booleans()):
+        kwargs["keepdims"] = True
+    if name in ("var", "std") and draw(st.integers(0, 3)) == 0:
+        kwargs["ddof"] = 1
+    if name in ("sum", "prod", "mean") and draw(st.integers(0, 5)) == 0:
+        kwargs["dtype"] = DType(draw(st.sampled_from(("float64", "float32", "int64"))))
+    if name in ("max", "min") and draw(st.integers(0, 3)) == 0:
+        kwargs["initial"] = draw(st.sampled_from((0, -2, 1.5, True, 300)))
+    form = "method" if draw(st.booleans()) else "call"
+    parameters = REDUCTION_PARAMETERS[name]
+    if draw(st.integers(0, 3)) == 0 and "keepdims" in parameters:  # positional: np.var(x, 0, None, None, 1)
+        count = max(parameters.index(k) + 1 for k in kwargs) if kwargs else 0
+        positional = tuple(kwargs.pop(k, False if k == "keepdims" else 0 if k == "ddof" else None)
+                           for k in parameters[:count])
+        return [Op(form, name, (a, *positional), tuple(kwargs.items()))]
+    return [Op(form, name, (a,), tuple(kwargs.items()))]
+
+
+def draw_norm(draw, ctx):
+    """np.linalg.norm over one axis (vector orders), two (matrix orders) or all; np.outer now and then."""
+    a = pick(draw, ctx, lambda v: v.ndim >= 1)
+    if a is None:
+        return []
+    if draw(st.integers(0, 3)) == 0:
+        return [Op("call", "outer", (a, pick(draw, ctx)))]
+    ndim = ctx.arrays()[a.index].ndim
+    kind = draw(st.sampled_from(("vector", "matrix", "all") if ndim >= 2 else ("vector", "all")))
+    kwargs = []
+    if kind == "vector":
+        kwargs += [("ord", draw(st.sampled_from((None, 1, 2, math.inf, -math.inf)))),
+                   ("axis", draw(st.integers(-ndim, ndim - 1)))]
+    elif kind == "matrix":
+        axes = draw(st.lists(st.integers(0, ndim - 1), min_size=2, max_size=2, unique=True))
+        kwargs += [("ord", draw(st.sampled_from((None, "fro", 1, -1, math.inf, -math.inf)))),
+                   ("axis", tuple(x - ndim if draw(st.booleans()) else x for x in axes))]
     if draw(st.booleans()):
         kwargs.append(("keepdims", True))
-    if name in ("var", "std") and draw(st.integers(0, 3)) == 0:
-        kwargs.append(("ddof", 1))
-    if name in ("sum", "prod", "mean") and draw(st.integers(0, 5)) == 0:
-        kwargs.append(("dtype", DType(draw(st.sampled_from(("float64", "float32", "int64"))))))
-    form = "method" if draw(st.booleans()) else "call"
-    return [Op(form, name, (a,), tuple(kwargs))]
+    return [Op("call", "linalg.norm", (a,), tuple(kwargs))]
 
 
 def draw_transpose(draw, ctx):
@@ -376,7 +415,7 @@ DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "cli
            "astype": draw_astype, "reduction": draw_reduction, "transpose": draw_transpose, "index": draw_index,
            "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
            "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
-           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom}
+           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm}
 
 
 def names_for(n_inputs: int, n_ops: int) -> list[str]:

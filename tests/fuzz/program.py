@@ -29,7 +29,7 @@ TRANSCENDENTAL = frozenset(
     "exp exp2 expm1 log log2 log10 log1p cbrt sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh "
     "arctanh arctan2 hypot logaddexp logaddexp2 power **".split())
 # reductions and contractions whose float results depend on the order of summation
-ACCUMULATING = frozenset("sum prod mean var std matmul @ dot".split())
+ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm".split())
 # functions with jumps: a tiny change of a float operand can change the result completely
 DISCONTINUOUS = frozenset(
     "equal not_equal less less_equal greater greater_equal == != < <= > >= floor ceil trunc rint round sign "
@@ -382,10 +382,17 @@ def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
     return bool(x.size) and float(((x - x.mean()) ** 2).sum()) >= float(np.finfo(dtype).max) / 2
 
 
+def norm_may_overflow(values: Any, dtype: np.dtype) -> bool:
+    """Whether a norm's sum of squares (or of magnitudes) can overflow ``dtype`` in some order: NumPy's whole-array
+    norm is a dot product, gputrace's a sum."""
+    x = np.abs(_finite(values)).astype(np.float64)
+    return bool(x.size) and float(np.maximum(x * x, x).sum()) >= float(np.finfo(dtype).max) / 2
+
+
 # reductions whose partial results may overflow in one order of accumulation and not in another
 ORDER_DEPENDENT_OVERFLOW = {"prod": (product_may_overflow,), "sum": (sum_may_overflow,), "mean": (sum_may_overflow,),
                             "var": (squares_may_overflow, sum_may_overflow),
-                            "std": (squares_may_overflow, sum_may_overflow)}
+                            "std": (squares_may_overflow, sum_may_overflow), "linalg.norm": (norm_may_overflow,)}
 
 
 def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] | None = None) -> str:
