@@ -567,78 +567,6 @@ def _round(a, decimals=0, out=None):
     return record("np::rint", [a])
 
 
-@implements(np.outer)
-def _outer(a, b, out=None):
-    _reject_kwargs("outer", {"out": out}, out=None)
-    a, b = (v if isinstance(v, TracedArray) else np.asarray(v) for v in (a, b))
-    return np.multiply(a.ravel()[:, None], b.ravel()[None, :])
-
-
-@implements(np.linalg.norm)
-def _norm(x, ord=None, axis=None, keepdims=False):
-    """np.linalg.norm, step for step as NumPy computes it, from traced sums, max and min: one fused kernel.
-
-    The matrix norms of singular values (ord 2, -2, 'nuc') are refused. NumPy's default norm of the
-    whole array is a dot product of its elements (float16 products exact, accumulated in float32): here
-    their sum, float16 squared in float32 likewise."""
-    if _concrete(x).dtype.kind not in "fc":
-        x = x.astype(float)
-    ndim = x.ndim
-    if axis is None and (ord is None or (ord in ("f", "fro") and ndim == 2) or (ord == 2 and ndim == 1)):
-        wide = x.astype(np.float32) if x.dtype == np.float16 else x
-        norm = np.sqrt(np.sum(wide * wide).astype(x.dtype))
-        return norm.reshape([1] * ndim) if keepdims else norm
-    if axis is None:
-        axis = tuple(range(ndim))
-    elif not isinstance(axis, tuple):
-        try:
-            axis = int(axis)
-        except Exception as e:
-            raise TypeError("'axis' must be None, an integer or a tuple of integers") from e
-        axis = (axis,)
-    if len(axis) == 1:
-        if ord == np.inf:
-            return np.abs(x).max(axis=axis, keepdims=keepdims, initial=0)
-        if ord == -np.inf:
-            return np.abs(x).min(axis=axis, keepdims=keepdims)
-        if ord == 0:
-            return (x != 0).astype(x.dtype).sum(axis=axis, keepdims=keepdims)
-        if ord == 1:
-            return np.add.reduce(np.abs(x), axis=axis, keepdims=keepdims)
-        if ord is None or ord == 2:
-            return np.sqrt(np.add.reduce(x * x, axis=axis, keepdims=keepdims))
-        if isinstance(ord, str):
-            raise ValueError(f"Invalid norm order '{ord}' for vectors")
-        powers = (np.abs(x) ** ord).astype(x.dtype)  # NumPy raises in place: |x| **= ord keeps |x|'s dtype
-        total = np.add.reduce(powers, axis=axis, keepdims=keepdims)
-        return total ** np.reciprocal(ord, dtype=total.dtype)
-    if len(axis) != 2:
-        raise ValueError("Improper number of dimensions to norm.")
-    row_axis, col_axis = (ops.normalize_axes(a, ndim, "norm")[0] for a in axis)
-    if row_axis == col_axis:
-        raise ValueError("Duplicate axes given.")
-    if ord in (2, -2, "nuc"):
-        raise unsupported(f"np.linalg.norm(..., ord={ord!r}) over two axes",
-                          "it is computed from singular values; ord=None, 'fro', 1, -1, inf and -inf are traced")
-    if ord in (1, -1):
-        col_axis -= col_axis > row_axis
-        sums = np.add.reduce(np.abs(x), axis=row_axis)
-        norm = sums.max(axis=col_axis, initial=0) if ord == 1 else sums.min(axis=col_axis)
-    elif ord in (np.inf, -np.inf):
-        row_axis -= row_axis > col_axis
-        sums = np.add.reduce(np.abs(x), axis=col_axis)
-        norm = sums.max(axis=row_axis, initial=0) if ord == np.inf else sums.min(axis=row_axis)
-    elif ord in (None, "fro", "f"):
-        norm = np.sqrt(np.add.reduce(x * x, axis=axis))
-    else:
-        raise ValueError("Invalid norm order for matrices.")
-    if keepdims:
-        shape = list(x.shape)
-        shape[axis[0]] = shape[axis[1]] = 1
-        norm = norm.reshape(shape)
-    return norm
-
-
 @implements(np.shape)
 def _np_shape(a):
     return a.shape
@@ -1166,3 +1094,7 @@ def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
     node = parent.graph.add_node("prim::CallMethod", call_inputs, [v.type for v in leaves],
                                  attrs={"name": method}, source=user_location(), subgraph=sub)
     return unflatten_outputs(tree, [state.wrap(v, c) for v, c in zip(node.outputs, concrete)])
+
+
+# NumPy functions traced as compositions of the operations above (np.linalg.norm, np.outer, np.einsum)
+from . import decompositions  # noqa: E402,F401  (registers them)

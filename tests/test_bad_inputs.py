@@ -128,8 +128,12 @@ def test_unsupported_numpy_function():
     (lambda x: np.linalg.norm(x, 2), r"np.linalg.norm\(..., ord=2\) over two axes .*computed from singular values"),
     (lambda x: np.linalg.norm(x[None], "nuc", axis=(2, 0)), r"np.linalg.norm\(..., ord='nuc'\) over two axes"),
     (lambda x: np.outer(x, x, out=np.empty((6, 6))), r"the keyword out= of np.outer"),
+    (lambda x: np.einsum("ii->i", x[:, :2]), r"np.einsum\('ii->i'\) with a label repeated in one operand \(a diagonal\)"),
+    (lambda x: np.einsum(x, [0, 1], [1]), r"np.einsum with subscripts as lists of operand axes .*as a string"),
+    (lambda x: np.einsum("ij->i", x, dtype=np.float64), r"the keyword dtype= of np.einsum"),
 ], ids=["out", "where", "order", "dtype", "reshape-order", "astype-order", "copy-order", "np-copy-order", "sum-where",
-        "sum-initial", "max-initial-nan", "min-initial-array", "var-mean", "norm-2", "norm-nuc", "outer-out"])
+        "sum-initial", "max-initial-nan", "min-initial-array", "var-mean", "norm-2", "norm-nuc", "outer-out",
+        "einsum-diagonal", "einsum-sublists", "einsum-dtype"])
 def test_unsupported_keywords(fn, message):
     with raises(gputrace.UnsupportedOperationError, TypeError, message) as info:
         gputrace.trace(fn, F32)
@@ -146,8 +150,11 @@ def test_unsupported_keywords(fn, message):
     (lambda x: np.linalg.norm(x[None], 1), ValueError, r"^Improper number of dimensions to norm\.$"),
     (lambda x: np.linalg.norm(x, axis=(1, -1)), ValueError, r"^Duplicate axes given\.$"),
     (lambda x: np.linalg.norm(x, axis=[1]), TypeError, r"^'axis' must be None, an integer or a tuple of integers$"),
+    (lambda x: np.einsum("ij,jk->ik", x, x), ValueError, r"^operands could not be broadcast together"),
+    (lambda x: np.einsum("ij,jk->iz", x, x.T), ValueError, r"output subscript 'z' which never appeared in an input"),
+    (lambda x: np.einsum("ij", x, x), ValueError, r"operands provided to einstein sum function than specified"),
 ], ids=["too-many", "twice", "ddof-and-correction", "norm-vector-order", "norm-matrix-order", "norm-ndim",
-        "norm-duplicate-axes", "norm-axis-type"])
+        "norm-duplicate-axes", "norm-axis-type", "einsum-sizes", "einsum-output-label", "einsum-operands"])
 def test_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
     with pytest.raises(error, match=message):
         fn(F32)

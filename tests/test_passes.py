@@ -147,6 +147,23 @@ graph(%x : Float32(2, 3, strides=[3, 1], device=cpu)):
   return (%14, %15, %16, %19, %21, %22, %x, %x, %x, %x)"""
 
 
+def test_normalize_drops_views_of_the_whole_array():
+    """x[...], x[:, :] and x[0:2] of an axis of 2 are x; a reversed, sliced or widened view is not."""
+    graph, _ = run(normalize, traced_graph(lambda x: (x[...], x[:, :], x[0:2, ::1], x[::-1], x[:, 1:], x[None]), X))
+    graph, _ = dce(graph)
+    assert kinds(graph) == ["np::getitem"] * 3
+    assert [node.attrs["index"] for node in graph.nodes] == [(slice(None, None, -1),), (slice(None), slice(1, None)),
+                                                             (None,)]
+
+
+def test_a_whole_array_view_inside_softmax_leaves_one_kernel():
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))[...]
+        return e[:, :] / e.sum(axis=-1, keepdims=True)
+
+    assert len(gputrace.trace(softmax, X).kernels) == 1
+
+
 def test_normalize_keeps_dot_where_matmul_would_round_differently():
     """np.dot of vectors or of a stack of matrices sums in another order than np.matmul."""
     v, batch, m = np.ones(4, np.float32), np.ones((2, 3, 4), np.float32), np.ones((4, 5), np.float32)

@@ -648,11 +648,26 @@ def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
     (lambda x: np.linalg.norm(x, 1), 2),                             # column sums, then their max
     (lambda x: np.linalg.norm(x.T, 3, axis=1), 1),
     (lambda x: np.outer(x[0], x[:, 1]) * 2 + 1, 1),
-], ids=["unit-rows", "inf-columns", "frobenius", "matrix-1", "vector-3-of-columns", "outer"])
-def test_norms_and_outer_products_are_fused_kernels(backend, program, kernels, rng):
+    (lambda x: np.einsum("ij,kj->ik", x, x) + 1, 1),               # a matmul, then the + 1
+    (lambda x: np.einsum("ij,ij->i", x, x), 1),                     # batched dot products: a matmul
+    (lambda x: np.einsum("ij,jk->ik", x[:, :1], x[:1]) * 2, 1),    # sizes 1 and 64 broadcast: product and sum
+], ids=["unit-rows", "inf-columns", "frobenius", "matrix-1", "vector-3-of-columns", "outer", "einsum-matmul",
+        "einsum-dots", "einsum-broadcast"])
+def test_norms_outer_products_and_einsums_are_fused_kernels(backend, program, kernels, rng):
     x = sample(rng, np.dtype(np.float32), (300, 64), special=0.01)
     traced = assert_backend_matches(backend, program, (x,), rtol=1e-6)
     assert len(traced.kernels) == kernels
+
+
+def test_attention_written_with_einsum_is_two_matmuls_and_one_kernel(backend, rng):
+    def attention(q, k, v):
+        scores = np.einsum("bhqd,bhkd->bhqk", q, k) * 0.125
+        e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        return np.einsum("bhqk,bhkd->bhqd", e / e.sum(axis=-1, keepdims=True), v)
+    q, k, v = (rng.standard_normal((2, 3, 40, 16)).astype(np.float32) for _ in range(3))
+    traced = assert_backend_matches(backend, attention, (q, k, v), rtol=1e-5, atol=1e-6)
+    plan = [n.kind for n in traced.lower(q, k, v).graph.nodes if n.kind in ("np::matmul", "gt::FusionGroup")]
+    assert plan == ["np::matmul", "gt::FusionGroup", "np::matmul"]
 
 
 def test_non_contiguous_inputs(backend, rng):

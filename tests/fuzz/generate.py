@@ -47,7 +47,7 @@ NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), Num
                  NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
 FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
     "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
-    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm")
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum")
 MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
 
 
@@ -202,6 +202,34 @@ def draw_reduction(draw, ctx):
                            for k in parameters[:count])
         return [Op(form, name, (a, *positional), tuple(kwargs.items()))]
     return [Op(form, name, (a,), tuple(kwargs.items()))]
+
+
+def draw_einsum(draw, ctx):
+    """np.einsum of one or two operands: labels shared where sizes agree, some summed out, the output's in any
+    order, or NumPy's implicit output."""
+    arrays = ctx.arrays()
+    a = pick(draw, ctx, lambda v: v.ndim <= 3)
+    if a is None:
+        return []
+    letters = iter("ijklmn")
+    terms, sizes = [[next(letters) for _ in arrays[a.index].shape]], dict()
+    sizes.update(zip(terms[0], arrays[a.index].shape))
+    operands = [a]
+    b = pick(draw, ctx, lambda v: v.ndim <= 3) if draw(st.booleans()) else None
+    if b is not None:
+        term = []
+        for size in arrays[b.index].shape:
+            free = [label for label in terms[0] if sizes[label] == size and label not in term]
+            term.append(draw(st.sampled_from(free)) if free and draw(st.integers(0, 2)) else next(letters))
+            sizes.setdefault(term[-1], size)
+        terms.append(term)
+        operands.append(b)
+    labels = list(dict.fromkeys(terms[0] + (terms[1] if b is not None else [])))
+    subscripts = ",".join("".join(term) for term in terms)
+    if draw(st.integers(0, 3)):
+        output = draw(st.permutations(labels))[:draw(st.integers(0, len(labels)))]
+        subscripts += "->" + "".join(output)
+    return [Op("call", "einsum", (subscripts, *operands))]
 
 
 def draw_norm(draw, ctx):
@@ -415,7 +443,7 @@ DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "cli
            "astype": draw_astype, "reduction": draw_reduction, "transpose": draw_transpose, "index": draw_index,
            "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
            "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
-           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm}
+           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm, "einsum": draw_einsum}
 
 
 def names_for(n_inputs: int, n_ops: int) -> list[str]:

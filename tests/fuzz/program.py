@@ -29,7 +29,7 @@ TRANSCENDENTAL = frozenset(
     "exp exp2 expm1 log log2 log10 log1p cbrt sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh "
     "arctanh arctan2 hypot logaddexp logaddexp2 power **".split())
 # reductions and contractions whose float results depend on the order of summation
-ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm".split())
+ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm einsum".split())
 # functions with jumps: a tiny change of a float operand can change the result completely
 DISCONTINUOUS = frozenset(
     "equal not_equal less less_equal greater greater_equal == != < <= > >= floor ceil trunc rint round sign "

@@ -1,0 +1,181 @@
+"""NumPy functions traced as compositions of other traced operations (as torch._decomp writes aten ops).
+
+Each runs NumPy's own steps on traced arrays, so the graph holds sums, products, matmuls and views that
+the passes fuse and the backends run like any others: ``x / np.linalg.norm(x, axis=-1, keepdims=True)``
+is one kernel, ``np.einsum("bhqd,bhkd->bhqk", q, k)`` one batched matmul.
+"""
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .tracer import TracedArray, _concrete, _reject_kwargs, implements, unsupported
+
+
+@implements(np.outer)
+def _outer(a, b, out=None):
+    _reject_kwargs("outer", {"out": out}, out=None)
+    a, b = (v if isinstance(v, TracedArray) else np.asarray(v) for v in (a, b))
+    return np.multiply(a.ravel()[:, None], b.ravel()[None, :])
+
+
+@implements(np.linalg.norm)
+def _norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm, step for step as NumPy computes it, from traced sums, max and min, which fuse.
+
+    The matrix norms of singular values (ord 2, -2, 'nuc') are refused. NumPy's default norm of the
+    whole array is a dot product of its elements (float16 products exact, accumulated in float32): here
+    their sum, float16 squared in float32 likewise."""
+    if _concrete(x).dtype.kind not in "fc":
+        x = x.astype(float)
+    ndim = x.ndim
+    if axis is None and (ord is None or (ord in ("f", "fro") and ndim == 2) or (ord == 2 and ndim == 1)):
+        wide = x.astype(np.float32) if x.dtype == np.float16 else x
+        norm = np.sqrt(np.sum(wide * wide).astype(x.dtype))
+        return norm.reshape([1] * ndim) if keepdims else norm
+    if axis is None:
+        axis = tuple(range(ndim))
+    elif not isinstance(axis, tuple):
+        try:
+            axis = int(axis)
+        except Exception as e:
+            raise TypeError("'axis' must be None, an integer or a tuple of integers") from e
+        axis = (axis,)
+    if len(axis) == 1:
+        if ord == np.inf:
+            return np.abs(x).max(axis=axis, keepdims=keepdims, initial=0)
+        if ord == -np.inf:
+            return np.abs(x).min(axis=axis, keepdims=keepdims)
+        if ord == 0:
+            return (x != 0).astype(x.dtype).sum(axis=axis, keepdims=keepdims)
+        if ord == 1:
+            return np.add.reduce(np.abs(x), axis=axis, keepdims=keepdims)
+        if ord is None or ord == 2:
+            return np.sqrt(np.add.reduce(x * x, axis=axis, keepdims=keepdims))
+        if isinstance(ord, str):
+            raise ValueError(f"Invalid norm order '{ord}' for vectors")
+        powers = (np.abs(x) ** ord).astype(x.dtype)  # NumPy raises in place: |x| **= ord keeps |x|'s dtype
+        total = np.add.reduce(powers, axis=axis, keepdims=keepdims)
+        return total ** np.reciprocal(ord, dtype=total.dtype)
+    if len(axis) != 2:
+        raise ValueError("Improper number of dimensions to norm.")
+    row_axis, col_axis = (ops.normalize_axes(a, ndim, "norm")[0] for a in axis)
+    if row_axis == col_axis:
+        raise ValueError("Duplicate axes given.")
+    if ord in (2, -2, "nuc"):
+        raise unsupported(f"np.linalg.norm(..., ord={ord!r}) over two axes",
+                          "it is computed from singular values; ord=None, 'fro', 1, -1, inf and -inf are traced")
+    if ord in (1, -1):
+        col_axis -= col_axis > row_axis
+        sums = np.add.reduce(np.abs(x), axis=row_axis)
+        norm = sums.max(axis=col_axis, initial=0) if ord == 1 else sums.min(axis=col_axis)
+    elif ord in (np.inf, -np.inf):
+        row_axis -= row_axis > col_axis
+        sums = np.add.reduce(np.abs(x), axis=col_axis)
+        norm = sums.max(axis=row_axis, initial=0) if ord == np.inf else sums.min(axis=row_axis)
+    elif ord in (None, "fro", "f"):
+        norm = np.sqrt(np.add.reduce(x * x, axis=axis))
+    else:
+        raise ValueError("Invalid norm order for matrices.")
+    if keepdims:
+        shape = list(x.shape)
+        shape[axis[0]] = shape[axis[1]] = 1
+        norm = norm.reshape(shape)
+    return norm
+
+
+@implements(np.einsum)
+def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="safe", optimize=False):
+    """np.einsum with string subscripts: each operand's labels no other operand or the output has are
+    summed out, then operands are contracted left to right: a batched matmul where one label is
+    contracted and each side keeps at most one other (transposes and new axes around it), else a
+    broadcast product summed over the contracted labels. A label repeated in one operand (a diagonal,
+    'ii->i') is refused."""
+    _reject_kwargs("einsum", {"out": out, "dtype": dtype, "order": order, "casting": casting},
+                   out=None, dtype=None, order="K", casting="safe")
+    if not isinstance(subscripts, str):
+        raise unsupported("np.einsum with subscripts as lists of operand axes", "give them as a string ('ij,jk->ik')")
+    np.einsum(subscripts, *(_concrete(x) for x in operands), optimize=optimize)  # NumPy's own checks, errors
+    terms, output = _einsum_labels(subscripts.replace(" ", ""), [np.ndim(_concrete(x)) for x in operands])
+    for term in terms:
+        if len(set(term)) != len(term):
+            raise unsupported(f"np.einsum('{subscripts}') with a label repeated in one operand (a diagonal)")
+    operands = [x if isinstance(x, TracedArray) else np.asarray(x) for x in operands]
+    result_dtype = np.result_type(*(_concrete(x) for x in operands))
+    value, labels = operands[0], terms[0]
+    for k in range(1, len(operands)):
+        later = set(output).union(*terms[k + 1:])
+        value, labels = _contract(value, labels, operands[k], terms[k], later, result_dtype)
+    value, labels = _sum_out(value, labels, set(output), result_dtype)
+    if labels != output:
+        value = np.transpose(value, [labels.index(label) for label in output])
+    return value
+
+
+def _einsum_labels(subscripts: str, ndims: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Each operand's labels and the output's, NumPy's '...' spelled out with letters the subscripts do not use
+    (right-aligned, as NumPy broadcasts them); without '->', the ellipsis then the labels used once, sorted."""
+    inputs, arrow, explicit = subscripts.partition("->")
+    terms = inputs.split(",")
+    spare = [c for c in string.ascii_letters if c not in subscripts]
+    widths = [ndim - len(term.replace("...", "")) if "..." in term else 0 for term, ndim in zip(terms, ndims)]
+    if max(widths, default=0) > len(spare):
+        raise unsupported(f"np.einsum('{subscripts}') with {max(widths)} dimensions under '...'")
+    ellipsis = spare[:max(widths, default=0)]
+    labels = [_spelled(term, ellipsis[len(ellipsis) - width:]) for term, width in zip(terms, widths)]
+    if arrow:
+        return labels, _spelled(explicit, ellipsis)
+    counts = {c: inputs.count(c) for c in inputs if c.isalpha()}
+    return labels, ellipsis + sorted(c for c, n in counts.items() if n == 1)
+
+
+def _spelled(term: str, letters: list[str]) -> list[str]:
+    """``term``'s labels, its '...' (if any) replaced by ``letters``."""
+    before, dots, after = term.partition("...")
+    return [*before, *(letters if dots else []), *after]
+
+
+def _sum_out(x: Any, labels: list[str], keep: set[str], result_dtype: np.dtype) -> tuple[Any, list[str]]:
+    """Sum ``x`` over its labels not in ``keep`` (integers and bools in their own dtype, as einsum sums)."""
+    axes = tuple(i for i, label in enumerate(labels) if label not in keep)
+    if not axes:
+        return x, labels
+    return (np.sum(x, axis=axes, dtype=None if result_dtype.kind in "fc" else result_dtype),
+            [label for label in labels if label in keep])
+
+
+def _contract(a: Any, la: list[str], b: Any, lb: list[str], later: set[str], result_dtype: np.dtype
+              ) -> tuple[Any, list[str]]:
+    """The product of ``a`` and ``b`` summed over the labels they share that ``later`` does not need."""
+    a, la = _sum_out(a, la, later | set(lb), result_dtype)
+    b, lb = _sum_out(b, lb, later | set(la), result_dtype)
+    contracted = [label for label in la if label in lb and label not in later]
+    a_only, b_only = [label for label in la if label not in lb], [label for label in lb if label not in la]
+    if len(contracted) == 1 and (a_only or b_only) and _size(a, la, contracted[0]) == _size(b, lb, contracted[0]):
+        # a batched matmul: a's last own label is the rows, b's the columns, every other kept label a batch
+        # axis (size 1 on the side without it: matmul broadcasts it). Without rows or columns, dot products:
+        # a product and a sum, one kernel, rather than a batch of 1 x 1 matmuls
+        rows, columns = a_only[-1:], b_only[-1:]
+        batch = [label for label in la + b_only if label in later and label not in rows + columns]
+        left = _arrange(a, la, batch + rows + contracted)
+        right = _arrange(b, lb, batch + contracted + columns)
+        product = (left if rows else left[..., None, :]) @ (right if columns else right[..., None])
+        if not (rows and columns):  # drop the axes added
+            product = product[..., (slice(None) if rows else 0), (slice(None) if columns else 0)]
+        return product, batch + rows + columns
+    every = list(dict.fromkeys(la + lb))  # a broadcast product over every label, then the sum
+    return _sum_out(_arrange(a, la, every) * _arrange(b, lb, every), every, later, result_dtype)
+
+
+def _size(x: Any, labels: list[str], label: str) -> int:
+    return np.shape(_concrete(x))[labels.index(label)]
+
+
+def _arrange(x: Any, labels: list[str], order: list[str]) -> Any:
+    """``x``'s axes in the order of ``order``'s labels, a new size-1 axis for each label ``x`` does not have."""
+    axes = [labels.index(label) for label in order if label in labels]
+    x = np.transpose(x, axes) if axes != sorted(axes) else x
+    return x[tuple(slice(None) if label in labels else None for label in order)] if len(axes) < len(order) else x
