@@ -223,6 +223,26 @@ FUSION_AND_KERNELS = [
     """),
     code("traced['layernorm']"),
     md("""
+        ## Attention written with `np.einsum`: two matmuls and one kernel
+
+        `np.einsum` is traced as what it computes: here a batched matmul (cuBLAS through CuPy on the GPU)
+        for the scores, the scaled softmax as one row kernel, and a batched matmul for the weighted values.
+        (The scale is a Python float: `np.sqrt(d)` would be a float64 NumPy scalar, which promotes the scores
+        to float64 in NumPy, and so in the trace.)
+    """),
+    code("""
+        def attention(q, k, v):
+            scores = np.einsum("bhqd,bhkd->bhqk", q, k) * q.shape[-1] ** -0.5
+            return np.einsum("bhqk,bhkd->bhqd", softmax(scores), v)
+
+        q, k, v = (rng.standard_normal((2, 4, 64, 32), dtype=np.float32) for _ in range(3))
+        attention_program = gputrace.trace(attention, (q, k, v)).lower(q, k, v)
+        steps = [step.name for step in attention_program.plan]
+        print(steps)
+        print(graph_text(attention_program.graph))
+        assert len(steps) == 3 and len(attention_program.kernels) == 1
+    """),
+    md("""
         ## `emulate` against `numpy`
 
         `run(..., backend="numpy")` is the reference: the fused graph run op by op with NumPy.

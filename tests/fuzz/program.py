@@ -379,14 +379,16 @@ def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
     """Whether var's sum of squared deviations can overflow ``dtype``: NumPy sums float16 squares in float16
     (inf where the variance itself is finite), gputrace in float32."""
     x = _finite(values)
-    return bool(x.size) and float(((x - x.mean()) ** 2).sum()) >= float(np.finfo(dtype).max) / 2
+    with np.errstate(over="ignore"):  # squares beyond float64: inf, which answers yes
+        return bool(x.size) and float(((x - x.mean()) ** 2).sum()) >= float(np.finfo(dtype).max) / 2
 
 
 def norm_may_overflow(values: Any, dtype: np.dtype) -> bool:
     """Whether a norm's sum of squares (or of magnitudes) can overflow ``dtype`` in some order: NumPy's whole-array
     norm is a dot product, gputrace's a sum."""
     x = np.abs(_finite(values)).astype(np.float64)
-    return bool(x.size) and float(np.maximum(x * x, x).sum()) >= float(np.finfo(dtype).max) / 2
+    with np.errstate(over="ignore"):
+        return bool(x.size) and float(np.maximum(x * x, x).sum()) >= float(np.finfo(dtype).max) / 2
 
 
 # reductions whose partial results may overflow in one order of accumulation and not in another
