@@ -329,7 +329,8 @@ class Evaluation:
     """Every value of a program run eagerly with NumPy, how exactly each is reproducible, or the error."""
     values: list[Any]
     exactness: list[str]
-    undefined: list[bool]        # NumPy warned that a cast had no defined result (NaN or out of range to int)
+    undefined: list[bool]        # no defined result: a cast NumPy warned about (NaN or out of range to int), or
+                                 # the sign of a NaN an operation made (x86 makes -NaN, a GPU +NaN) read
     error: BaseException | None = None
     failed_statement: str = ""
 
@@ -429,6 +430,7 @@ class Evaluator:
         self.names = names
         self.namespace: dict[str, Any] = {"np": np, **dict(zip(names, inputs))}
         self.values = list(inputs)
+        self.inputs = len(inputs)
         self.exactness = [EXACT] * len(inputs)
         self.undefined = [False] * len(inputs)
 
@@ -450,8 +452,17 @@ class Evaluator:
         self.exactness.append(exactness)
         cast_undefined = op.name == "astype" and any("invalid value encountered in cast" in str(w.message)
                                                      for w in caught)
-        self.undefined.append(cast_undefined or any(self.undefined[i] for i in op.refs()))
+        sign_read = {"signbit": 0, "copysign": 1}.get(op.name)  # the operand whose sign the result takes
+        nan_sign = sign_read is not None and self._made_nan(op.args[sign_read])
+        self.undefined.append(cast_undefined or nan_sign or any(self.undefined[i] for i in op.refs()))
         return result
+
+    def _made_nan(self, arg: Any) -> bool:
+        """Whether ``arg`` is a computed value holding a NaN (an input's NaN keeps its sign everywhere)."""
+        if not isinstance(arg, Ref) or arg.index < self.inputs:
+            return False
+        value = np.asarray(self.values[arg.index])
+        return value.dtype.kind == "f" and bool(np.isnan(value).any())
 
     def truncate(self, count: int) -> None:
         """Forget every value after the first ``count``."""
