@@ -2,7 +2,8 @@
 
 Each runs NumPy's own steps on traced arrays, so the graph holds sums, products, matmuls and views that
 the passes fuse and the backends run like any others: ``x / np.linalg.norm(x, axis=-1, keepdims=True)``
-is one kernel, ``np.einsum("bhqd,bhkd->bhqk", q, k)`` one batched matmul.
+is one kernel, ``np.einsum("bhqd,bhkd->bhqk", q, k)`` one batched matmul (and ``np.tensordot``, ``np.inner``,
+``np.vdot`` are einsums).
 """
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from . import ops
 from .tracer import TracedArray, _concrete, _reject_kwargs, implements, unsupported
 
 
+def _array(x: Any) -> Any:
+    """A traced array as it is; anything else as np.asarray makes it (a Python scalar then has a dtype, as in
+    these NumPy functions: np.inner(x, 2.0) of a float32 x is float64)."""
+    return x if isinstance(x, TracedArray) else np.asarray(x)
+
+
 @implements(np.outer)
 def _outer(a, b, out=None):
     _reject_kwargs("outer", {"out": out}, out=None)
-    a, b = (v if isinstance(v, TracedArray) else np.asarray(v) for v in (a, b))
-    return np.multiply(a.ravel()[:, None], b.ravel()[None, :])
+    return np.multiply(_array(a).ravel()[:, None], _array(b).ravel()[None, :])
 
 
 @implements(np.linalg.norm)
@@ -89,10 +95,7 @@ def _norm(x, ord=None, axis=None, keepdims=False):
 
 @implements(np.einsum)
 def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="safe", optimize=False):
-    """np.einsum with string subscripts: each operand's labels no other operand or the output has are
-    summed out, then operands are contracted left to right: a batched matmul where one label is
-    contracted and each side keeps at most one other (transposes and new axes around it), else a
-    broadcast product summed over the contracted labels. A label repeated in one operand (a diagonal,
+    """np.einsum with string subscripts (``_contract_all``). A label repeated in one operand (a diagonal,
     'ii->i') is refused."""
     _reject_kwargs("einsum", {"out": out, "dtype": dtype, "order": order, "casting": casting},
                    out=None, dtype=None, order="K", casting="safe")
@@ -103,7 +106,48 @@ def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="saf
     for term in terms:
         if len(set(term)) != len(term):
             raise unsupported(f"np.einsum('{subscripts}') with a label repeated in one operand (a diagonal)")
-    operands = [x if isinstance(x, TracedArray) else np.asarray(x) for x in operands]
+    return _contract_all(operands, terms, output)
+
+
+@implements(np.tensordot)
+def _tensordot(a, b, axes=2):
+    np.tensordot(_concrete(a), _concrete(b), axes)  # NumPy's own checks, errors
+    na, nb = np.ndim(_concrete(a)), np.ndim(_concrete(b))
+    try:
+        axes_a, axes_b = axes
+    except TypeError:
+        axes_a, axes_b = range(-int(axes), 0), range(int(axes))
+    axes_a, axes_b = ([axis % n for axis in ([axes] if isinstance(axes, (int, np.integer)) else axes)]
+                      for axes, n in ((axes_a, na), (axes_b, nb)))
+    letters = iter(string.ascii_letters)
+    la, lb = [next(letters) for _ in range(na)], [next(letters) for _ in range(nb)]
+    for i, j in zip(axes_a, axes_b):
+        lb[j] = la[i]  # summed over
+    output = [l for k, l in enumerate(la) if k not in axes_a] + [l for k, l in enumerate(lb) if k not in axes_b]
+    return _contract_all([a, b], [la, lb], output)
+
+
+@implements(np.inner)
+def _inner(a, b, /):
+    if np.ndim(_concrete(a)) == 0 or np.ndim(_concrete(b)) == 0:
+        return np.multiply(_array(a), _array(b))
+    np.inner(_concrete(a), _concrete(b))  # NumPy's own checks, errors
+    return _tensordot(a, b, (-1, -1))
+
+
+@implements(np.vdot)
+def _vdot(a, b, /):
+    np.vdot(_concrete(a), _concrete(b))  # NumPy's own checks, errors
+    return _contract_all([_array(a).ravel(), _array(b).ravel()], [["i"], ["i"]], [])
+
+
+def _contract_all(operands: list, terms: list[list[str]], output: list[str]) -> Any:
+    """The einsum of ``operands`` (traced or constant) labelled ``terms``, with ``output``'s labels.
+
+    Each operand's labels nothing else needs are summed out, then operands are contracted left to right:
+    a batched matmul where one label is contracted (the last label each side keeps alone is its rows or
+    columns, the others batch axes), else a broadcast product summed over the contracted labels."""
+    operands = [_array(x) for x in operands]
     result_dtype = np.result_type(*(_concrete(x) for x in operands))
     value, labels = operands[0], terms[0]
     for k in range(1, len(operands)):
@@ -167,7 +211,11 @@ def _contract(a: Any, la: list[str], b: Any, lb: list[str], later: set[str], res
             product = product[..., (slice(None) if rows else 0), (slice(None) if columns else 0)]
         return product, batch + rows + columns
     every = list(dict.fromkeys(la + lb))  # a broadcast product over every label, then the sum
-    return _sum_out(_arrange(a, la, every) * _arrange(b, lb, every), every, later, result_dtype)
+    left, right = _arrange(a, la, every), _arrange(b, lb, every)
+    if result_dtype == np.float16:  # products of halves are exact in float32, and summed there, as NumPy's dot
+        product, labels = _sum_out(left.astype(np.float32) * right.astype(np.float32), every, later, result_dtype)
+        return product.astype(np.float16), labels
+    return _sum_out(left * right, every, later, result_dtype)
 
 
 def _size(x: Any, labels: list[str], label: str) -> int:

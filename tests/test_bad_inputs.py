@@ -153,8 +153,12 @@ def test_unsupported_keywords(fn, message):
     (lambda x: np.einsum("ij,jk->ik", x, x), ValueError, r"^operands could not be broadcast together"),
     (lambda x: np.einsum("ij,jk->iz", x, x.T), ValueError, r"output subscript 'z' which never appeared in an input"),
     (lambda x: np.einsum("ij", x, x), ValueError, r"operands provided to einstein sum function than specified"),
+    (lambda x: np.tensordot(x, x, axes=(0, 1)), ValueError, r"^shape-mismatch for sum$"),
+    (lambda x: np.inner(x, x.T), ValueError, r"^shapes .* not aligned"),
+    (lambda x: np.vdot(x, x[0]), ValueError, r"^cannot reshape array of size 3 into shape \(6,\)$"),
 ], ids=["too-many", "twice", "ddof-and-correction", "norm-vector-order", "norm-matrix-order", "norm-ndim",
-        "norm-duplicate-axes", "norm-axis-type", "einsum-sizes", "einsum-output-label", "einsum-operands"])
+        "norm-duplicate-axes", "norm-axis-type", "einsum-sizes", "einsum-output-label", "einsum-operands",
+        "tensordot-sizes", "inner-sizes", "vdot-sizes"])
 def test_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
     with pytest.raises(error, match=message):
         fn(F32)

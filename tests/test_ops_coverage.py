@@ -314,6 +314,11 @@ CASES = {
     "einsum-broadcast": Case(lambda x, y, z: (np.einsum("ij,jk->ik", x, y), np.einsum("ijk,jkl->il", z, z.T),
                                               np.einsum("i,j,k->ijk", x[:, 0], y[0], z[0, 0])),
                              ((2, 1), (3, 4), (2, 3, 4)), ((5, 1), (2, 3), (1, 2, 3)), rtol=1e-5),
+    "tensordot": Case(lambda x, y: (np.tensordot(x, y), np.tensordot(x, y, axes=([2, 1], [1, 0])),
+                                    np.tensordot(x, y, axes=(2, 1)), np.tensordot(x[0], y[0], 0)),
+                      ((2, 3, 4), (3, 4, 5)), ((1, 2, 3), (2, 3, 2)), rtol=1e-5),
+    "inner-vdot": Case(lambda x, y: (np.inner(x, y), np.inner(x[0], y[1]), np.inner(x, 2.0), np.vdot(x, y.T)),
+                       ((3, 4), (2, 4)), ((2, 3), (3, 3)), rtol=1e-5),
     "norm-empty": Case(lambda x: (np.linalg.norm(x, np.inf, axis=1), np.linalg.norm(x, 1, axis=(0, 1))),
                        ((3, 0),), ((0, 2),)),
 }
