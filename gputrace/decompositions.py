@@ -16,6 +16,13 @@ from . import ops
 from .tracer import TracedArray, _concrete, _reject_kwargs, implements, unsupported
 
 
+def _numpy_checks(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Run NumPy's ``fn`` for its argument checks: its errors are the user's; its result and its floating-point
+    warnings are not (the traced steps compute and warn)."""
+    with np.errstate(all="ignore"):
+        fn(*args, **kwargs)
+
+
 def _array(x: Any) -> Any:
     """A traced array as it is; anything else as np.asarray makes it (a Python scalar then has a dtype, as in
     these NumPy functions: np.inner(x, 2.0) of a float32 x is float64)."""
@@ -101,7 +108,7 @@ def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="saf
                    out=None, dtype=None, order="K", casting="safe")
     if not isinstance(subscripts, str):
         raise unsupported("np.einsum with subscripts as lists of operand axes", "give them as a string ('ij,jk->ik')")
-    np.einsum(subscripts, *(_concrete(x) for x in operands), optimize=optimize)  # NumPy's own checks, errors
+    _numpy_checks(np.einsum, subscripts, *(_concrete(x) for x in operands), optimize=optimize)
     terms, output = _einsum_labels(subscripts.replace(" ", ""), [np.ndim(_concrete(x)) for x in operands])
     for term in terms:
         if len(set(term)) != len(term):
@@ -111,7 +118,7 @@ def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="saf
 
 @implements(np.tensordot)
 def _tensordot(a, b, axes=2):
-    np.tensordot(_concrete(a), _concrete(b), axes)  # NumPy's own checks, errors
+    _numpy_checks(np.tensordot, _concrete(a), _concrete(b), axes)
     na, nb = np.ndim(_concrete(a)), np.ndim(_concrete(b))
     try:
         axes_a, axes_b = axes
@@ -131,13 +138,13 @@ def _tensordot(a, b, axes=2):
 def _inner(a, b, /):
     if np.ndim(_concrete(a)) == 0 or np.ndim(_concrete(b)) == 0:
         return np.multiply(_array(a), _array(b))
-    np.inner(_concrete(a), _concrete(b))  # NumPy's own checks, errors
+    _numpy_checks(np.inner, _concrete(a), _concrete(b))
     return _tensordot(a, b, (-1, -1))
 
 
 @implements(np.vdot)
 def _vdot(a, b, /):
-    np.vdot(_concrete(a), _concrete(b))  # NumPy's own checks, errors
+    _numpy_checks(np.vdot, _concrete(a), _concrete(b))
     return _contract_all([_array(a).ravel(), _array(b).ravel()], [["i"], ["i"]], [])
 
 
