@@ -312,8 +312,8 @@ def _reduction(name: str):
         axis, dtype, keepdims = kwargs.pop("axis", None), kwargs.pop("dtype", None), kwargs.pop("keepdims", False)
         keepdims = False if keepdims is np._NoValue else keepdims
         ddof = _ddof(kwargs) if name in ("var", "std") else 0
-        initial = kwargs.pop("initial", np._NoValue) if name in ("max", "min") else np._NoValue
-        _reject_kwargs(name, kwargs, out=None, initial=np._NoValue, where=True)
+        initial = kwargs.pop("initial", np._NoValue) if name in ("max", "min", "sum", "prod") else np._NoValue
+        _reject_kwargs(name, kwargs, out=None, where=True)
         attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
         if name in ("argmax", "argmin"):
             if attrs["axis"] is not None and len(attrs["axis"]) != 1:
@@ -324,9 +324,16 @@ def _reduction(name: str):
             attrs["dtype"] = np.dtype(dtype)
         if ddof:
             attrs["ddof"] = ddof
-        if initial is not np._NoValue:
-            attrs["initial"] = _initial(name, initial)
-        return record(f"np::{name}", [x], attrs)
+        if initial is np._NoValue:
+            return record(f"np::{name}", [x], attrs)
+        initial = _initial(name, initial)
+        if name in ("max", "min"):
+            return record(f"np::{name}", [x], {**attrs, "initial": initial})
+        # sum and prod: initial joins the result once, converted to its dtype as NumPy converts it (NumPy adds
+        # it first: a float sum may differ in its last bit)
+        start = getattr(np, name)(np.empty(0, _concrete(x).dtype), dtype=attrs.get("dtype"), initial=initial)
+        combine = np.add if name == "sum" else np.multiply
+        return combine(record(f"np::{name}", [x], attrs), start)
     return handler
 
 
@@ -341,7 +348,7 @@ def _ddof(kwargs: dict) -> Any:
 
 
 def _initial(name: str, initial: Any) -> Any:
-    """max/min's ``initial``: a real number (the kernels start their accumulators at it)."""
+    """A reduction's ``initial``: a real number (max/min kernels start their accumulators at it)."""
     if not isinstance(initial, (bool, int, float, np.bool_, np.integer, np.floating)):
         raise unsupported(f"np.{name}(..., initial={type(initial).__name__})", "give a real number")
     if initial != initial:

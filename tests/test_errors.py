@@ -53,7 +53,7 @@ def test_unsupported_ufunc_methods_and_forms(fn, what):
     (lambda x: np.exp(x, dtype=np.float64), r"np.exp\(..., dtype=...\)"),
     (lambda x: x.sum(out=x[0]), r"the keyword out= of np.sum"),
     (lambda x: np.sum(x, where=x > 0), r"the keyword where= of np.sum"),
-    (lambda x: np.prod(x, initial=2), r"the keyword initial= of np.prod"),
+    (lambda x: np.mean(x, where=x > 0), r"the keyword where= of np.mean"),
     (lambda x: np.matmul(x, x, out=x), r"the keyword out= of np.matmul"),
     (lambda x: np.concatenate([x, x], out=np.empty((6, 3), np.float32)), r"the keyword out= of np.concatenate"),
     (lambda x: x.reshape(9, order="F"), r"reshape\(order='F'\).*only order='C' is traced"),
@@ -61,7 +61,7 @@ def test_unsupported_ufunc_methods_and_forms(fn, what):
     (lambda x: np.round(x, 2), r"np.round\(..., decimals=2\)"),
     (lambda x: np.zeros_like(x, shape=(2,)), r"np.zeros_like\(..., shape=...\)"),
     (lambda x: np.full_like(x, x[0, 0]), r"np.full_like with an array fill_value.*np.broadcast_to"),
-], ids=["ufunc-out", "ufunc-where", "ufunc-order", "ufunc-dtype", "sum-out", "sum-where", "prod-initial",
+], ids=["ufunc-out", "ufunc-where", "ufunc-order", "ufunc-dtype", "sum-out", "sum-where", "mean-where",
         "matmul-out", "concatenate-out", "reshape-order", "ravel-order", "round-decimals", "zeros_like-shape",
         "full_like-array"])
 def test_unsupported_keywords(fn, what):

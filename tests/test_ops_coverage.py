@@ -196,6 +196,11 @@ CASES = {
     "argmax-fn-keepdims": Case(lambda x: np.argmax(x, axis=-1, keepdims=True)),
     "argmin": Case(lambda x: np.argmin(x)),
     "argmin-method": Case(lambda x: x.argmin(axis=0)),
+    "max-min-initial": Case(lambda x: (np.max(x, axis=-1, initial=1), x.min(initial=-3.5),
+                                       np.maximum.reduce(x, 0, initial=0), np.min(x, 1, None, True, 2))),
+    # sum and prod add initial after the reduction (NumPy before it): the same up to rounding
+    "sum-prod-initial": Case(lambda x: (np.sum(x, initial=5), x.sum(1, None, None, True, 0.5),
+                                        np.prod(x, axis=0, initial=2)), rtol=1e-5),
     "add.reduce": Case(lambda x: np.add.reduce(x)),
     "multiply.reduce": Case(lambda x: np.multiply.reduce(x, axis=(0, 1))),
     "maximum.reduce": Case(lambda x: np.maximum.reduce(x, axis=2)),

@@ -170,7 +170,8 @@ def draw_astype(draw, ctx):
 
 
 # NumPy's parameters of each reduction after the array, in order (the positional form passes them so)
-REDUCTION_PARAMETERS = {"sum": ("axis", "dtype", "out", "keepdims"), "prod": ("axis", "dtype", "out", "keepdims"),
+REDUCTION_PARAMETERS = {"sum": ("axis", "dtype", "out", "keepdims", "initial"),
+                        "prod": ("axis", "dtype", "out", "keepdims", "initial"),
                         "mean": ("axis", "dtype", "out", "keepdims"), "var": ("axis", "dtype", "out", "ddof", "keepdims"),
                         "std": ("axis", "dtype", "out", "ddof", "keepdims"),
                         "max": ("axis", "out", "keepdims", "initial"), "min": ("axis", "out", "keepdims", "initial"),
@@ -192,7 +193,7 @@ def draw_reduction(draw, ctx):
         kwargs["ddof"] = 1
     if name in ("sum", "prod", "mean") and draw(st.integers(0, 5)) == 0:
         kwargs["dtype"] = DType(draw(st.sampled_from(("float64", "float32", "int64"))))
-    if name in ("max", "min") and draw(st.integers(0, 3)) == 0:
+    if name in ("max", "min", "sum", "prod") and draw(st.integers(0, 3)) == 0:
         kwargs["initial"] = draw(st.sampled_from((0, -2, 1.5, True, 300)))
     form = "method" if draw(st.booleans()) else "call"
     parameters = REDUCTION_PARAMETERS[name]
