@@ -156,6 +156,9 @@ def _contract_all(operands: list, terms: list[list[str]], output: list[str]) -> 
     columns, the others batch axes), else a broadcast product summed over the contracted labels."""
     operands = [_array(x) for x in operands]
     result_dtype = np.result_type(*(_concrete(x) for x in operands))
+    # every operand in the result's dtype first, as einsum casts them: a float16 operand of a float32
+    # einsum is summed in float32
+    operands = [x.astype(result_dtype) for x in operands]
     value, labels = operands[0], terms[0]
     for k in range(1, len(operands)):
         later = set(output).union(*terms[k + 1:])
