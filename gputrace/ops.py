@@ -26,6 +26,7 @@ VIEW = "view"
 MATMUL = "matmul"
 JOIN = "join"
 SPLIT = "split"
+SCAN = "scan"
 PRIM = "prim"
 
 
@@ -297,6 +298,32 @@ def _arg_reduction_python(name: str) -> Callable:
 for _name in REDUCTIONS:
     register(OpDef(_name, REDUCTION, _reduction_impl(_name), _reduction_infer(_name),
                    python=_arg_reduction_python(_name) if _name in ("argmax", "argmin") else None))
+
+
+# ----------------------------------------------------------------------------- scans
+# Run by the array library (NumPy; CuPy on the device), like matmul: no generated kernel yet.
+
+SCANS = ("cumsum", "cumprod")
+
+
+def _scan_impl(name: str) -> Callable:
+    def impl(xp, x, axis=None, dtype=None):
+        return getattr(xp, name)(x.reshape(1) if x.ndim == 0 else x, axis=axis, dtype=dtype)
+    return impl
+
+
+def _scan_infer(name: str) -> Callable:
+    def infer(types, attrs):
+        (x,) = types
+        axis, dtype = attrs.get("axis"), attrs.get("dtype")
+        result = np.dtype(dtype) if dtype is not None else getattr(np, name)(witness(x)).dtype
+        shape = x.shape if axis is not None and x.ndim else (int(np.prod(x.shape, dtype=np.int64)),)
+        return [TensorType(result, shape, None, x.device)]
+    return infer
+
+
+for _name in SCANS:
+    register(OpDef(_name, SCAN, _scan_impl(_name), _scan_infer(_name)))
 
 
 # ----------------------------------------------------------------------------- views

@@ -373,6 +373,35 @@ def _argmin(x, axis=None, out=None, *, keepdims=False):
     return _reduction("argmin")(x, axis, out, keepdims=keepdims)
 
 
+def _scan_handler(fn: Callable) -> Callable:
+    name = fn.__name__
+
+    def handler(a, axis=None, dtype=None, out=None):
+        _reject_kwargs(name, {"out": out}, out=None)
+        # a 0-d array scans as a 1-d one
+        ndim = max(np.ndim(_concrete(a)), 1)
+        attrs = {"axis": None if axis is None else ops.normalize_axes(operator.index(axis), ndim, name)[0]}
+        if dtype is not None:
+            attrs["dtype"] = np.dtype(dtype)
+        return record(f"np::{name}", [a], attrs)
+    return handler
+
+
+HANDLED_FUNCTIONS[np.cumsum] = _scan_handler(np.cumsum)
+HANDLED_FUNCTIONS[np.cumprod] = _scan_handler(np.cumprod)
+_ACCUMULATE_UFUNCS = {"add": np.cumsum, "multiply": np.cumprod}
+
+
+def _accumulate(ufunc: np.ufunc, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None) -> Any:
+    """np.add.accumulate and np.multiply.accumulate: cumsum and cumprod in the dtype the ufunc would give."""
+    if np.ndim(_concrete(a)) == 0:
+        raise TypeError("cannot accumulate on a scalar")
+    if axis is None or isinstance(axis, tuple):
+        raise ValueError("accumulate does not allow multiple axes")
+    result = ufunc.accumulate(np.zeros(1, _concrete(a).dtype), dtype=dtype).dtype
+    return _scan_handler(_ACCUMULATE_UFUNCS[ufunc.__name__])(a, axis, result, out)
+
+
 @implements(np.where)
 def _where(condition, *args):
     if len(args) != 2:
@@ -636,6 +665,8 @@ class TracedArray:
         if method == "reduce" and name in _REDUCE_UFUNCS:
             axis = kwargs.pop("axis", 0)
             return _reduction(_REDUCE_UFUNCS[name])(inputs[0], axis=axis, **kwargs)
+        if method == "accumulate" and name in _ACCUMULATE_UFUNCS:
+            return _accumulate(ufunc, inputs[0], **kwargs)
         if method != "__call__":
             raise unsupported(f"np.{ufunc.__name__}.{method}")
         if ufunc is np.matmul:
@@ -762,6 +793,12 @@ class TracedArray:
 
     def all(self, *args, **kw):
         return _reduction("all")(self, *args, **kw)
+
+    def cumsum(self, axis=None, dtype=None, out=None):
+        return HANDLED_FUNCTIONS[np.cumsum](self, axis, dtype, out)
+
+    def cumprod(self, axis=None, dtype=None, out=None):
+        return HANDLED_FUNCTIONS[np.cumprod](self, axis, dtype, out)
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)

@@ -28,20 +28,20 @@ def unsupported(fn, what, array=None):
     (lambda x: np.sort(x), "np.sort"),
     (lambda x: np.fft.fft(x), "np.fft.fft"),
     (lambda x: np.linalg.svd(x), "np.linalg.svd"),
-    (lambda x: np.cumsum(x), "np.cumsum"),
+    (lambda x: np.diff(x), "np.diff"),
     (lambda x: np.nonzero(x), "np.nonzero"),
-], ids=["trace", "sort", "fft", "svd", "cumsum", "nonzero"])
+], ids=["trace", "sort", "fft", "svd", "diff", "nonzero"])
 def test_unknown_numpy_functions_name_the_function_and_the_line(fn, name):
     message = unsupported(fn, f"the NumPy function {name} is not supported by gputrace")
     assert message.startswith(f"the NumPy function {name} is not supported")
 
 
 @pytest.mark.parametrize("fn, what", [
-    (lambda x: np.add.accumulate(x), r"np.add.accumulate"),
+    (lambda x: np.maximum.accumulate(x), r"np.maximum.accumulate"),
     (lambda x: np.multiply.outer(x, x), r"np.multiply.outer"),
     (lambda x: np.divmod(x, 2), r"the NumPy function np.divmod"),  # two outputs
     (lambda x: np.where(x), r"np.where with one argument \(its output shape depends on the data\)"),
-], ids=["accumulate", "outer", "two-outputs", "where-one-argument"])
+], ids=["maximum-accumulate", "outer", "two-outputs", "where-one-argument"])
 def test_unsupported_ufunc_methods_and_forms(fn, what):
     unsupported(fn, what)
 

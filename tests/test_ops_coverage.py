@@ -201,6 +201,11 @@ CASES = {
     # sum and prod add initial after the reduction (NumPy before it): the same up to rounding
     "sum-prod-initial": Case(lambda x: (np.sum(x, initial=5), x.sum(1, None, None, True, 0.5),
                                         np.prod(x, axis=0, initial=2)), rtol=1e-5),
+    "cumsum-cumprod": Case(lambda x: (np.cumsum(x), np.cumsum(x, axis=1), x.cumsum(-1), np.cumprod(x, 0),
+                                      x.cumprod(), np.cumsum(x, 1, np.float64), np.cumsum(x[0, 0, 0]))),
+    "accumulate": Case(lambda x: (np.add.accumulate(x), np.add.accumulate(x, axis=2),
+                                  np.multiply.accumulate(x, -2), np.add.accumulate(x, 1, dtype=np.int64))),
+    "cumsum-empty": Case(lambda x: (np.cumsum(x, axis=0), np.cumprod(x)), ((0, 4),), ((0, 7),)),
     "add.reduce": Case(lambda x: np.add.reduce(x)),
     "multiply.reduce": Case(lambda x: np.multiply.reduce(x, axis=(0, 1))),
     "maximum.reduce": Case(lambda x: np.maximum.reduce(x, axis=2)),

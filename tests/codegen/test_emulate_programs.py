@@ -665,6 +665,17 @@ def test_norms_outer_products_and_einsums_are_fused_kernels(backend, program, ke
     assert len(traced.kernels) == kernels
 
 
+def test_scans_run_by_the_array_library_between_kernels(backend, rng):
+    """cumsum and cumprod are library calls (NumPy here, CuPy on the device), like matmul."""
+    x = sample(rng, np.dtype(np.float32), (50, 70), special=0.02)
+    traced = assert_backend_matches(backend, lambda x: (np.exp(np.cumsum(x * 0.1, axis=1)) + 1,
+                                                        np.multiply.accumulate(x > 0, axis=0)), (x,),
+                                    rtol=1e-6, atol=1e-6, scale_atol=True)
+    steps = [step.name for step in traced.lower(x).plan]
+    assert steps.count("cumsum (array library)") == 1 and steps.count("cumprod (array library)") == 1
+    assert len(traced.kernels) == 2  # x * 0.1 and x > 0 (one kernel, two outputs), then exp + 1
+
+
 def test_attention_written_with_einsum_is_two_matmuls_and_one_kernel(backend, rng):
     def attention(q, k, v):
         scores = np.einsum("bhqd,bhkd->bhqk", q, k) * 0.125

@@ -47,7 +47,7 @@ NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), Num
                  NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
 FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
     "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
-    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum")
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum", "scan")
 MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
 
 
@@ -231,6 +231,15 @@ def draw_einsum(draw, ctx):
         output = draw(st.permutations(labels))[:draw(st.integers(0, len(labels)))]
         subscripts += "->" + "".join(output)
     return [Op("call", "einsum", (subscripts, *operands))]
+
+
+def draw_scan(draw, ctx):
+    """np.cumsum / np.cumprod (function or method) over one axis or the flattened array."""
+    a = pick(draw, ctx)
+    ndim = ctx.arrays()[a.index].ndim
+    name = draw(st.sampled_from(("cumsum", "cumprod")))
+    kwargs = (("axis", draw(st.integers(-max(ndim, 1), max(ndim, 1) - 1))),) if draw(st.booleans()) else ()
+    return [Op("method" if draw(st.booleans()) else "call", name, (a,), kwargs)]
 
 
 def draw_norm(draw, ctx):
@@ -444,7 +453,8 @@ DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "cli
            "astype": draw_astype, "reduction": draw_reduction, "transpose": draw_transpose, "index": draw_index,
            "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
            "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
-           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm, "einsum": draw_einsum}
+           "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm, "einsum": draw_einsum,
+           "scan": draw_scan}
 
 
 def names_for(n_inputs: int, n_ops: int) -> list[str]:

@@ -29,7 +29,7 @@ TRANSCENDENTAL = frozenset(
     "exp exp2 expm1 log log2 log10 log1p cbrt sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh "
     "arctanh arctan2 hypot logaddexp logaddexp2 power **".split())
 # reductions and contractions whose float results depend on the order of summation
-ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm einsum".split())
+ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm einsum cumsum cumprod".split())
 # functions with jumps: a tiny change of a float operand can change the result completely
 DISCONTINUOUS = frozenset(
     "equal not_equal less less_equal greater greater_equal == != < <= > >= floor ceil trunc rint round sign "
@@ -373,7 +373,8 @@ def sum_may_overflow(terms: Any, dtype: np.dtype) -> bool:
     meet before one of the other sign): NumPy's pairwise order and a GPU's tree then disagree (inf or a
     finite sum; with an infinity among the terms, inf or NaN)."""
     x = _finite(terms)
-    return max(float(x[x > 0].sum()), float(-x[x < 0].sum())) >= float(np.finfo(dtype).max)
+    with np.errstate(over="ignore"):  # a sum beyond the terms' dtype: inf, which answers yes
+        return max(float(x[x > 0].sum()), float(-x[x < 0].sum())) >= float(np.finfo(dtype).max)
 
 
 def squares_may_overflow(values: Any, dtype: np.dtype) -> bool:
