@@ -124,8 +124,8 @@ def _tensordot(a, b, axes=2):
         axes_a, axes_b = axes
     except TypeError:
         axes_a, axes_b = range(-int(axes), 0), range(int(axes))
-    axes_a, axes_b = ([axis % n for axis in ([axes] if isinstance(axes, (int, np.integer)) else axes)]
-                      for axes, n in ((axes_a, na), (axes_b, nb)))
+    axes_a, axes_b = ([axis % n for axis in ([given] if isinstance(given, (int, np.integer)) else given)]
+                      for given, n in ((axes_a, na), (axes_b, nb)))
     letters = iter(string.ascii_letters)
     la, lb = [next(letters) for _ in range(na)], [next(letters) for _ in range(nb)]
     for i, j in zip(axes_a, axes_b):

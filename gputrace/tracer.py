@@ -380,9 +380,9 @@ def _scan_handler(fn: Callable) -> Callable:
         _reject_kwargs(name, {"out": out}, out=None)
         # a 0-d array scans as a 1-d one
         ndim = max(np.ndim(_concrete(a)), 1)
-        attrs = {"axis": None if axis is None else ops.normalize_axes(operator.index(axis), ndim, name)[0]}
-        if dtype is not None:
-            attrs["dtype"] = np.dtype(dtype)
+        attrs = {"axis": None if axis is None else ops.normalize_axes(operator.index(axis), ndim, name)[0],
+                 # NumPy's dtype, spelled out for every array library (a bool cumsum is int64)
+                 "dtype": np.dtype(dtype) if dtype is not None else fn(np.zeros(1, _concrete(a).dtype)).dtype}
         return record(f"np::{name}", [a], attrs)
     return handler
 
