@@ -373,6 +373,13 @@ def _argmin(x, axis=None, out=None, *, keepdims=False):
     return _reduction("argmin")(x, axis, out, keepdims=keepdims)
 
 
+def _method(handler: Callable) -> Callable:
+    """``handler``, the NumPy function's, as the ndarray method of the same name."""
+    def method(self, *args, **kwargs):
+        return handler(self, *args, **kwargs)
+    return method
+
+
 def _scan_handler(fn: Callable) -> Callable:
     name = fn.__name__
 
@@ -767,38 +774,10 @@ class TracedArray:
     def copy(self, order="C"):
         return _copy(self, order)
 
-    def sum(self, *args, **kw):
-        return _reduction("sum")(self, *args, **kw)
-
-    def prod(self, *args, **kw):
-        return _reduction("prod")(self, *args, **kw)
-
-    def mean(self, *args, **kw):
-        return _reduction("mean")(self, *args, **kw)
-
-    def var(self, *args, **kw):
-        return _reduction("var")(self, *args, **kw)
-
-    def std(self, *args, **kw):
-        return _reduction("std")(self, *args, **kw)
-
-    def max(self, *args, **kw):
-        return _reduction("max")(self, *args, **kw)
-
-    def min(self, *args, **kw):
-        return _reduction("min")(self, *args, **kw)
-
-    def any(self, *args, **kw):
-        return _reduction("any")(self, *args, **kw)
-
-    def all(self, *args, **kw):
-        return _reduction("all")(self, *args, **kw)
-
-    def cumsum(self, axis=None, dtype=None, out=None):
-        return HANDLED_FUNCTIONS[np.cumsum](self, axis, dtype, out)
-
-    def cumprod(self, axis=None, dtype=None, out=None):
-        return HANDLED_FUNCTIONS[np.cumprod](self, axis, dtype, out)
+    # x.sum(...) binds its arguments as np.sum(x, ...) does, and so on
+    sum, prod, mean, var, std = (_method(_reduction(name)) for name in ("sum", "prod", "mean", "var", "std"))
+    max, min, any, all = (_method(_reduction(name)) for name in ("max", "min", "any", "all"))
+    cumsum, cumprod = _method(_scan_handler(np.cumsum)), _method(_scan_handler(np.cumprod))
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)
