@@ -10,8 +10,9 @@ writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
 Four layouts, chosen from the sizes (all constants of the source):
 - a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8
-  elements, 4 of 8 bytes) for rows shorter than a block that fit, the row held in registers and moved 16 bytes per access
-  where rows allow: the group reduces with shuffles alone, and a warp works on several short rows;
+  elements, 4 of 8 bytes) for rows shorter than a block that fit, the row held in registers and
+  moved 16 bytes per access where rows allow: the group reduces with shuffles alone, and a warp
+  works on several short rows;
 - a block per row, the row held in registers (up to 16 elements per thread, 8 of 8 bytes):
   rows are read from memory once, 16 bytes per access where contiguous and
   aligned, and element values a later phase needs again (softmax's ``exp``)
@@ -768,8 +769,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
-        empty_error = next((_NO_IDENTITY[n.op] for n in reductions if n.op in _NO_IDENTITY and "initial" not in n.attrs),
-                           None)
+        empty_error = next((_NO_IDENTITY[n.op] for n in reductions
+                            if n.op in _NO_IDENTITY and "initial" not in n.attrs), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
