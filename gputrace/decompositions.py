@@ -3,7 +3,7 @@
 Each runs NumPy's own steps on traced arrays, so the graph holds sums, products, matmuls and views that
 the passes fuse and the backends run like any others: ``x / np.linalg.norm(x, axis=-1, keepdims=True)``
 is one kernel, ``np.einsum("bhqd,bhkd->bhqk", q, k)`` one batched matmul (and ``np.tensordot``, ``np.inner``,
-``np.vdot`` are einsums).
+``np.vdot`` are einsums), ``np.nanmax(x, axis=1)`` one row kernel (NaN replaced, max, all-NaN rows found).
 """
 from __future__ import annotations
 
@@ -98,6 +98,108 @@ def _norm(x, ord=None, axis=None, keepdims=False):
         shape[axis[0]] = shape[axis[1]] = 1
         norm = norm.reshape(shape)
     return norm
+
+
+# ----------------------------------------------------------------------------- NaN-ignoring reductions, ptp, diff
+
+
+def _given(**kwargs: Any) -> dict:
+    """The keyword arguments the caller gave (NumPy's functions mark the others np._NoValue)."""
+    return {k: v for k, v in kwargs.items() if v is not np._NoValue}
+
+
+def _replace_nan(a: Any, value: float) -> tuple[Any, Any]:
+    """NumPy's _replace_nan: ``a`` with its NaNs replaced by ``value``, and the NaN mask (None where ``a`` cannot
+    hold NaN)."""
+    if _concrete(a).dtype.kind not in "fc":
+        return a, None
+    mask = np.isnan(a)
+    return np.where(mask, value, a).astype(_concrete(a).dtype), mask
+
+
+def _nan_reduction(reduce: Any, value: float) -> Any:
+    def handler(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
+        return reduce(_replace_nan(a, value)[0], axis=axis, dtype=dtype, out=out,
+                      **_given(keepdims=keepdims, initial=initial, where=where))
+    return handler
+
+
+implements(np.nansum)(_nan_reduction(np.sum, 0))
+implements(np.nanprod)(_nan_reduction(np.prod, 1))
+
+
+def _nan_scan(scan: Any, value: float) -> Any:
+    def handler(a, axis=None, dtype=None, out=None):
+        return scan(_replace_nan(a, value)[0], axis=axis, dtype=dtype, out=out)
+    return handler
+
+
+implements(np.nancumsum)(_nan_scan(np.cumsum, 0))
+implements(np.nancumprod)(_nan_scan(np.cumprod, 1))
+
+
+def _nan_extremum(extremum: Any, value: float) -> Any:
+    def handler(a, axis=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
+        given = _given(keepdims=keepdims, initial=initial, where=where)
+        replaced, mask = _replace_nan(a, value)
+        result = extremum(replaced, axis=axis, out=out, **given)
+        if mask is None or "initial" in given:  # as np.fmax.reduce: NaNs skipped, initial joins every slice
+            return result
+        return np.where(np.all(mask, axis=axis, **given), np.nan, result)  # an all-NaN slice gives NaN
+    return handler
+
+
+implements(np.nanmax)(_nan_extremum(np.amax, -np.inf))
+implements(np.nanmin)(_nan_extremum(np.amin, np.inf))
+
+
+@implements(np.nanmean)
+def _nanmean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._NoValue):
+    given = _given(keepdims=keepdims, where=where)
+    replaced, mask = _replace_nan(a, 0)
+    if mask is None:
+        return np.mean(replaced, axis=axis, dtype=dtype, out=out, **given)
+    if dtype is not None and np.dtype(dtype).kind not in "fc":
+        raise TypeError("If a is inexact, then dtype must be inexact")
+    count = np.sum(~mask, axis=axis, dtype=np.intp, **given)
+    total = np.sum(replaced, axis=axis, dtype=dtype, out=out, **given)
+    return (total / count).astype(total.dtype)  # NumPy divides in place: in float64, kept in total's dtype
+
+
+@implements(np.ptp)
+def _ptp(a, axis=None, out=None, keepdims=np._NoValue):
+    given = _given(keepdims=keepdims)
+    return np.subtract(np.amax(a, axis=axis, out=out, **given), np.amin(a, axis=axis, **given))
+
+
+@implements(np.diff)
+def _diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
+    if n == 0:
+        return a
+    if n < 0:
+        raise ValueError("order must be non-negative but got " + repr(n))
+    ndim = np.ndim(_concrete(a))
+    if ndim == 0:
+        raise ValueError("diff requires input that is at least one dimensional")
+    axis = ops.normalize_axes(axis, ndim, "diff")[0]
+    pieces = []
+    for extra in (prepend, None, append):
+        if extra is None:
+            pieces.append(a)
+        elif extra is not np._NoValue:
+            extra = _array(extra)
+            if np.ndim(_concrete(extra)) == 0:  # a scalar: one slice of it along the axis, in its own dtype
+                edge = tuple(slice(0, 1) if d == axis else slice(None) for d in range(ndim))
+                extra = extra * np.ones_like(a[edge], dtype=_concrete(extra).dtype)
+            pieces.append(extra)
+    if len(pieces) > 1:
+        a = np.concatenate(pieces, axis)
+    later, earlier = ([slice(None)] * ndim for _ in range(2))
+    later[axis], earlier[axis] = slice(1, None), slice(None, -1)
+    op = np.not_equal if _concrete(a).dtype == np.bool_ else np.subtract
+    for _ in range(n):
+        a = op(a[tuple(later)], a[tuple(earlier)])
+    return a
 
 
 @implements(np.einsum)

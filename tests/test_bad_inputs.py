@@ -156,9 +156,12 @@ def test_unsupported_keywords(fn, message):
     (lambda x: np.tensordot(x, x, axes=(0, 1)), ValueError, r"^shape-mismatch for sum$"),
     (lambda x: np.inner(x, x.T), ValueError, r"^shapes .* not aligned"),
     (lambda x: np.vdot(x, x[0]), ValueError, r"^cannot reshape array of size 3 into shape \(6,\)$"),
+    (lambda x: np.diff(x, -1), ValueError, r"^order must be non-negative but got -1$"),
+    (lambda x: np.diff(x[0, 0]), ValueError, r"^diff requires input that is at least one dimensional$"),
+    (lambda x: np.nanmean(x, dtype=np.int32), TypeError, r"^If a is inexact, then dtype must be inexact$"),
 ], ids=["too-many", "twice", "ddof-and-correction", "norm-vector-order", "norm-matrix-order", "norm-ndim",
         "norm-duplicate-axes", "norm-axis-type", "einsum-sizes", "einsum-output-label", "einsum-operands",
-        "tensordot-sizes", "inner-sizes", "vdot-sizes"])
+        "tensordot-sizes", "inner-sizes", "vdot-sizes", "diff-order", "diff-0d", "nanmean-dtype"])
 def test_arguments_numpy_refuses_are_refused_as_numpy_does(fn, error, message):
     with pytest.raises(error, match=message):
         fn(F32)

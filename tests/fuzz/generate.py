@@ -47,7 +47,7 @@ NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), Num
                  NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
 FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
     "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
-    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum", "scan")
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum", "scan", "nan_reduction")
 MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
 
 
@@ -234,12 +234,34 @@ def draw_einsum(draw, ctx):
 
 
 def draw_scan(draw, ctx):
-    """np.cumsum / np.cumprod (function or method) over one axis or the flattened array."""
+    """np.cumsum / np.cumprod (function or method) over one axis or the flattened array, np.nancumsum, or
+    np.diff (n times, with a scalar or an array prepended)."""
     a = pick(draw, ctx)
     ndim = ctx.arrays()[a.index].ndim
-    name = draw(st.sampled_from(("cumsum", "cumprod")))
-    kwargs = (("axis", draw(st.integers(-max(ndim, 1), max(ndim, 1) - 1))),) if draw(st.booleans()) else ()
-    return [Op("method" if draw(st.booleans()) else "call", name, (a,), kwargs)]
+    name = draw(st.sampled_from(("cumsum", "cumprod", "nancumsum", "diff")))
+    axis = draw(st.integers(-max(ndim, 1), max(ndim, 1) - 1))
+    if name == "diff":
+        kwargs = [("n", draw(st.integers(0, 2))), ("axis", axis)]
+        if draw(st.booleans()):
+            kwargs.append(("prepend", draw(st.sampled_from((0, 1.5, -2)))))
+        return [Op("call", "diff", (a,), tuple(kwargs))]
+    kwargs = (("axis", axis),) if draw(st.booleans()) else ()
+    form = "method" if name != "nancumsum" and draw(st.booleans()) else "call"
+    return [Op(form, name, (a,), kwargs)]
+
+
+def draw_nan_reduction(draw, ctx):
+    """The NaN-ignoring reductions and np.ptp over an axis or all, kept or not."""
+    a = pick(draw, ctx)
+    ndim = ctx.arrays()[a.index].ndim
+    kwargs = []
+    axis = axis_argument(draw, ndim, single=True)
+    if axis is not None:
+        kwargs.append(("axis", axis))
+    if draw(st.booleans()):
+        kwargs.append(("keepdims", True))
+    name = draw(st.sampled_from(("nansum", "nanprod", "nanmax", "nanmin", "nanmean", "ptp")))
+    return [Op("call", name, (a,), tuple(kwargs))]
 
 
 def draw_norm(draw, ctx):
@@ -454,7 +476,7 @@ DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "cli
            "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
            "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
            "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm, "einsum": draw_einsum,
-           "scan": draw_scan}
+           "scan": draw_scan, "nan_reduction": draw_nan_reduction}
 
 
 def names_for(n_inputs: int, n_ops: int) -> list[str]:

@@ -29,7 +29,8 @@ TRANSCENDENTAL = frozenset(
     "exp exp2 expm1 log log2 log10 log1p cbrt sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh "
     "arctanh arctan2 hypot logaddexp logaddexp2 power **".split())
 # reductions and contractions whose float results depend on the order of summation
-ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm einsum cumsum cumprod".split())
+ACCUMULATING = frozenset("sum prod mean var std matmul @ dot linalg.norm einsum cumsum cumprod nancumsum nansum "
+                         "nanprod nanmean".split())
 # functions with jumps: a tiny change of a float operand can change the result completely
 DISCONTINUOUS = frozenset(
     "equal not_equal less less_equal greater greater_equal == != < <= > >= floor ceil trunc rint round sign "
@@ -395,6 +396,8 @@ def norm_may_overflow(values: Any, dtype: np.dtype) -> bool:
 
 # reductions whose partial results may overflow in one order of accumulation and not in another
 ORDER_DEPENDENT_OVERFLOW = {"prod": (product_may_overflow,), "sum": (sum_may_overflow,), "mean": (sum_may_overflow,),
+                            "nanprod": (product_may_overflow,), "nansum": (sum_may_overflow,),
+                            "nanmean": (sum_may_overflow,),
                             "var": (squares_may_overflow, sum_may_overflow),
                             "std": (squares_may_overflow, sum_may_overflow), "linalg.norm": (norm_may_overflow,)}
 
