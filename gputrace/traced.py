@@ -400,7 +400,7 @@ def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
     """
     fn = traced.fn if traced.module is None else getattr(_module_with_copied_arrays(traced.module, {}), traced.name)
     with np.errstate(all="ignore"):  # as while tracing: ops run without floating-point warnings
-        out = fn(*[x.copy(order="K") for x in inputs])  # the inputs' layout: reductions add in the same order
+        out = fn(*[_copy_keeping_layout(x) for x in inputs])
     leaves: list = []
 
     def visit(x: Any) -> None:
@@ -415,6 +415,19 @@ def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
 
     visit(out)
     return leaves
+
+
+def _copy_keeping_layout(x: Any) -> Any:
+    """A copy of ``x`` with its very strides, negative ones too: NumPy then runs the same loops on it as on ``x``
+    (reductions add in the same order; a float cast to an integer it cannot hold, which NumPy leaves undefined,
+    gives what it gives on ``x``: a reversed view and its contiguous copy cast -3e38 to uint32 differently)."""
+    if not isinstance(x, np.ndarray) or x.size == 0 or any(s == 0 and n > 1 for n, s in zip(x.shape, x.strides)):
+        return x.copy(order="K")  # a broadcast view's copy has elements of its own
+    low = sum(min(0, (n - 1) * s) for n, s in zip(x.shape, x.strides))
+    high = sum(max(0, (n - 1) * s) for n, s in zip(x.shape, x.strides)) + x.itemsize
+    copy = np.ndarray(x.shape, x.dtype, buffer=np.empty(high - low, np.uint8), offset=-low, strides=x.strides)
+    copy[...] = x
+    return copy
 
 
 def _module_with_copied_arrays(module: Any, done: dict) -> Any:

@@ -342,3 +342,12 @@ def test_the_eager_check_allows_a_float16_sum_in_another_order():
     softmax = lambda x: np.exp(x - x.max(axis=0, keepdims=True)) / np.exp(x - x.max(axis=0, keepdims=True)).sum(axis=0, keepdims=True)  # noqa: E731,E501
     traced = gputrace.trace(softmax, x)  # the check passes
     np.testing.assert_allclose(traced(x), softmax(x), rtol=2e-3)
+
+
+def test_the_trace_check_runs_numpy_on_inputs_laid_out_as_given():
+    """NumPy casts -3e38 to uint32 one way in a reversed view and another in its contiguous copy (the result
+    is undefined): the check's eager run gets a copy with the input's strides, so it agrees with the trace."""
+    x = np.array([1.0, -1.4e-45, -3.4028235e38, 1.79e26], np.float32)[::-1]
+    with np.errstate(invalid="ignore"):
+        traced = gputrace.trace(lambda x: x.astype(np.uint32) > 1.5, x)
+        assert np.array_equal(traced(x), x.astype(np.uint32) > 1.5)
