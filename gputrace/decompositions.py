@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from . import tracer as _tracer
 from .tracer import TracedArray, _concrete, _reject_kwargs, implements, unsupported
 
 
@@ -202,19 +203,32 @@ def _diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
     return a
 
 
+@implements(np.trace)
+def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _reject_kwargs("trace", {"out": out}, out=None)
+    return np.sum(np.diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
 @implements(np.einsum)
 def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="safe", optimize=False):
-    """np.einsum with string subscripts (``_contract_all``). A label repeated in one operand (a diagonal,
-    'ii->i') is refused."""
+    """np.einsum with string subscripts (``_contract_all``); a label repeated in one operand ('ii->i') takes
+    that operand's diagonal first."""
     _reject_kwargs("einsum", {"out": out, "dtype": dtype, "order": order, "casting": casting},
                    out=None, dtype=None, order="K", casting="safe")
     if not isinstance(subscripts, str):
         raise unsupported("np.einsum with subscripts as lists of operand axes", "give them as a string ('ij,jk->ik')")
     _numpy_checks(np.einsum, subscripts, *(_concrete(x) for x in operands), optimize=optimize)
     terms, output = _einsum_labels(subscripts.replace(" ", ""), [np.ndim(_concrete(x)) for x in operands])
-    for term in terms:
-        if len(set(term)) != len(term):
-            raise unsupported(f"np.einsum('{subscripts}') with a label repeated in one operand (a diagonal)")
+    operands = [_array(x) for x in operands]
+    for k, term in enumerate(terms):
+        while len(set(term)) != len(term):  # a label repeated in one operand: its diagonal, as the last axis
+            label = next(label for label in term if term.count(label) > 1)
+            first = term.index(label)
+            second = term.index(label, first + 1)
+            operands[k] = _tracer.record("np::diagonal", [operands[k]], {"offset": 0, "axis1": first,
+                                                                       "axis2": second, "einsum_label": label})
+            term = [l for i, l in enumerate(term) if i not in (first, second)] + [label]
+        terms[k] = term
     return _contract_all(operands, terms, output)
 
 

@@ -342,6 +342,30 @@ def _transpose_infer(types, attrs):
 register(OpDef("transpose", VIEW, lambda xp, x, axes: xp.transpose(x, axes), _transpose_infer))
 
 
+def diagonal_length(n1: int, n2: int, offset: int) -> int:
+    """Elements on the ``offset`` diagonal of an n1 x n2 matrix (above the main one for offset > 0)."""
+    return max(0, min(n1, n2 - offset) if offset >= 0 else min(n1 + offset, n2))
+
+
+def _diagonal_infer(types, attrs):
+    """NumPy's diagonal view: the two axes go, the diagonal comes last, its stride the sum of theirs."""
+    (x,) = types
+    a, b, offset = attrs["axis1"], attrs["axis2"], attrs["offset"]
+    label = attrs.get("einsum_label")  # an einsum's repeated label: the two axes must be as long
+    if label is not None and x.shape[a] != x.shape[b]:
+        raise ValueError(f"dimensions in single operand for collapsing index '{label}' don't match "
+                         f"({x.shape[a]} != {x.shape[b]})")
+    rest = [d for d in range(x.ndim) if d not in (a, b)]
+    return _view_type(x, [x.shape[d] for d in rest] + [diagonal_length(x.shape[a], x.shape[b], offset)],
+                      [x.strides[d] for d in rest] + [x.strides[a] + x.strides[b]])
+
+
+register(OpDef("diagonal", VIEW, lambda xp, x, offset, axis1, axis2, einsum_label=None:
+               xp.diagonal(x, offset, axis1, axis2), _diagonal_infer,
+               python=lambda args, attrs: _py_call("diagonal", args, {k: v for k, v in attrs.items()
+                                                                     if k != "einsum_label"})))
+
+
 def _swapaxes_infer(types, attrs):
     (x,) = types
     axes = list(range(x.ndim))

@@ -471,6 +471,18 @@ def _swapaxes(a, axis1, axis2):
     return record("np::swapaxes", [a], {"axis1": int(axis1), "axis2": int(axis2)})
 
 
+@implements(np.diagonal)
+def _diagonal(a, offset=0, axis1=0, axis2=1):
+    ndim = np.ndim(_concrete(a))
+    if ndim < 2:
+        raise ValueError("diag requires an array of at least two dimensions")
+    (axis1,), (axis2,) = (ops.normalize_axes(operator.index(axis), ndim, name)
+                          for axis, name in ((axis1, "axis1"), (axis2, "axis2")))
+    if axis1 == axis2:
+        raise ValueError("axis1 and axis2 cannot be the same")
+    return record("np::diagonal", [a], {"offset": operator.index(offset), "axis1": axis1, "axis2": axis2})
+
+
 @implements(np.moveaxis)
 def _moveaxis(a, source, destination):
     ndim = np.ndim(_concrete(a))
@@ -778,6 +790,7 @@ class TracedArray:
     sum, prod, mean, var, std = (_method(_reduction(name)) for name in ("sum", "prod", "mean", "var", "std"))
     max, min, any, all = (_method(_reduction(name)) for name in ("max", "min", "any", "all"))
     cumsum, cumprod = _method(_scan_handler(np.cumsum)), _method(_scan_handler(np.cumprod))
+    diagonal = _method(_diagonal)
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)

@@ -49,6 +49,6 @@ def launch_plan(program: Any) -> list[Kernel | LibraryCall]:
 
 
 _FREE_OPS = {"np::transpose", "np::getitem", "np::broadcast_to", "np::expand_dims", "np::squeeze",
-             "np::T", "np::swapaxes"}
+             "np::T", "np::swapaxes", "np::diagonal"}
 
 __all__ = ["fuse", "kernels_of", "launch_plan", "Kernel", "LibraryCall", "render_group"]
