@@ -394,6 +394,17 @@ def norm_may_overflow(values: Any, dtype: np.dtype) -> bool:
         return bool(x.size) and float(np.maximum(x * x, x).sum()) >= float(np.finfo(dtype).max) / 2
 
 
+def contraction_may_overflow(operands: list, dtype: np.dtype) -> bool:
+    """Whether a sum of products of ``operands`` can overflow ``dtype`` in some order: gputrace sums an operand's
+    own labels before multiplying (as NumPy's einsum does with optimize=True), NumPy's default multiplies first,
+    so inf * 0 (NaN) in one is 0 in the other."""
+    bound = 1.0
+    for x in operands:
+        finite = np.abs(_finite(x)).astype(np.float64)
+        bound *= max(float(finite.max(initial=0.0)), 1.0) * max(x.size, 1)
+    return bound >= float(np.finfo(dtype).max) / 2
+
+
 # reductions whose partial results may overflow in one order of accumulation and not in another
 ORDER_DEPENDENT_OVERFLOW = {"prod": (product_may_overflow,), "sum": (sum_may_overflow,), "mean": (sum_may_overflow,),
                             "nanprod": (product_may_overflow,), "nansum": (sum_may_overflow,),
@@ -417,6 +428,10 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
         return UNSTABLE
     if result_float and values and any(may_overflow(values[0], np.asarray(result).dtype)
                                        for may_overflow in ORDER_DEPENDENT_OVERFLOW.get(op.name, ())):
+        return UNSTABLE
+    if result_float and op.name in ("einsum", "tensordot") and values and \
+            contraction_may_overflow([np.asarray(v) for v in values if not isinstance(v, str)],
+                                     np.asarray(result).dtype):
         return UNSTABLE
     if result_float and (op.name in TRANSCENDENTAL or op.name in ACCUMULATING):
         return INEXACT
