@@ -395,9 +395,12 @@ def norm_may_overflow(values: Any, dtype: np.dtype) -> bool:
 
 
 def contraction_may_overflow(operands: list, dtype: np.dtype) -> bool:
-    """Whether a sum of products of ``operands`` can overflow ``dtype`` in some order: gputrace sums an operand's
-    own labels before multiplying (as NumPy's einsum does with optimize=True), NumPy's default multiplies first,
-    so inf * 0 (NaN) in one is 0 in the other."""
+    """Whether a sum of products of ``operands`` can overflow ``dtype``, or meet an infinity, in some order:
+    gputrace sums an operand's own labels before multiplying (as NumPy's einsum does with optimize=True), NumPy's
+    default multiplies first, so inf * 0 (NaN) in one is 0 in the other, and (-inf + 1) * (-inf + 1) = inf
+    there where the products add up to inf - inf = NaN."""
+    if any(x.dtype.kind == "f" and not np.isfinite(x).all() for x in operands):
+        return True
     bound = 1.0
     for x in operands:
         finite = np.abs(_finite(x)).astype(np.float64)
