@@ -101,6 +101,18 @@ def _norm(x, ord=None, axis=None, keepdims=False):
     return norm
 
 
+@implements(np.isclose)
+def _isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """NumPy's isclose, step for step: one elementwise kernel."""
+    x, y, atol, rtol = (v if isinstance(v, (int, float, complex)) else _array(v) for v in (a, b, atol, rtol))
+    if not isinstance(y, (int, float, complex)):
+        y = y.astype(np.result_type(_concrete(y), 1.0))  # an inexact y: abs(MIN_INT) would wrap
+    elif isinstance(y, int):
+        y = float(y)
+    result = (np.less_equal(abs(x - y), atol + rtol * abs(y)) & np.isfinite(y)) | (x == y)
+    return result | (np.isnan(x) & np.isnan(y)) if equal_nan else result
+
+
 # ----------------------------------------------------------------------------- NaN-ignoring reductions, ptp, diff
 
 

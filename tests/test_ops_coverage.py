@@ -338,6 +338,8 @@ CASES = {
                                       np.einsum("ii->i", x[0, :, :3]), np.einsum("iij->j", x[:2, :2]),
                                       np.einsum("ij,jj->i", x[1, :, :3], x[0, :, :3])),
                            rtol=1e-5),
+    "isclose": Case(lambda x, y: (np.isclose(x, y), np.isclose(x, y[0], rtol=0.5, atol=1, equal_nan=True),
+                                  np.isclose(x, 2), np.isclose(3.0, y), np.isclose(x, x * 1.0000001)), XY),
     "tensordot": Case(lambda x, y: (np.tensordot(x, y), np.tensordot(x, y, axes=([2, 1], [1, 0])),
                                     np.tensordot(x, y, axes=(2, 1)), np.tensordot(x[0], y[0], 0)),
                       ((2, 3, 4), (3, 4, 5)), ((1, 2, 3), (2, 3, 2)), rtol=1e-5),

@@ -658,9 +658,10 @@ def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
     (lambda x: np.nanmin(np.where(x > 2, np.nan, x), axis=0), 1),  # columns of NaN give NaN
     (lambda x: np.diff(x, 2, axis=1) + np.ptp(x, axis=1, keepdims=True), 2),
     (lambda x: np.trace(x[:64]) + np.einsum("ii->i", x[:64]) * 2, 1),  # diagonals: strided views, read in place
+    (lambda x: np.isclose(x, x[:, ::-1], rtol=0.5, equal_nan=True), 1),
 ], ids=["unit-rows", "inf-columns", "frobenius", "matrix-1", "vector-3-of-columns", "outer", "einsum-matmul",
         "einsum-dots", "einsum-broadcast", "tensordot-two-axes", "tensordot-float16", "nan-reductions",
-        "nanmin-all-nan", "diff-ptp", "trace-diagonal"])
+        "nanmin-all-nan", "diff-ptp", "trace-diagonal", "isclose"])
 def test_norms_outer_products_and_einsums_are_fused_kernels(backend, program, kernels, rng):
     """Sums of products cancel: their tolerance is relative to the output's largest magnitude."""
     x = sample(rng, np.dtype(np.float32), (300, 64), special=0.01)
