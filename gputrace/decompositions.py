@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from . import tracer as _tracer
-from .tracer import TracedArray, _concrete, _reject_kwargs, implements, unsupported
+from .tracer import TracedArray, _concrete, _reject_kwargs, implements, record, unsupported
 
 
 def _numpy_checks(fn: Any, *args: Any, **kwargs: Any) -> None:
@@ -237,8 +236,8 @@ def _einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="saf
             label = next(label for label in term if term.count(label) > 1)
             first = term.index(label)
             second = term.index(label, first + 1)
-            operands[k] = _tracer.record("np::diagonal", [operands[k]], {"offset": 0, "axis1": first,
-                                                                       "axis2": second, "einsum_label": label})
+            operands[k] = record("np::diagonal", [operands[k]],
+                                 {"offset": 0, "axis1": first, "axis2": second, "einsum_label": label})
             term = [l for i, l in enumerate(term) if i not in (first, second)] + [label]
         terms[k] = term
     return _contract_all(operands, terms, output)

@@ -394,9 +394,9 @@ def _scan_handler(fn: Callable) -> Callable:
     return handler
 
 
-HANDLED_FUNCTIONS[np.cumsum] = _scan_handler(np.cumsum)
-HANDLED_FUNCTIONS[np.cumprod] = _scan_handler(np.cumprod)
-_ACCUMULATE_UFUNCS = {"add": np.cumsum, "multiply": np.cumprod}
+_cumsum = HANDLED_FUNCTIONS[np.cumsum] = _scan_handler(np.cumsum)
+_cumprod = HANDLED_FUNCTIONS[np.cumprod] = _scan_handler(np.cumprod)
+_ACCUMULATE_UFUNCS = {"add": _cumsum, "multiply": _cumprod}
 
 
 def _accumulate(ufunc: np.ufunc, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None) -> Any:
@@ -406,7 +406,7 @@ def _accumulate(ufunc: np.ufunc, a: Any, axis: Any = 0, dtype: Any = None, out: 
     if axis is None or isinstance(axis, tuple):
         raise ValueError("accumulate does not allow multiple axes")
     result = ufunc.accumulate(np.zeros(1, _concrete(a).dtype), dtype=dtype).dtype
-    return _scan_handler(_ACCUMULATE_UFUNCS[ufunc.__name__])(a, axis, result, out)
+    return _ACCUMULATE_UFUNCS[ufunc.__name__](a, axis, result, out)
 
 
 @implements(np.where)
@@ -789,7 +789,7 @@ class TracedArray:
     # x.sum(...) binds its arguments as np.sum(x, ...) does, and so on
     sum, prod, mean, var, std = (_method(_reduction(name)) for name in ("sum", "prod", "mean", "var", "std"))
     max, min, any, all = (_method(_reduction(name)) for name in ("max", "min", "any", "all"))
-    cumsum, cumprod = _method(_scan_handler(np.cumsum)), _method(_scan_handler(np.cumprod))
+    cumsum, cumprod = _method(_cumsum), _method(_cumprod)
     diagonal = _method(_diagonal)
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
