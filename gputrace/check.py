@@ -67,7 +67,8 @@ def compare_arrays(expected: Any, actual: Any, tolerance: float) -> Difference:
     inf_mismatch = (~finite & ~nan_e) & (e64 != a64)
     if inf_mismatch.any():
         return Difference(False, reason=f"infinities differ at {int(inf_mismatch.sum())} positions")
-    diff = np.where(finite, np.abs(e64 - a64), 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity: not a difference
+        diff = np.where(finite, np.abs(e64 - a64), 0.0)
     rel = diff / np.maximum(np.abs(e64), np.finfo(np.float64).tiny)
     max_abs, max_rel = float(diff.max(initial=0.0)), float(np.where(finite, rel, 0).max(initial=0.0))
     ok = bool((diff <= tolerance + tolerance * np.abs(np.where(finite, e64, 0))).all())

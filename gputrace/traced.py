@@ -19,7 +19,7 @@ from .errors import (DeviceMismatchError, SignatureError, TracerWarning, Tracing
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
 from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
-from .tracer import is_array, is_ndarray_subclass, trace_graph, unflatten_outputs
+from .tracer import freeze_hint as tracer_freeze_hint, is_array, is_ndarray_subclass, trace_graph, unflatten_outputs
 
 BACKENDS = ("numpy", "emulate", "cuda")
 
@@ -53,11 +53,18 @@ def _example_tuple(example_inputs: Any, where: str = "example_inputs") -> tuple:
 
 
 class Program:
-    """A TracedFunction compiled for one input signature: optimised graph, kernels, executors."""
+    """A TracedFunction compiled for one input signature: optimised graph, kernels, executors.
 
-    def __init__(self, graph: Graph, input_types: list[TensorType], param_types: dict[str, TensorType]):
+    ``param(name)`` reads the arrays its graph's parameters stand for: a module's arrays as they are now,
+    and the arrays its own trace captured (a trace redone at another shape captures constants of its own).
+    """
+
+    def __init__(self, graph: Graph, input_types: list[TensorType], param_types: dict[str, TensorType],
+                 param: Callable[[str], Any], output_tree: Any = 0):
         self.input_types = input_types
         self.param_types = param_types
+        self.param = param
+        self.output_tree = output_tree
         self.graph = graph
         self._executors: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -108,6 +115,7 @@ class TracedFunction:
         self._frozen = run_passes(inline_graph(graph), [freeze]) if module is not None else graph.copy()
         self._inlined: Graph | None = None
         self._programs: dict[tuple, Program] = {}
+        self._retraced: dict[tuple, tuple[Graph, dict]] = {}  # input shapes -> frozen graph, captured arrays
         self._executors: dict[tuple, Any] = {}
         self._param_names = [n.attrs["name"] for n in self._frozen.nodes if n.kind == "prim::Param"]
         self._lock = threading.RLock()
@@ -137,9 +145,8 @@ class TracedFunction:
         return python_function(self.graph, self.param)
 
     def param(self, name: str) -> Any:
-        if self.module is not None and name not in self._params:  # arrays captured by a method are not attributes
-            return self.module.get_array(name)
-        return self._params[name]
+        """The array a parameter of the traced graph stands for (what the first trace captured)."""
+        return _read_param(self.module, self._params, name)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -172,30 +179,41 @@ class TracedFunction:
         return self._program([TensorType.of(x) for x in arrays], arrays)
 
     def _program(self, input_types: list[TensorType], arrays: Sequence[Any] | None) -> Program:
-        param_types = {name: TensorType.of(array) for name, array in self.params.items()}
-        key = (tuple(input_types), tuple(sorted(param_types.items(), key=lambda kv: kv[0])))
         with self._lock:
+            graph, captured = self._specialization(input_types, arrays)
+            param = functools.partial(_read_param, self.module, captured)
+            names = [n.attrs["name"] for n in graph.nodes if n.kind == "prim::Param"]
+            param_types = {name: TensorType.of(param(name)) for name in names}
+            key = (tuple(input_types), tuple(sorted(param_types.items(), key=lambda kv: kv[0])))
             program = self._programs.get(key)
             if program is None:
-                program = Program(self._build_graph(arrays, input_types, param_types), input_types, param_types)
+                program = Program(self._build_graph(graph, input_types, param_types), input_types, param_types,
+                                  param, graph.meta["output_tree"])
                 self._programs[key] = program
         return program
 
-    def _build_graph(self, arrays, input_types, param_types) -> Graph:
-        from .codegen import fuse
-        same_shapes = [t.shape for t in input_types] == [t.shape for t in self.input_types]
-        if self._frozen.meta.get("reads_shape") and not same_shapes:
+    def _specialization(self, input_types: list[TensorType], arrays: Sequence[Any] | None) -> tuple[Graph, dict]:
+        """The frozen graph for inputs of ``input_types`` and the arrays its trace captured.
+
+        A function that reads array shapes is traced again for other shapes (once per shapes): its
+        constants (``np.full(n, 1 / x.shape[0])``, ``np.tri(n)``) are that trace's own."""
+        shapes = tuple(t.shape for t in input_types)
+        if not self._frozen.meta.get("reads_shape") or shapes == tuple(t.shape for t in self.input_types):
+            return self._frozen, self._params
+        if shapes not in self._retraced:
             if self.fn is None:
                 raise SignatureError(
                     f"{self.name} was traced at input shapes {[t.shape for t in self.input_types]} from a function "
-                    f"that reads array shapes, so it cannot be re-specialised to "
-                    f"{[t.shape for t in input_types]} without the Python function; trace it again")
-            retraced = trace_graph(self.fn, arrays, module=self.module, strict=self.strict)
-            graph = retraced.graph
-            graph = run_passes(inline_graph(graph), [freeze]) if self.module is not None else graph
-        else:
-            graph = self._frozen.copy()
-        graph, _ = specialize(graph, input_types, param_types)
+                    f"that reads array shapes, so it cannot be re-specialised to {list(shapes)} without the "
+                    f"Python function; trace it again")
+            state = trace_graph(self.fn, arrays, module=self.module, strict=self.strict)
+            graph = run_passes(inline_graph(state.graph), [freeze]) if self.module is not None else state.graph
+            self._retraced[shapes] = (graph, state.params)
+        return self._retraced[shapes]
+
+    def _build_graph(self, frozen: Graph, input_types, param_types) -> Graph:
+        from .codegen import fuse
+        graph, _ = specialize(frozen.copy(), input_types, param_types)
         graph = to_fixed_point(graph, SIMPLIFY)
         # simplification may read a view from another array than before (copy(x) -> x): strides again
         graph, _ = specialize(graph, input_types, param_types)
@@ -224,16 +242,17 @@ class TracedFunction:
         # goes straight to its executor: the checks and the compilation happened on its first call.
         key = (backend, _layouts(arrays), _layouts([self.param(name) for name in self._param_names])
                if self._param_names else ())
-        executor = self._executors.get(key)
-        if executor is None:
+        found = self._executors.get(key)
+        if found is None:
             program = self.lower(*arrays)
             if backend is None:
                 backend = "numpy" if (TensorType.of(arrays[0]).device if arrays else "cpu") == "cpu" else "cuda"
-            executor = program.executor(backend)
+            found = program.executor(backend), program
             if None not in key[1:]:
-                self._executors[key] = executor
-        outputs = executor.run(arrays, self.param)
-        return unflatten_outputs(self._frozen.meta["output_tree"], outputs)
+                self._executors[key] = found
+        executor, program = found
+        outputs = executor.run(arrays, program.param)
+        return unflatten_outputs(program.output_tree, outputs)
 
     def check(self, *arrays: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
         return check_trace(self, arrays, backends=backends, tolerance=tolerance)
@@ -251,6 +270,13 @@ class TracedFunction:
     def _repr_html_(self) -> str:
         from .display import traced_function_html
         return traced_function_html(self)
+
+
+def _read_param(module: Any, captured: Mapping[str, Any], name: str) -> Any:
+    """A graph parameter's array: one the trace captured, else the module's array of that name (read now)."""
+    if module is not None and name not in captured:
+        return module.get_array(name)
+    return captured[name]
 
 
 def _layouts(arrays: Sequence[Any]) -> tuple | None:
@@ -391,6 +417,61 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
                 raise TracingCheckError(
                     f"Tracing check failed on {which}: output {k} of the traced graph disagrees with eager "
                     f"execution of the Python function: {difference} (tolerance {tolerance:g})")
+    if first_state.frozen:
+        _check_other_values(traced, check_inputs[0], tolerance, first_state.frozen)
+
+
+def _check_other_values(traced: TracedFunction, inputs: Sequence[Any], tolerance: float, frozen: list) -> None:
+    """Run the traced graph and the Python function on other values, the inputs' elements permuted (every
+    value's range and sign kept): a value the trace froze into a constant (``float(x[0])``,
+    ``np.array([a, b])``, a captured array indexed by a traced index) shows up as a difference, which
+    names the lines where values were frozen."""
+    from .backends.reference import Interpreter
+    module = [traced.module] if traced.module is not None else []
+    # the function may write into arrays the trace captured (a cache): they are put back after each run
+    captured = {name: array.copy() for name, array in traced._params.items()
+                if isinstance(array, np.ndarray) and array.flags.writeable}
+    try:
+        for attempt in range(3):  # the function may refuse some orders (an index out of range, say): try others
+            others = [_permuted(x, (attempt, k)) for k, x in enumerate(inputs)]
+            outputs = Interpreter(traced.graph, traced._params).run(*module, *others)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    expected = _eager_outputs(traced, others)
+                break
+            except Exception:
+                continue
+        else:
+            return  # no order the function accepts: nothing to compare
+    finally:
+        for name, saved in captured.items():
+            traced._params[name][...] = saved
+    for k, (want, got) in enumerate(zip(expected, outputs)):
+        difference = checking.compare_arrays(want, got, tolerance)
+        if difference.ok:
+            continue
+        sites: dict = {}  # line -> its conversions, each once, in trace order
+        for where, what in frozen:
+            sites.setdefault(where, {})[what] = None
+        lines = "".join(f"\n  {where or 'an unknown line'}: converted to {' and '.join(whats)}; "
+                        f"{tracer_freeze_hint(list(whats))}" for where, whats in sites.items())
+        raise TracingCheckError(
+            f"Tracing check failed on other input values (the example inputs' elements permuted): output {k} of "
+            f"the traced graph disagrees with the Python function: {difference} (tolerance {tolerance:g}). "
+            f"The trace froze values computed from the inputs into constants:{lines}")
+
+
+def _permuted(x: Any, seed: tuple) -> Any:
+    """``x`` with its elements in another order (the same order for every call), on the host."""
+    x = checking.to_numpy(x)
+    if x.size < 2:
+        return x.copy()
+    flat = x.ravel()
+    order = np.random.default_rng(seed).permutation(flat.size)
+    if (flat[order] == flat).all():  # a permutation that changed nothing: turn it by one
+        order = np.roll(np.arange(flat.size), 1)
+    return flat[order].reshape(x.shape)
 
 
 def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
@@ -473,9 +554,9 @@ def check_trace(traced: Any, inputs: Sequence[Any], *, backends: Sequence[str] =
     results: dict[str, list] = {}
     for backend in backends:
         records[backend] = {}
-        results[backend] = program.executor(backend).run(list(inputs), traced.param, record=records[backend])
+        results[backend] = program.executor(backend).run(list(inputs), program.param, record=records[backend])
     report = checking.CheckReport(reference, tolerance=tolerance)
-    exact = functools.cache(lambda: _float64_outputs(program, inputs, traced.param))
+    exact = functools.cache(lambda: _float64_outputs(program, inputs, program.param))
     for backend in others:
         for k, (want, got) in enumerate(zip(results[reference], results[backend])):
             difference = checking.compare_arrays(want, got, tolerance)

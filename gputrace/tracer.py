@@ -83,6 +83,7 @@ class TracingState:
         self._param_ids: dict[int, str] = {}
         self.values: dict[Value, Any] = {}       # concrete value of every recorded value, for check_trace
         self.reads_shape = False
+        self.frozen: list[tuple[SourceLocation | None, str]] = []  # where traced values became constants, and as what
         self.active = True
 
     @property
@@ -249,13 +250,35 @@ def check_plain_array(array: Any, what: str) -> None:
                           "expected a numpy.ndarray or cupy.ndarray: convert it with np.asarray")
 
 
-def warn_concrete(what: str, state: TracingState | None = None) -> None:
+# what to write instead of each conversion of a traced value into a Python or NumPy value
+_FREEZE_HINTS = {
+    "a NumPy array": "np.array([...]) of traced arrays: use np.stack; indexing an array that is not traced with a "
+                     "traced index: pass that array as an argument (or make it a module parameter); storing into "
+                     "an array that is not traced: build the result from traced arrays (np.stack, np.where)",
+    "a Python bool": "data-dependent control flow is not traced: select with np.where instead of `if`",
+}
+_FREEZE_HINT_NUMBER = ("keep the value an array: compute with NumPy functions on traced arrays instead of Python "
+                       "numbers, and build arrays from traced values with np.stack or np.where rather than storing "
+                       "them into an array that is not traced")
+
+
+def warn_concrete(what: str) -> None:
+    """Warn that a traced value becomes an untraced one at the user's line, and remember where: the trace
+    check runs the function on other values and names these lines if the results then differ."""
     where = user_location()
+    state = current_state()
+    if state is not None and state.active:
+        state.frozen.append((where, what))
     at = f" at {where}" if where else ""
     warnings.warn(
         f"Converting a traced array to {what}{at}: the value is recorded as a constant, so the trace "
         f"might not generalise to other inputs (data-dependent control flow is not captured)",
         TracerWarning, stacklevel=3)
+
+
+def freeze_hint(conversions: Sequence[str]) -> str:
+    """What to write instead of converting traced values to ``conversions`` (at one line)."""
+    return next((_FREEZE_HINTS[c] for c in conversions if c in _FREEZE_HINTS), _FREEZE_HINT_NUMBER)
 
 
 # ----------------------------------------------------------------------------- NumPy function handlers
@@ -848,16 +871,15 @@ class TracedArray:
         return operator.index(self._concrete)
 
     def __len__(self):
-        warn_concrete("a Python length (len())")
-        self._state.reads_shape = True  # like .shape: the trace is redone for other shapes
-        return len(self._concrete)
+        if self.ndim == 0:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]  # reads the shape: the trace is redone for other shapes
 
     def __iter__(self):
-        warn_concrete("a Python iterator")
+        # rows, as NumPy iterates (x, y, z = state): the loop is unrolled to the length, which reads the shape
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d array")
-        self._state.reads_shape = True  # the loop is unrolled to this length
-        return (self[i] for i in range(len(self._concrete)))
+        return (self[i] for i in range(len(self)))
 
     def item(self, *args):
         warn_concrete("a Python scalar (.item())")

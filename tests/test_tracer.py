@@ -144,24 +144,55 @@ def to_numpy(x):
 
 @pytest.mark.parametrize("fn, what", [
     (branch, "a Python bool"), (to_float, "a Python float"), (to_int, "a Python int"),
-    (to_len, r"a Python length \(len\(\)\)"), (to_item, r"a Python scalar \(\.item\(\)\)"),
-    (to_list, r"a Python list \(\.tolist\(\)\)"), (to_index, "a Python index"), (iterate, "a Python iterator"),
-    (to_numpy, "a NumPy array"),
+    (to_item, r"a Python scalar \(\.item\(\)\)"), (to_list, r"a Python list \(\.tolist\(\)\)"),
+    (to_index, "a Python index"), (to_numpy, "a NumPy array"),
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_conversion_to_a_python_value_warns_naming_the_users_line(fn, what):
     line = line_of(fn, "# converts")
     x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
     with pytest.warns(gputrace.TracerWarning, match=f"{what} at test_tracer.py:{line}:") as record:
-        traced = gputrace.trace(fn, x)
+        traced = gputrace.trace(fn, x, check_trace=False)
     assert {(w.filename, w.lineno) for w in record if w.category is gputrace.TracerWarning} == {(__file__, line)}
     np.testing.assert_array_equal(traced(x), fn(x))  # on the traced inputs the constant is right
+
+
+@pytest.mark.parametrize("fn", [to_int, to_item, to_list, to_numpy], ids=lambda f: f.__name__)
+def test_a_frozen_value_that_other_inputs_change_fails_the_trace_check_naming_its_line(fn):
+    """The trace check runs the function on the inputs' elements permuted: x[0, 0] is another value then."""
+    line = line_of(fn, "# converts")
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    with pytest.warns(gputrace.TracerWarning), \
+            pytest.raises(gputrace.TracingCheckError, match=rf"other input values .*output 0 .*froze values .*\n"
+                                                            rf"  test_tracer.py:{line}:\d+: converted to"):
+        gputrace.trace(fn, x)
+
+
+@pytest.mark.parametrize("fn", [branch, to_float], ids=lambda f: f.__name__)
+def test_a_frozen_value_that_permuted_inputs_keep_passes_the_trace_check(fn):
+    """x.sum() is the same for the inputs' elements in any order: no false alarm (the warning stays)."""
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    with pytest.warns(gputrace.TracerWarning):
+        traced = gputrace.trace(fn, x)
+    np.testing.assert_array_equal(traced(x), fn(x))
+
+
+@pytest.mark.parametrize("fn", [to_len, iterate], ids=lambda f: f.__name__)
+def test_len_and_iteration_read_the_shape_without_a_warning(fn):
+    """len(x) is x.shape[0] and `for row in x` unrolls over it: nothing data-dependent, re-traced per shape."""
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gputrace.TracerWarning)
+        traced = gputrace.trace(fn, x)
+        for shape in ((2, 3), (5, 3), (1, 4)):
+            y = np.random.default_rng(1).random(shape, dtype=np.float32)
+            np.testing.assert_allclose(traced(y), fn(y), rtol=1e-6)
 
 
 def test_a_traced_value_used_as_a_constant_is_stale_on_other_inputs():
     """What the warning is about: float(x.sum()) is recorded as a constant (check_inputs catches it)."""
     x = np.ones(3, np.float32)
     with pytest.warns(gputrace.TracerWarning):
-        traced = gputrace.trace(to_float, x)
+        traced = gputrace.trace(to_float, x, check_trace=False)
     assert "prim::Constant[value=3.0]" in str(traced.graph)
     np.testing.assert_array_equal(traced(2 * x), 2 * x * 3.0)
 
