@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .errors import GraphFormatError
+from .errors import GraphFormatError, UnsupportedOperationError
 from .ir import NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, TensorType, Type, SourceLocation
 
 FORMAT = "gputrace-trace"
@@ -108,6 +108,11 @@ def save(traced: Any, path: str | Path) -> None:
         traced = traced.methods["forward"]
     if not isinstance(traced, TracedFunction):
         raise TypeError(f"save(traced): expected a TracedFunction or TracedModule, got {type(traced).__name__}")
+    if traced.call is not None and not traced.call.is_plain():
+        raise UnsupportedOperationError(
+            f"save: {traced.name} was traced with arguments other than arrays passed by position (nested dicts, "
+            f"lists or tuples, Python floats, static values or keywords: {', '.join(traced.call.paths) or 'statics'}), "
+            f"which a saved trace cannot take yet; trace a function of the arrays alone to save it")
     arrays: dict[str, np.ndarray] = {}
     graph = _encode_graph(traced.frozen_graph, arrays)
     params = {}

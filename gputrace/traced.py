@@ -19,37 +19,22 @@ from .errors import (DeviceMismatchError, SignatureError, TracerWarning, Tracing
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
 from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
 from .passes.specialize import specialize
-from .tracer import freeze_hint as tracer_freeze_hint, is_array, is_ndarray_subclass, trace_graph, unflatten_outputs
+from .arguments import Call, check_array_argument
+from .tracer import freeze_hint as tracer_freeze_hint, is_array, trace_graph, unflatten_outputs
 
 BACKENDS = ("numpy", "emulate", "cuda")
 
 
-def check_array_argument(x: Any, where: str) -> None:
-    """Raise an error naming ``where`` unless ``x`` is an array gputrace can trace (both errors are TypeErrors)."""
-    if not is_array(x):
-        raise SignatureError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got {type(x).__name__}"
-                             + (f" ({x!r})" if isinstance(x, (int, float, bool, type(None))) else ""))
-    if is_ndarray_subclass(x):  # np.matrix (a * b is a matrix product), masked arrays
-        raise SignatureError(f"{where}: expected a numpy.ndarray or cupy.ndarray, got the ndarray subclass "
-                             f"{type(x).__name__}, whose operations gputrace would not trace faithfully; "
-                             f"pass np.asarray(x)")
-    dtype = np.dtype(x.dtype)
-    if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
-        raise UnsupportedOperationError(f"{where}: big-endian arrays ({dtype.str}) are not supported; "
-                                        f"convert with x.astype(x.dtype.newbyteorder('='))")
-    if dtype.newbyteorder("=") not in SUPPORTED_DTYPES or dtype.fields is not None:
-        names = ", ".join(d.name for d in SUPPORTED_DTYPES)
-        raise UnsupportedOperationError(f"{where}: dtype {dtype} is not supported; gputrace supports {names}")
-
-
-def _example_tuple(example_inputs: Any, where: str = "example_inputs") -> tuple:
-    if is_array(example_inputs):
-        example_inputs = (example_inputs,)  # checked below, as the tuple form is
-    if not isinstance(example_inputs, tuple):
-        raise SignatureError(f"{where}: expected an array or a tuple of arrays, got {type(example_inputs).__name__}")
-    for i, x in enumerate(example_inputs):
-        check_array_argument(x, f"{where}[{i}]")
-    return example_inputs
+def _example_call(fn: Any, example_inputs: Any, where: str, example_kwargs: Mapping[str, Any] | None = None) -> Call:
+    """The example arguments of a trace: an array (or any single argument) or a tuple of arguments."""
+    if isinstance(example_inputs, (list, dict)):
+        raise SignatureError(f"{where}: expected an array or a tuple of arguments, got {type(example_inputs).__name__} "
+                             f"(a single {type(example_inputs).__name__} argument is passed as a 1-tuple: (value,))")
+    if example_kwargs is not None and not isinstance(example_kwargs, Mapping):
+        raise SignatureError(f"{where}_kwargs: expected a dict of keyword arguments, "
+                             f"got {type(example_kwargs).__name__}")
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    return Call(fn, args, dict(example_kwargs or {}), where=where)
 
 
 class Program:
@@ -105,9 +90,11 @@ class TracedFunction:
     """
 
     def __init__(self, graph: Graph, *, fn: Callable | None, params: Mapping[str, Any] | None = None,
-                 module: Any = None, strict: bool = True, name: str | None = None):
+                 module: Any = None, strict: bool = True, name: str | None = None, call: Call | None = None):
         self.graph = graph
         self.fn = fn
+        self.call = call  # how the traced call's arguments nest; None: arrays by position (a loaded trace)
+        self._plain = call is None or call.is_plain()
         self.module = module
         self.strict = strict
         self.name = name or graph.name
@@ -115,7 +102,8 @@ class TracedFunction:
         self._frozen = run_passes(inline_graph(graph), [freeze]) if module is not None else graph.copy()
         self._inlined: Graph | None = None
         self._programs: dict[tuple, Program] = {}
-        self._retraced: dict[tuple, tuple[Graph, dict]] = {}  # input shapes -> frozen graph, captured arrays
+        # (specialization, input shapes or None) -> frozen graph and captured arrays of another trace
+        self._retraced: dict[tuple, tuple[Graph, dict]] = {}
         self._executors: dict[tuple, Any] = {}
         self._param_names = [n.attrs["name"] for n in self._frozen.nodes if n.kind == "prim::Param"]
         self._lock = threading.RLock()
@@ -153,7 +141,7 @@ class TracedFunction:
         return {name: self.param(name) for name in self._param_names}
 
     # -- signatures and programs
-    def _check_arguments(self, arrays: Sequence[Any]) -> None:
+    def _check_arguments(self, arrays: Sequence[Any], call: Call | None = None) -> None:
         expected = len(self.input_types)
         if len(arrays) != expected:
             names = ", ".join(self.input_names)
@@ -161,30 +149,52 @@ class TracedFunction:
                                  f"but {len(arrays)} were given")
         devices = set()
         for i, (x, name, t) in enumerate(zip(arrays, self.input_names, self.input_types)):
-            where = f"argument '{name}' (position {i})"
-            check_array_argument(x, where)
+            label = call.where[i] if call is not None else f"argument '{name}' (position {i})"
+            check_array_argument(x, label)
             if np.dtype(x.dtype) != t.dtype:
-                raise SignatureError(f"{where}: expected dtype {t.dtype} as traced, got {np.dtype(x.dtype)}")
+                raise SignatureError(f"{label}: expected dtype {t.dtype} as traced, got {np.dtype(x.dtype)}")
             if x.ndim != t.ndim:
-                raise SignatureError(f"{where}: expected a {t.ndim}-d array as traced, got {x.ndim}-d "
+                raise SignatureError(f"{label}: expected a {t.ndim}-d array as traced, got {x.ndim}-d "
                                      f"with shape {tuple(x.shape)}")
-            devices.add(TensorType.of(x).device)
+            if call is None or not call.converted[i]:
+                devices.add(TensorType.of(x).device)
         if len(devices) > 1:
             raise DeviceMismatchError(f"{self.name}(): arrays from different devices in one call: "
                                       f"{', '.join(sorted(devices))}; move them to one device first")
 
-    def lower(self, *arrays: Any) -> Program:
-        """The Program for the signature of ``arrays`` (compiled once, then cached)."""
-        self._check_arguments(arrays)
-        return self._program([TensorType.of(x) for x in arrays], arrays)
+    def _takes_plain(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        """Whether the trace and this call both pass arrays by position and nothing else (the fast path)."""
+        return self._plain and not kwargs and all(is_array(a) for a in args)
 
-    def _program(self, input_types: list[TensorType], arrays: Sequence[Any] | None) -> Program:
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Call:
+        """The call's arguments, checked against the trace's: their nesting, dtypes, ndims and devices."""
+        if self._takes_plain(args, kwargs):
+            self._check_arguments(args)  # its messages count the arrays, as the function takes arrays only
+            return Call(self.fn, args)
+        call = Call(self.fn, args, dict(kwargs))
+        if self.call is None:  # a loaded trace: arrays by position
+            self._check_arguments(args)
+        call.check_structure(self.call)
+        if call.structure == self.call.structure:
+            self._check_arguments(call.leaves, call)
+        return call
+
+    def lower(self, *args: Any, **kwargs: Any) -> Program:
+        """The Program for the signature of the arguments (compiled once, then cached)."""
+        call = self._bind(args, kwargs)
+        return self._program([TensorType.of(x) for x in call.leaves], call)
+
+    def _program(self, input_types: list[TensorType], call: Call | None) -> Program:
+        """The Program for inputs of ``input_types``; ``call`` (None: the traced call) has their values."""
+        # a loaded trace (no Call) has one specialization: arrays by position
+        specialization = call.specialization if call is not None and self.call is not None \
+            else self._specialization_key
         with self._lock:
-            graph, captured = self._specialization(input_types, arrays)
+            graph, captured = self._specialization(input_types, specialization, call)
             param = functools.partial(_read_param, self.module, captured)
             names = [n.attrs["name"] for n in graph.nodes if n.kind == "prim::Param"]
             param_types = {name: TensorType.of(param(name)) for name in names}
-            key = (tuple(input_types), tuple(sorted(param_types.items(), key=lambda kv: kv[0])))
+            key = (specialization, tuple(input_types), tuple(sorted(param_types.items(), key=lambda kv: kv[0])))
             program = self._programs.get(key)
             if program is None:
                 program = Program(self._build_graph(graph, input_types, param_types), input_types, param_types,
@@ -192,24 +202,34 @@ class TracedFunction:
                 self._programs[key] = program
         return program
 
-    def _specialization(self, input_types: list[TensorType], arrays: Sequence[Any] | None) -> tuple[Graph, dict]:
-        """The frozen graph for inputs of ``input_types`` and the arrays its trace captured.
+    @property
+    def _specialization_key(self) -> tuple:
+        return self.call.specialization if self.call is not None else ()
 
-        A function that reads array shapes is traced again for other shapes (once per shapes): its
-        constants (``np.full(n, 1 / x.shape[0])``, ``np.tri(n)``) are that trace's own."""
+    def _specialization(self, input_types: list[TensorType], specialization: tuple,
+                        call: Call | None) -> tuple[Graph, dict]:
+        """The frozen graph for inputs of ``input_types`` and arguments that nest as ``specialization`` says
+        (with its static values), and the arrays its trace captured.
+
+        A function that reads array shapes is traced again for other shapes, and any function for other
+        static arguments (once per shapes and values): its constants (``np.full(n, 1 / x.shape[0])``,
+        ``np.tri(n)``) are that trace's own."""
         shapes = tuple(t.shape for t in input_types)
-        if not self._frozen.meta.get("reads_shape") or shapes == tuple(t.shape for t in self.input_types):
+        if specialization == self._specialization_key and (
+                not self._frozen.meta.get("reads_shape") or shapes == tuple(t.shape for t in self.input_types)):
             return self._frozen, self._params
-        if shapes not in self._retraced:
+        # a trace that read no shape serves every shape: it is kept under None
+        found = self._retraced.get((specialization, shapes)) or self._retraced.get((specialization, None))
+        if found is None:
             if self.fn is None:
                 raise SignatureError(
                     f"{self.name} was traced at input shapes {[t.shape for t in self.input_types]} from a function "
                     f"that reads array shapes, so it cannot be re-specialised to {list(shapes)} without the "
                     f"Python function; trace it again")
-            state = trace_graph(self.fn, arrays, module=self.module, strict=self.strict)
+            state = trace_graph(self.fn, call, module=self.module, strict=self.strict)
             graph = run_passes(inline_graph(state.graph), [freeze]) if self.module is not None else state.graph
-            self._retraced[shapes] = (graph, state.params)
-        return self._retraced[shapes]
+            found = self._retraced[(specialization, shapes if state.reads_shape else None)] = (graph, state.params)
+        return found
 
     def _build_graph(self, frozen: Graph, input_types, param_types) -> Graph:
         from .codegen import fuse
@@ -227,26 +247,31 @@ class TracedFunction:
         return self._program(self.input_types, None).kernels
 
     # -- running
-    def __call__(self, *arrays: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run on the arrays' device: NumPy arrays on ``numpy``, CuPy arrays on ``cuda``."""
-        return self._run(arrays, None)
+        return self._run(args, kwargs, None)
 
-    def run(self, *arrays: Any, backend: str = "numpy") -> Any:
+    def run(self, *args: Any, backend: str = "numpy", **kwargs: Any) -> Any:
         """Run on a chosen backend: ``numpy`` (reference), ``emulate`` (CUDA on the CPU) or ``cuda``."""
         if backend not in BACKENDS:
             raise ValueError(f"run(backend=...): expected one of {', '.join(BACKENDS)}, got {backend!r}")
-        return self._run(arrays, backend)
+        return self._run(args, kwargs, backend)
 
-    def _run(self, arrays: Sequence[Any], backend: str | None) -> Any:
-        # A signature seen before (same array types, dtypes, shapes, strides and parameter layouts)
-        # goes straight to its executor: the checks and the compilation happened on its first call.
-        key = (backend, _layouts(arrays), _layouts([self.param(name) for name in self._param_names])
-               if self._param_names else ())
+    def _run(self, args: Sequence[Any], kwargs: Mapping[str, Any], backend: str | None) -> Any:
+        # A signature seen before (same array types, dtypes, shapes, strides, static values and parameter
+        # layouts) goes straight to its executor: the checks and the compilation happened on its first call.
+        call = None if self._takes_plain(args, kwargs) else self._bind(args, kwargs)
+        arrays = args if call is None else call.leaves
+        key = (backend, _layouts(arrays), call.specialization if call is not None else (),
+               _layouts([self.param(name) for name in self._param_names]) if self._param_names else ())
         found = self._executors.get(key)
         if found is None:
-            program = self.lower(*arrays)
+            call = call or self._bind(args, kwargs)
+            program = self._program([TensorType.of(x) for x in call.leaves], call)
             if backend is None:
-                backend = "numpy" if (TensorType.of(arrays[0]).device if arrays else "cpu") == "cpu" else "cuda"
+                devices = [TensorType.of(x).device for x, converted in zip(call.leaves, call.converted)
+                           if not converted]
+                backend = "numpy" if (devices[0] if devices else "cpu") == "cpu" else "cuda"
             found = program.executor(backend), program
             if None not in key[1:]:
                 self._executors[key] = found
@@ -254,8 +279,8 @@ class TracedFunction:
         outputs = executor.run(arrays, program.param)
         return unflatten_outputs(program.output_tree, outputs)
 
-    def check(self, *arrays: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
-        return check_trace(self, arrays, backends=backends, tolerance=tolerance)
+    def check(self, *args: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
+        return check_trace(self, args, backends=backends, tolerance=tolerance)
 
     # -- printing
     def __repr__(self) -> str:
@@ -291,9 +316,14 @@ def _layouts(arrays: Sequence[Any]) -> tuple | None:
 # ----------------------------------------------------------------------------- tracing entry points
 
 
-def trace(fn_or_module: Any, example_inputs: Any, *, check_trace: bool = True, check_inputs: Sequence[Any] | None = None,
-          check_tolerance: float = 1e-5, strict: bool = True) -> TracedFunction:
-    """Trace a function (or a module's ``forward``) on example arrays, like ``torch.jit.trace``.
+def trace(fn_or_module: Any, example_inputs: Any, *, example_kwarg_inputs: Mapping[str, Any] | None = None,
+          check_trace: bool = True, check_inputs: Sequence[Any] | None = None, check_tolerance: float = 1e-5,
+          strict: bool = True) -> TracedFunction:
+    """Trace a function (or a module's ``forward``) on example arguments, like ``torch.jit.trace``.
+
+    ``example_inputs`` is an array or a tuple of arguments; an argument may nest arrays in dicts, lists and
+    tuples (``params["blocks"][3]["w"]``); a Python float is a traced 0-d input that stays weakly typed;
+    ints, bools, strings and other hashable values are static: another value traces again.
 
     >>> import numpy as np, gputrace
     >>> traced = gputrace.trace(lambda x: np.exp(-x) * 2, np.ones((2, 3), np.float32))
@@ -305,23 +335,25 @@ def trace(fn_or_module: Any, example_inputs: Any, *, check_trace: bool = True, c
     if isinstance(fn_or_module, Module):
         return trace_module(fn_or_module, {"forward": example_inputs}, check_trace=check_trace,
                             check_inputs=[{"forward": c} for c in check_inputs] if check_inputs else None,
-                            check_tolerance=check_tolerance, strict=strict)
+                            check_tolerance=check_tolerance, strict=strict,
+                            example_kwarg_inputs={"forward": example_kwarg_inputs} if example_kwarg_inputs else None)
     if not callable(fn_or_module):
         raise TypeError(f"trace(fn_or_module): expected a function or a gputrace.nn.Module, "
                         f"got {type(fn_or_module).__name__}")
-    inputs = _example_tuple(example_inputs)
-    state = trace_graph(fn_or_module, inputs, strict=strict)
-    traced = TracedFunction(state.graph, fn=fn_or_module, params=state.params, strict=strict)
+    call = _example_call(fn_or_module, example_inputs, "example_inputs", example_kwarg_inputs)
+    state = trace_graph(fn_or_module, call, strict=strict)
+    traced = TracedFunction(state.graph, fn=fn_or_module, params=state.params, strict=strict, call=call)
     if check_trace:
-        _check_against_retrace(traced, [inputs] if check_inputs is None else
-                               [_example_tuple(c, f"check_inputs[{i}]") for i, c in enumerate(check_inputs)],
+        _check_against_retrace(traced, [call] if check_inputs is None else
+                               [_example_call(fn_or_module, c, f"check_inputs[{i}]") for i, c in enumerate(check_inputs)],
                                check_tolerance, state)
     return traced
 
 
 def trace_module(module: Any, inputs: Mapping[str, Any], *, check_trace: bool = True,
                  check_inputs: Sequence[Mapping[str, Any]] | None = None, check_tolerance: float = 1e-5,
-                 strict: bool = True) -> "TracedModule":
+                 strict: bool = True, example_kwarg_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+                 ) -> "TracedModule":
     """Trace methods of a ``gputrace.nn.Module``: ``trace_module(m, {"forward": (x, h)})``."""
     from .nn import Module
     if not isinstance(module, Module):
@@ -333,12 +365,13 @@ def trace_module(module: Any, inputs: Mapping[str, Any], *, check_trace: bool = 
     for method, example in inputs.items():
         if not callable(getattr(module, method, None)):
             raise AttributeError(f"trace_module(inputs): {type(module).__name__} has no method {method!r}")
-        args = _example_tuple(example, f"inputs[{method!r}]")
         fn = getattr(module, method)
-        state = trace_graph(fn, args, module=module, method=method, strict=strict)
-        traced = TracedFunction(state.graph, fn=fn, params=state.params, module=module, strict=strict, name=method)
+        call = _example_call(fn, example, f"inputs[{method!r}]", (example_kwarg_inputs or {}).get(method))
+        state = trace_graph(fn, call, module=module, method=method, strict=strict)
+        traced = TracedFunction(state.graph, fn=fn, params=state.params, module=module, strict=strict, name=method,
+                                call=call)
         if check_trace:
-            checks = [args] if check_inputs is None else [_example_tuple(c[method], f"check_inputs[{i}][{method!r}]")
+            checks = [call] if check_inputs is None else [_example_call(fn, c[method], f"check_inputs[{i}][{method!r}]")
                                                           for i, c in enumerate(check_inputs)]
             _check_against_retrace(traced, checks, check_tolerance, state)
         methods[method] = traced
@@ -383,7 +416,7 @@ def _module_repr(module: Any) -> str:
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], tolerance: float, first_state) -> None:
+def _check_against_retrace(traced: TracedFunction, check_inputs: list[Call], tolerance: float, first_state) -> None:
     from .backends.reference import Interpreter
     for i, inputs in enumerate(check_inputs):
         which = f"check input {i}" if len(check_inputs) > 1 else "the check inputs"
@@ -392,7 +425,7 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
             retraced = trace_graph(traced.fn, inputs, module=traced.module, method=traced.name, strict=traced.strict)
         checking.check_graphs_agree(traced.graph, traced._params, retraced.graph, retraced.params, which)
         computed: dict = {}
-        args = ([traced.module] if traced.module is not None else []) + list(inputs)
+        args = ([traced.module] if traced.module is not None else []) + list(inputs.leaves)
         outputs = Interpreter(traced.graph, traced._params, record=computed).run(*args)
         eager = [retraced.values[v] for v in retraced.graph.outputs]
         for k, (want, got) in enumerate(zip(eager, outputs)):
@@ -421,7 +454,7 @@ def _check_against_retrace(traced: TracedFunction, check_inputs: list[tuple], to
         _check_other_values(traced, check_inputs[0], tolerance, first_state.frozen)
 
 
-def _check_other_values(traced: TracedFunction, inputs: Sequence[Any], tolerance: float, frozen: list) -> None:
+def _check_other_values(traced: TracedFunction, inputs: Call, tolerance: float, frozen: list) -> None:
     """Run the traced graph and the Python function on other values, the inputs' elements permuted (every
     value's range and sign kept): a value the trace froze into a constant (``float(x[0])``,
     ``np.array([a, b])``, a captured array indexed by a traced index) shows up as a difference, which
@@ -433,12 +466,12 @@ def _check_other_values(traced: TracedFunction, inputs: Sequence[Any], tolerance
                 if isinstance(array, np.ndarray) and array.flags.writeable}
     try:
         for attempt in range(3):  # the function may refuse some orders (an index out of range, say): try others
-            others = [_permuted(x, (attempt, k)) for k, x in enumerate(inputs)]
+            others = [_permuted(x, (attempt, k)) for k, x in enumerate(inputs.leaves)]
             outputs = Interpreter(traced.graph, traced._params).run(*module, *others)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    expected = _eager_outputs(traced, others)
+                    expected = _eager_outputs(traced, inputs, others)
                 break
             except Exception:
                 continue
@@ -474,14 +507,17 @@ def _permuted(x: Any, seed: tuple) -> Any:
     return flat[order].reshape(x.shape)
 
 
-def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
-    """The leaves of what ``traced.fn`` returns when run eagerly on copies of ``inputs``.
+def _eager_outputs(traced: TracedFunction, call: Call, leaves: Sequence[Any] | None = None) -> list:
+    """The leaves of what ``traced.fn`` returns when run eagerly on copies of ``call``'s arguments (with
+    ``leaves`` at its traced leaves, if given).
 
     Neither the inputs nor a module's parameters and buffers are modified: the run gets copies of them all.
     """
     fn = traced.fn if traced.module is None else getattr(_module_with_copied_arrays(traced.module, {}), traced.name)
+    copies = [_copy_keeping_layout(x) for x in (call.leaves if leaves is None else leaves)]
+    args, kwargs = call.rebuild(copies, python_floats=True)
     with np.errstate(all="ignore"):  # as while tracing: ops run without floating-point warnings
-        out = fn(*[_copy_keeping_layout(x) for x in inputs])
+        out = fn(*args, **kwargs)
     leaves: list = []
 
     def visit(x: Any) -> None:
@@ -545,10 +581,11 @@ def check_trace(traced: Any, inputs: Sequence[Any], *, backends: Sequence[str] =
     """
     if isinstance(traced, TracedModule):
         traced = traced.methods["forward"]
-    inputs = _example_tuple(tuple(inputs) if not is_array(inputs) else inputs, "inputs")
     if not backends:
         raise ValueError("check_trace(backends=...): expected at least one backend")
-    program = traced.lower(*inputs)
+    call = traced._bind((inputs,) if is_array(inputs) or not isinstance(inputs, (tuple, list)) else tuple(inputs), {})
+    program = traced._program([TensorType.of(x) for x in call.leaves], call)
+    inputs = call.leaves
     reference, *others = backends
     records: dict[str, dict] = {}
     results: dict[str, list] = {}

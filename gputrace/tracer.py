@@ -161,9 +161,9 @@ class TracingState:
             return self.captured(x)
         return self.constant(x)
 
-    def wrap(self, value: Value, concrete: Any) -> "TracedArray":
+    def wrap(self, value: Value, concrete: Any, weak: bool = False) -> "TracedArray":
         self.values[value] = concrete
-        return TracedArray(self, value, concrete)
+        return TracedArray(self, value, concrete, weak)
 
 
 _CURRENT: contextvars.ContextVar[TracingState | None] = contextvars.ContextVar("gputrace_tracing", default=None)
@@ -208,6 +208,9 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
     """
     attrs = dict(attrs or {})
     state = _state_of(inputs)
+    if ops.is_elementwise(kind) and any(isinstance(x, TracedArray) and x._weak for x in inputs) and any(
+            (isinstance(x, TracedArray) and not x._weak) or is_array(x) or isinstance(x, np.generic) for x in inputs):
+        inputs = _strengthen_weak(kind, inputs, attrs)
     values = [state.value_of(x) for x in inputs]
     concrete = [_concrete(x) for x in inputs]
     xp = array_module(concrete)
@@ -224,6 +227,24 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
     node = state.graph.add_node(kind, values, types, attrs=attrs, source=user_location())
     wrapped = [state.wrap(v, r) for v, r in zip(node.outputs, results)]
     return wrapped if ops.lookup(kind).category == ops.SPLIT else wrapped[0]
+
+
+def _strengthen_weak(kind: str, inputs: Sequence[Any], attrs: dict) -> list[Any]:
+    """Python float arguments (weak 0-d float64 proxies) cast to the dtype NumPy converts a Python float to
+    in this op, as NEP 50 does: ``x_f32 * lr`` computes in float32, ``x_int * lr`` in float64."""
+    def type_of(x: Any) -> Any:
+        if isinstance(x, TracedArray):
+            return ScalarType(float) if x._weak else x._value.type
+        if is_array(x) or isinstance(x, np.generic):
+            return TensorType.of(np.asarray(x) if isinstance(x, np.generic) else x)
+        return NONE_TYPE if x is None else ScalarType(type(x))
+    types = [type_of(x) for x in inputs]
+    if ops.lookup(kind).name in ops.UFUNCS:
+        dtypes = ops.ufunc_loop_dtypes(kind, types)[0]
+    else:  # where, clip: the result's dtype
+        dtypes = [ops.infer_types(kind, types, attrs)[0].dtype] * len(inputs)
+    return [_astype_fn(x, dtype) if isinstance(x, TracedArray) and x._weak and x.dtype != dtype else x
+            for x, dtype in zip(inputs, dtypes)]
 
 
 def unsupported(what: str, hint: str = "") -> UnsupportedOperationError:
@@ -690,11 +711,12 @@ class TracedArray:
 
     __array_priority__ = 1000
 
-    def __init__(self, state: TracingState, value: Value, concrete: Any):
+    def __init__(self, state: TracingState, value: Value, concrete: Any, weak: bool = False):
         self._state = state
         self._value = value
         self._graph = state.graph
         self._concrete = concrete
+        self._weak = weak  # a Python float argument (0-d float64), weakly typed as NEP 50 types Python floats
 
     def _check_live(self) -> None:
         if not self._state.active:
@@ -896,9 +918,18 @@ class TracedArray:
 
 
 def _binary(ufunc, reflected=False):
-    if reflected:
-        return lambda self, other: ufunc(other, self)
-    return lambda self, other: ufunc(self, other)
+    def method(self, other):
+        return _stays_weak(ufunc(other, self) if reflected else ufunc(self, other), self, other)
+    return method
+
+
+def _stays_weak(result: Any, *operands: Any) -> Any:
+    """Python float arithmetic gives a Python float: the result of an operator on Python float arguments
+    and Python numbers is weak too (``x_f32 * (lr * 0.5)`` is float32)."""
+    if isinstance(result, TracedArray) and result.dtype.kind == "f" and all(
+            (isinstance(v, TracedArray) and v._weak) or type(v) in (bool, int, float) for v in operands):
+        result._weak = True
+    return result
 
 
 def _shared_memory(value: Value) -> tuple[str, str] | None:
@@ -975,12 +1006,12 @@ def _pow(self, other):
     return np.power(self, other)
 
 
-TracedArray.__pow__ = _pow
+TracedArray.__pow__ = lambda self, other: _stays_weak(_pow(self, other), self, other)
 TracedArray.__ipow__ = _inplace(np.power, "**", compute=_pow)
 TracedArray.__rdivmod__ = lambda self, other: (np.floor_divide(other, self), np.remainder(other, self))
-TracedArray.__neg__ = lambda self: np.negative(self)
-TracedArray.__pos__ = lambda self: np.positive(self)
-TracedArray.__abs__ = lambda self: np.absolute(self)
+TracedArray.__neg__ = lambda self: _stays_weak(np.negative(self), self)
+TracedArray.__pos__ = lambda self: _stays_weak(np.positive(self), self)
+TracedArray.__abs__ = lambda self: _stays_weak(np.absolute(self), self)
 TracedArray.__invert__ = lambda self: np.invert(self)
 TracedArray.__divmod__ = lambda self, other: (np.floor_divide(self, other), np.remainder(self, other))
 
@@ -1044,19 +1075,21 @@ def unflatten_outputs(tree: Any, leaves: Sequence[Any]) -> Any:
     return {k: unflatten_outputs(t, leaves) for k, t in tree["dict"].items()}
 
 
-def trace_graph(fn: Callable, inputs: Sequence[Any], *, module: Any = None, method: str = "forward",
+def trace_graph(fn: Callable, call: Any, *, module: Any = None, method: str = "forward",
                 strict: bool = True) -> TracingState:
-    """Run ``fn`` on proxies of ``inputs`` and record its graph; the state holds graph, params and values."""
+    """Run ``fn`` on proxies of ``call``'s arrays (an :class:`arguments.Call`) and record its graph; the state
+    holds graph, params and values."""
     state = TracingState(fn, reserved=[name for name, _ in module.named_arrays()] if module is not None else ())
     graph = Graph(getattr(fn, "__name__", method) if module is None else method)
     frame = Frame(graph, module)
     if module is not None:
         frame.self_value = graph.add_input(ObjectType(module_type_name(module)), "self")
     state.frames.append(frame)
-    names = parameter_names(fn, len(inputs))
-    proxies = [state.wrap(graph.add_input(TensorType.of(x), name), x) for x, name in zip(inputs, names)]
+    proxies = [state.wrap(graph.add_input(TensorType.of(x), name), x, weak)
+               for x, name, weak in zip(call.leaves, call.names, call.weak)]
+    args, kwargs = call.rebuild(proxies)
     with tracing(state):
-        out = fn(*proxies)
+        out = fn(*args, **kwargs)
         tree, leaves = flatten_outputs(state, out, strict)
     graph.outputs = leaves
     graph.meta["output_tree"] = tree
@@ -1139,7 +1172,7 @@ def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
                 if arg._graph is not parent.graph:
                     raise TracingError("a traced array from an enclosing call was passed to a submodule call")
                 call_inputs.append(arg._value)
-                sub_args.append(state.wrap(sub.add_input(arg._value.type, name), arg._concrete))
+                sub_args.append(state.wrap(sub.add_input(arg._value.type, name), arg._concrete, arg._weak))
             else:
                 sub_args.append(arg)
         out = fn(*sub_args)

@@ -46,10 +46,13 @@ def test_wrong_ndim_names_the_argument_and_both_ndims(traced):
         traced(np.ones((1, 2, 3), np.float32), np.ones((2, 3), np.float32))
 
 
-@pytest.mark.parametrize("bad, shown", [([1.0, 2.0], "list"), (2.0, r"float \(2.0\)"), (None, r"NoneType \(None\)"),
-                                        (np.float32(1), "float32")])
+@pytest.mark.parametrize("bad, shown", [
+    ([1.0, 2.0], "expected a numpy.ndarray or cupy.ndarray as traced, got a list of 2"),
+    (2.0, "expected a numpy.ndarray or cupy.ndarray as traced, got a Python float"),
+    (None, r"expected a numpy.ndarray or cupy.ndarray as traced, got NoneType \(None\)"),
+    (np.float32(1), r"expected a 2-d array as traced, got 0-d with shape \(\)")])
 def test_non_array_arguments_are_type_errors_naming_the_argument(traced, bad, shown):
-    expected = rf"argument 'y' \(position 1\): expected a numpy.ndarray or cupy.ndarray, got {shown}"
+    expected = rf"argument 'y' \(position 1\): {shown}"
     with pytest.raises(TypeError, match=expected):
         traced(np.ones((2, 3), np.float32), bad)
 
@@ -73,10 +76,13 @@ def test_unsupported_dtypes_are_clear_type_errors(array, message):
 
 
 @pytest.mark.parametrize("example, message", [
-    ([np.ones(3)], "example_inputs: expected an array or a tuple of arrays, got list"),
-    ((np.ones(3), 2.0), r"example_inputs\[1\]: expected a numpy.ndarray or cupy.ndarray, got float"),
+    ([np.ones(3)], r"example_inputs: expected an array or a tuple of arguments, got list \(a single list argument is "
+                   r"passed as a 1-tuple: \(value,\)\)"),
+    ((np.ones(3), {1, 2}), r"example_inputs\[1\]: a set is neither an array, a Python float nor a hashable static "
+                           r"value"),
+    ((np.ones(3), {"w": [np.ones(2), {3}]}), r"example_inputs\[1\]\['w'\]\[1\]: a set is neither"),
 ])
-def test_example_inputs_must_be_arrays(example, message):
+def test_example_inputs_must_be_arrays_floats_or_hashable(example, message):
     with pytest.raises(TypeError, match=message):
         gputrace.trace(lambda *a: a[0], example)
 
