@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
+import linecache
 import operator
 import os
+import re
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -84,6 +88,7 @@ class TracingState:
         self.values: dict[Value, Any] = {}       # concrete value of every recorded value, for check_trace
         self.reads_shape = False
         self.frozen: list[tuple[SourceLocation | None, str]] = []  # where traced values became constants, and as what
+        self._depends: dict[Value, bool] = {}  # depends_on_arguments, as found
         self.active = True
 
     @property
@@ -161,6 +166,29 @@ class TracingState:
             return self.captured(x)
         return self.constant(x)
 
+    def depends_on_arguments(self, value: Value) -> bool:
+        """Whether ``value`` is computed from the arguments or from arrays that may change between calls
+        (parameters, module attributes), rather than from constants alone."""
+        known = self._depends
+        stack = [value]
+        while stack:
+            v = stack[-1]
+            if v in known:
+                stack.pop()
+                continue
+            node = v.producer
+            if node is None or node.kind in ("prim::Param", "prim::GetAttr"):
+                known[v] = True
+                stack.pop()
+                continue
+            missing = [u for u in node.inputs if u not in known]
+            if missing:
+                stack += missing
+                continue
+            known[v] = any(known[u] for u in node.inputs)
+            stack.pop()
+        return known[value]
+
     def wrap(self, value: Value, concrete: Any, weak: bool = False) -> "TracedArray":
         self.values[value] = concrete
         return TracedArray(self, value, concrete, weak)
@@ -177,10 +205,69 @@ def current_state() -> TracingState | None:
 def tracing(state: TracingState) -> Iterator[TracingState]:
     token = _CURRENT.set(state)
     try:
-        yield state
+        with _creation_traced():
+            yield state
     finally:
         state.active = False
         _CURRENT.reset(token)
+
+
+# NumPy's creation functions take no array, so no protocol sends them here. While a trace is recorded they
+# are wrapped: called from the user's code, they give traced constants, so that the function may assign
+# into the arrays it makes (Hin = np.zeros((n, b, d)); Hin[t] = ...). Other threads still get plain arrays.
+CREATION_FUNCTIONS = ("zeros", "ones", "empty", "full")
+_creation_lock = threading.Lock()
+_creation_originals: dict[str, Callable] = {}
+_creation_users = 0
+
+
+@contextlib.contextmanager
+def _creation_traced() -> Iterator[None]:
+    global _creation_users
+    with _creation_lock:
+        if _creation_users == 0:
+            for name in CREATION_FUNCTIONS:
+                _creation_originals[name] = getattr(np, name)
+                setattr(np, name, _traced_creation(_creation_originals[name]))
+        _creation_users += 1
+    try:
+        yield
+    finally:
+        with _creation_lock:
+            _creation_users -= 1
+            if _creation_users == 0:
+                for name, original in _creation_originals.items():
+                    setattr(np, name, original)
+
+
+def _traced_creation(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def create(*args, **kwargs):
+        result = original(*args, **kwargs)
+        state = current_state()
+        if state is None or not state.active or not isinstance(result, np.ndarray) \
+                or result.dtype not in SUPPORTED_DTYPES or not _called_by_name(sys._getframe(1), original.__name__):
+            return result  # an array of another dtype stays one, refused where a trace meets it
+        node = state.graph.add_node("prim::Constant", [], [TensorType.of(result)], attrs={"value": result},
+                                    source=user_location())
+        return state.wrap(node.output, result)
+    return create
+
+
+def _called_by_name(frame: Any, name: str) -> bool:
+    """Whether ``frame``, the user's code, is calling ``...name(`` right now. Compiled code calls too (NumPy's
+    random module calls np.empty from C, while the nearest Python frame is the user's np.random.rand(3)):
+    such a call must get a plain array, so the call expression at the frame's instruction is read."""
+    filename = frame.f_code.co_filename
+    if filename.startswith(_LIBRARY_DIRS) or "/cupy/" in filename:
+        return False
+    try:
+        line, _, col, _ = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+    except (AttributeError, IndexError):  # Python 3.10 has no positions: plain arrays, as before
+        return False
+    if line is None or col is None:
+        return False
+    return re.match(rf"[\w.]*\b{name}\s*\(", linecache.getline(filename, line)[col:]) is not None
 
 
 # ----------------------------------------------------------------------------- recording
@@ -283,13 +370,15 @@ _FREEZE_HINT_NUMBER = ("keep the value an array: compute with NumPy functions on
                        "them into an array that is not traced")
 
 
-def warn_concrete(what: str) -> None:
+def warn_concrete(what: str, array: "TracedArray") -> None:
     """Warn that a traced value becomes an untraced one at the user's line, and remember where: the trace
-    check runs the function on other values and names these lines if the results then differ."""
+    check runs the function on other values and names these lines if the results then differ. A value
+    of constants alone (np.zeros(3)[0]) is the same in every call: nothing to say."""
+    state = array._state
+    if not state.depends_on_arguments(array._value):
+        return
     where = user_location()
-    state = current_state()
-    if state is not None and state.active:
-        state.frozen.append((where, what))
+    state.frozen.append((where, what))
     at = f" at {where}" if where else ""
     warnings.warn(
         f"Converting a traced array to {what}{at}: the value is recorded as a constant, so the trace "
@@ -394,7 +483,8 @@ def _ddof(kwargs: dict) -> Any:
 def _initial(name: str, initial: Any) -> Any:
     """A reduction's ``initial``: a real number (max/min kernels start their accumulators at it)."""
     if not isinstance(initial, (bool, int, float, np.bool_, np.integer, np.floating)):
-        raise unsupported(f"np.{name}(..., initial={type(initial).__name__})", "give a real number")
+        kind = "ndarray" if isinstance(initial, TracedArray) else type(initial).__name__  # np.ones(1) is traced
+        raise unsupported(f"np.{name}(..., initial={kind})", "give a real number")
     if initial != initial:
         raise unsupported(f"np.{name}(..., initial=nan)", "the result would be NaN everywhere")
     return initial
@@ -725,6 +815,8 @@ class TracedArray:
 
     # -- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" and method not in ("reduce", "accumulate") and not _depends_on_arguments((inputs, kwargs)):
+            return getattr(ufunc, method)(*_concrete_tree(inputs), **_concrete_tree(kwargs))
         name = ops.UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
         if method == "reduce" and name in _REDUCE_UFUNCS:
             axis = kwargs.pop("axis", 0)
@@ -750,6 +842,8 @@ class TracedArray:
 
     def __array_function__(self, func, types, args, kwargs):
         handler = HANDLED_FUNCTIONS.get(func)
+        if handler is None and not _depends_on_arguments((args, kwargs)):
+            return func(*_concrete_tree(args), **_concrete_tree(kwargs))  # constants in, a constant out
         if handler is None:
             module = getattr(func, "__module__", None) or "numpy"  # np.fft.fft, np.linalg.norm by their full name
             public = module.startswith("numpy") and not any(p.startswith("_") for p in module.split("."))
@@ -757,7 +851,7 @@ class TracedArray:
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        warn_concrete("a NumPy array")
+        warn_concrete("a NumPy array", self)
         value = self._concrete
         value = value.get() if not isinstance(value, np.ndarray) else value
         return value if dtype is None else value.astype(dtype)
@@ -877,19 +971,19 @@ class TracedArray:
 
     # -- conversions to Python values: recorded as constants, with a warning
     def __bool__(self):
-        warn_concrete("a Python bool")
+        warn_concrete("a Python bool", self)
         return bool(self._concrete)
 
     def __int__(self):
-        warn_concrete("a Python int")
+        warn_concrete("a Python int", self)
         return int(self._concrete)
 
     def __float__(self):
-        warn_concrete("a Python float")
+        warn_concrete("a Python float", self)
         return float(self._concrete)
 
     def __index__(self):
-        warn_concrete("a Python index")
+        warn_concrete("a Python index", self)
         return operator.index(self._concrete)
 
     def __len__(self):
@@ -904,17 +998,42 @@ class TracedArray:
         return (self[i] for i in range(len(self)))
 
     def item(self, *args):
-        warn_concrete("a Python scalar (.item())")
+        warn_concrete("a Python scalar (.item())", self)
         return self._concrete.item(*args)
 
     def tolist(self):
-        warn_concrete("a Python list (.tolist())")
+        warn_concrete("a Python list (.tolist())", self)
         return self._concrete.tolist()
 
     def __repr__(self) -> str:
         return f"TracedArray(%{self._value.name} : {self._value.type})"
 
     __hash__ = object.__hash__
+
+
+def _tree_leaves(tree: Any) -> Iterator[Any]:
+    if isinstance(tree, (tuple, list)):
+        for item in tree:
+            yield from _tree_leaves(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _tree_leaves(item)
+    else:
+        yield tree
+
+
+def _depends_on_arguments(tree: Any) -> bool:
+    """Whether a traced array in ``tree`` is computed from the arguments (else all are constants: np.zeros)."""
+    return any(x._state.depends_on_arguments(x._value) for x in _tree_leaves(tree) if isinstance(x, TracedArray))
+
+
+def _concrete_tree(tree: Any) -> Any:
+    """``tree`` with each traced array replaced by its concrete value."""
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_concrete_tree(item) for item in tree)
+    if isinstance(tree, dict):
+        return {key: _concrete_tree(item) for key, item in tree.items()}
+    return _concrete(tree)
 
 
 def _binary(ufunc, reflected=False):

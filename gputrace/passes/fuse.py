@@ -23,6 +23,8 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value
 from .dce import dce
@@ -405,7 +407,7 @@ def _make_group(graph: Graph, nodes: list[Node], number: int) -> Node:
         for v in node.inputs:
             if v in mapping or (v.producer in inside):
                 continue
-            if v.producer is not None and v.producer.kind == "prim::Constant":
+            if v.producer is not None and v.producer.kind == "prim::Constant" and np.ndim(v.producer.attrs["value"]) == 0:
                 const = sub.create_node("prim::Constant", [], [v.type], attrs=v.producer.attrs,
                                         source=v.producer.source, output_names=[v.name])
                 sub.append(const)
