@@ -252,6 +252,10 @@ class TracedFunction:
                 self._executors[key] = found
         executor, program = found
         outputs = executor.run(arrays, program.param)
+        updated = program.graph.meta.get("updated_inputs")
+        if updated:  # inputs the function updates in place: their new values are the last outputs
+            for i, new in zip(updated, outputs[-len(updated):]):
+                arrays[i][...] = new
         return unflatten_outputs(program.output_tree, outputs)
 
     def check(self, *arrays: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
@@ -480,8 +484,9 @@ def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
     Neither the inputs nor a module's parameters and buffers are modified: the run gets copies of them all.
     """
     fn = traced.fn if traced.module is None else getattr(_module_with_copied_arrays(traced.module, {}), traced.name)
+    copies = [_copy_keeping_layout(x) for x in inputs]
     with np.errstate(all="ignore"):  # as while tracing: ops run without floating-point warnings
-        out = fn(*[_copy_keeping_layout(x) for x in inputs])
+        out = fn(*copies)
     leaves: list = []
 
     def visit(x: Any) -> None:
@@ -495,7 +500,7 @@ def _eager_outputs(traced: TracedFunction, inputs: Sequence[Any]) -> list:
             leaves.append(checking.to_numpy(x))
 
     visit(out)
-    return leaves
+    return leaves + [copies[i] for i in traced.graph.meta.get("updated_inputs", ())]  # as the graph's last outputs
 
 
 def _copy_keeping_layout(x: Any) -> Any:
