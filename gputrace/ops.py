@@ -604,20 +604,27 @@ register(OpDef("gather", INDEX, _gather_impl, _gather_infer,
                doc="x[index] with integer index arrays (NumPy's advanced indexing): a copy"))
 
 
-def check_assignable(value: Type, selected: tuple[int, ...], what: str = "input array") -> None:
+def check_assignable(value: Type, selected: tuple[int, ...], message: str = "could not broadcast input array from "
+                     "shape {value} into shape {selected}") -> None:
     """Raise NumPy's ValueError unless ``value`` broadcasts to the ``selected`` shape (leading 1s may go)."""
     shape = value.shape if isinstance(value, TensorType) else ()
     trimmed = shape
     while len(trimmed) > len(selected) and trimmed[0] == 1:
         trimmed = trimmed[1:]
     if len(trimmed) > len(selected) or any(v not in (1, s) for v, s in zip(reversed(trimmed), reversed(selected))):
-        raise ValueError(f"could not broadcast {what} from shape {shape} into shape {selected}")
+        def spelled(s):  # as NumPy prints shapes in these messages: (3,2)
+            return "(" + ",".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+        raise ValueError(message.format(value=spelled(shape), selected=spelled(selected)))
+
+
+ADVANCED_MISMATCH = "shape mismatch: value array of shape {value} could not be broadcast to indexing result of shape " \
+                    "{selected}"
 
 
 def _assignment_infer(types, attrs):
     x, value, *arrays = types
     selected = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
-    check_assignable(value, selected)
+    check_assignable(value, selected, *([ADVANCED_MISMATCH] if arrays else []))
     return [TensorType(x.dtype, x.shape, None, common_device(types))]
 
 
@@ -626,7 +633,7 @@ def _setitem_impl(xp, x, value, *arrays, index):
     if xp is not np and arrays:
         check_index_bounds(xp, x.shape, index, arrays)
         if _repeats_positions(xp, x.shape, full):  # CuPy writes repeated places in no set order; NumPy the last
-            return xp.asarray(_setitem_impl(np, x.get(), _host(value), *[a.get() for a in arrays], index=index))
+            return xp.asarray(_setitem_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], index=index))
     out = x.copy()
     out[full] = value
     return out
@@ -677,7 +684,7 @@ def _ufunc_at_impl(xp, x, value, *arrays, ufunc, index):
 def _ufunc_at_infer(types, attrs):
     x, value, *arrays = types
     selected = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
-    check_assignable(value, selected, "value array")
+    check_assignable(value, selected, "array is not broadcastable to correct shape")
     dtype = result_dtype(getattr(np, attrs["ufunc"]), [x, value])
     if not np.can_cast(dtype, x.dtype, "same_kind"):
         raise TypeError(f"Cannot cast ufunc '{attrs['ufunc']}' output from {dtype!r} to {x.dtype!r} with casting "
