@@ -206,7 +206,7 @@ def setitem(x: TracedArray, index: Any, value: Any) -> None:
     elif not arrays and _whole(template, x._concrete.shape):
         new = _select(x, True, value, x._concrete.shape)  # x[...] = v: fuses with what reads x
     else:
-        if not arrays and isinstance(value, TracedArray) and value._base is not None and value._base() is x \
+        if not arrays and isinstance(value, TracedArray) and value._base is x \
                 and value._recipe == ("np::getitem", {"index": template}):
             return  # x[s] = x[s], as `x[s] += v` ends: the view has updated x already
         new = record("np::setitem", [x, value, *arrays], {"index": template})
@@ -304,12 +304,13 @@ def link_views(base: TracedArray, kind: str, attrs: dict, views: list[TracedArra
         axis = ops.normalize_axes(attrs["axis"], base.ndim, "split")[0]
         recipes = [("np::getitem", {"index": (slice(None),) * axis + (slice(start, stop),)})
                    for start, stop in ops.split_bounds(base._concrete.shape[axis], attrs["indices_or_sections"])]
+        base._state.reads_shape = True  # the pieces' bounds are this shape's: traced again for others
     else:
         recipes = [(kind, dict(attrs))]
     if base._views is None:
         base._views = weakref.WeakValueDictionary()
     for view, recipe in zip(views, recipes):
-        view._base, view._recipe = weakref.ref(base), recipe
+        view._base, view._recipe = base, recipe  # held, as NumPy's .base: x[None].squeeze(0) writes into x
         view._readonly = base._readonly or kind in _READ_ONLY_VIEWS
         base._views[id(view)] = view
 
@@ -317,8 +318,8 @@ def link_views(base: TracedArray, kind: str, attrs: dict, views: list[TracedArra
 def assign(target: TracedArray, new: TracedArray, what: str) -> None:
     """Give ``target`` the value ``new`` (its shape and dtype), as NumPy writes into an array: through every
     live array it is a view of, up to the one that owns the memory, then into every live view of that one."""
-    while target._base is not None and target._base() is not None:
-        base = target._base()
+    while target._base is not None:
+        base = target._base
         new = _written_through(base, target._recipe, new)
         target = base
     if target._call_argument:

@@ -693,7 +693,7 @@ class TracedArray:
 
     __array_priority__ = 1000
     # a view's link to the array it views (NumPy's ``base``), so that assignments reach both (indexing.py)
-    _base: Any = None         # weakref to the viewed proxy
+    _base: Any = None         # the viewed proxy
     _recipe: Any = None       # (kind, attrs): how this view is taken from its base
     _views: Any = None        # WeakValueDictionary of the views taken of this proxy
     _readonly = False         # a broadcast or diagonal view, as NumPy's are

@@ -125,6 +125,46 @@ def test_assignments_match_eager_numpy_and_update_inputs_on_every_backend():
     assert (x[0] == 9).all()
 
 
+def through_views(x, y):
+    x.T[0] = 1  # x's first column: written back
+    col = y[:, None, 1]
+    col[1:] *= 2  # y's second column
+    top, bottom = np.split(y, 2)
+    bottom += 10  # y's lower half
+    s = x[None].squeeze(0)
+    s[-1] = s[0]  # x's last row
+    return col, top, s.sum()
+
+
+def test_assignments_through_views_of_inputs_reach_them():
+    x, y = np.arange(12.0).reshape(3, 4), np.arange(8, dtype=np.int32).reshape(4, 2)
+    traced = gputrace.trace(through_views, (x.copy(), y.copy()))
+    assert traced.graph.meta["updated_inputs"] == [0, 1]
+    run_everywhere(traced, through_views, x, y)
+    run_everywhere(traced, through_views, x[:2] * 3, np.tile(y, (2, 1)) - 5)
+
+
+def test_an_argument_of_a_submodule_updated_in_place_is_refused():
+    class Inner(gputrace.nn.Module):
+        def forward(self, h):
+            h += 1  # in place
+            return h
+
+    class Outer(gputrace.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x):
+            return self.inner(x)
+
+    with pytest.raises(gputrace.UnsupportedOperationError,
+                       match=r"in-place `\+=` on an argument of a submodule call \(the caller's array would not see "
+                             rf"it\) is not supported by gputrace at .*test_indexing.py:{line_of(Inner.forward, '# in')}"
+                             r"; return the new value"):
+        gputrace.trace(Outer(), np.zeros(3, np.float32))
+
+
 def test_code_and_saved_files_write_updated_inputs_back(tmp_path):
     inputs = step_inputs(4, 4, seed=0)
     traced = gputrace.trace(step, tuple(x.copy() for x in inputs))
@@ -233,6 +273,7 @@ def add_at_into_numpy(x):
      rf"{line_of(reshaped_then_updated, '# flat')}; take the reshape after the update, or a copy"),
     (add_at_into_numpy, gputrace.UnsupportedOperationError, r"np.add.at into an array that is not traced"),
     (write_into_broadcast, ValueError, r"^assignment destination is read-only$"),
+    (lambda x: np.add(np.diagonal(x).__iadd__(1), 0), ValueError, r"^output array is read-only$"),
     (lambda x: x[x.astype(np.float32)], IndexError, r"^arrays used as indices must be of integer \(or boolean\) type$"),
     (lambda x: x[[0, 1], [0, 1, 1]], IndexError,
      r"^shape mismatch: indexing arrays could not be broadcast together with shapes \(2,\) \(3,\) $"),
@@ -246,7 +287,7 @@ def add_at_into_numpy(x):
      r"^could not broadcast input array from shape \(2,\) into shape \(3,3\)$"),
     (lambda x: x[1.5], IndexError, r"^only integers, slices"),
     (lambda x: np.take(x, [0], mode="bad"), ValueError, r"clipmode must be one of"),
-], ids=["mask-read", "mask-values", "reshape-view", "add-at-numpy", "broadcast-view", "float-index",
+], ids=["mask-read", "mask-values", "reshape-view", "add-at-numpy", "broadcast-view", "diagonal-view", "float-index",
         "broadcast-indices", "mask-shape", "value-shape", "value-shape-slice", "value-shape-whole", "float-scalar",
         "take-mode"])
 def test_bad_indices_and_assignments_raise_clearly(fn, error, message):
