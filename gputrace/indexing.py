@@ -277,8 +277,7 @@ def ufunc_at(ufunc: np.ufunc, a: Any, indices: Any, b: Any = None) -> None:
     if not isinstance(a, TracedArray):
         raise unsupported(f"np.{ufunc.__name__}.at into an array that is not traced (a NumPy array made in the "
                           f"function or captured: the trace cannot update it)",
-                          "start from a traced array, e.g. counts = np.zeros_like(x, shape=...) -> "
-                          "counts = x[:0].sum() * 0 + np.zeros(n)")
+                          "make it from a traced array, e.g. counts = np.zeros_like(x[0]) for one of x's rows")
     if ufunc.nin != 2 or b is None or f"np::{name}" not in ops.OPS:
         raise unsupported(f"np.{ufunc.__name__}.at", "np.add.at, np.subtract.at, np.multiply.at, np.maximum.at "
                                                      "and other binary ufuncs are traced")
