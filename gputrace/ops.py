@@ -27,6 +27,7 @@ MATMUL = "matmul"
 JOIN = "join"
 SPLIT = "split"
 SCAN = "scan"
+INDEX = "index"  # gathers and assignments by index arrays: run by the array library, like matmul
 PRIM = "prim"
 
 
@@ -127,6 +128,8 @@ def _py_literal(value: Any) -> str:
         return {math.inf: "np.inf", -math.inf: "-np.inf"}.get(value, "np.nan")
     if isinstance(value, np.generic):
         return f"np.{value.dtype.name}({_py_literal(value.item())})"
+    if isinstance(value, np.ndarray):
+        return f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
     if isinstance(value, slice):
         return f"slice({value.start!r}, {value.stop!r}, {value.step!r})"
     if value is Ellipsis:
@@ -500,6 +503,198 @@ def _getitem_python(args, attrs):
 register(OpDef("getitem", VIEW, lambda xp, x, index: x[index], _getitem_infer, python=_getitem_python))
 register(OpDef("ravel", VIEW, lambda xp, x: xp.ravel(x),
                lambda types, attrs: _reshape_infer(types, {"shape": (-1,)})))
+
+
+# ----------------------------------------------------------------------------- gather and assignment
+# An index is a tuple as NumPy takes it, with INDEX_ARRAY where an integer array goes: the arrays are the
+# op's inputs after x (and after the value for assignments), in order.
+
+INDEX_ARRAY = "array"
+
+
+def fill_index(index: tuple, arrays: Sequence[Any]) -> tuple:
+    """``index`` with its INDEX_ARRAY places filled by ``arrays`` in order."""
+    it = iter(arrays)
+    return tuple(next(it) if isinstance(item, str) else item for item in index)
+
+
+def indexed_shape(shape: tuple[int, ...], index: tuple, array_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape of ``x[index]`` by NumPy's rules; raises IndexError as NumPy does.
+
+    With index arrays, integers are advanced indices too; the advanced indices broadcast together, and their
+    shape takes their place if they are adjacent, else comes first."""
+    items = expand_index(index, len(shape))
+    shapes = iter(array_shapes)
+    has_arrays = any(isinstance(item, str) for item in items)
+    pieces: list[tuple[int, tuple[int, ...]]] = []  # (position in the index, the result axes it gives)
+    advanced: list[int] = []
+    advanced_shapes: list[tuple[int, ...]] = []
+    dim = 0
+    for position, item in enumerate(items):
+        if item is None:
+            pieces.append((position, (1,)))
+            continue
+        n = shape[dim]
+        if isinstance(item, slice):
+            pieces.append((position, (len(range(*item.indices(n))),)))
+        elif isinstance(item, str):
+            advanced.append(position)
+            advanced_shapes.append(tuple(next(shapes)))
+        else:
+            if not -n <= item < n:
+                raise IndexError(f"index {item} is out of bounds for axis {dim} with size {n}")
+            if has_arrays:
+                advanced.append(position)
+                advanced_shapes.append(())
+        dim += 1
+    if not advanced:
+        return tuple(n for _, axes in pieces for n in axes)
+    try:
+        broadcast = tuple(np.broadcast_shapes(*advanced_shapes))
+    except ValueError:
+        given = " ".join(str(s) for s in advanced_shapes if s != ())
+        raise IndexError(f"shape mismatch: indexing arrays could not be broadcast together with shapes {given} ")
+    adjacent = advanced == list(range(advanced[0], advanced[-1] + 1))
+    before = [n for position, axes in pieces if adjacent and position < advanced[0] for n in axes]
+    after = [n for position, axes in pieces if not adjacent or position > advanced[0] for n in axes]
+    return tuple(before) + broadcast + tuple(after)
+
+
+def _index_arrays_checked(types: Sequence[Type]) -> list[tuple[int, ...]]:
+    for t in types:
+        if not isinstance(t, TensorType) or t.dtype.kind not in "iu":
+            raise IndexError("arrays used as indices must be of integer (or boolean) type")
+    return [t.shape for t in types]
+
+
+def check_index_bounds(xp: Any, shape: tuple[int, ...], index: tuple, arrays: Sequence[Any]) -> None:
+    """Raise NumPy's IndexError for an index array entry out of bounds (CuPy wraps them around instead)."""
+    it = iter(arrays)
+    dim = 0
+    for item in expand_index(index, len(shape)):
+        if item is None:
+            continue
+        if isinstance(item, str):
+            array, n = next(it), shape[dim]
+            bad = (array < -n) | (array >= n)
+            if bool(bad.any()):
+                value = int(array[bad].ravel()[0])
+                raise IndexError(f"index {value} is out of bounds for axis {dim} with size {n}")
+        dim += 1
+
+
+def _gather_impl(xp, x, *arrays, index):
+    if xp is not np:
+        check_index_bounds(xp, x.shape, index, arrays)
+    return xp.ascontiguousarray(x[fill_index(index, arrays)])
+
+
+def _gather_infer(types, attrs):
+    x, *arrays = types
+    shape = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
+    return [TensorType(x.dtype, shape, None, common_device(types))]
+
+
+def _index_python(x: str, index: tuple, arrays: Sequence[str]) -> str:
+    return _getitem_python([x], {"index": fill_index(index, arrays)})
+
+
+register(OpDef("gather", INDEX, _gather_impl, _gather_infer,
+               python=lambda a, at: _index_python(a[0], at["index"], a[1:]),
+               doc="x[index] with integer index arrays (NumPy's advanced indexing): a copy"))
+
+
+def check_assignable(value: Type, selected: tuple[int, ...], message: str = "could not broadcast input array from "
+                     "shape {value} into shape {selected}") -> None:
+    """Raise NumPy's ValueError unless ``value`` broadcasts to the ``selected`` shape (leading 1s may go)."""
+    shape = value.shape if isinstance(value, TensorType) else ()
+    trimmed = shape
+    while len(trimmed) > len(selected) and trimmed[0] == 1:
+        trimmed = trimmed[1:]
+    if len(trimmed) > len(selected) or any(v not in (1, s) for v, s in zip(reversed(trimmed), reversed(selected))):
+        def spelled(s):  # as NumPy prints shapes in these messages: (3,2)
+            return "(" + ",".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+        raise ValueError(message.format(value=spelled(shape), selected=spelled(selected)))
+
+
+ADVANCED_MISMATCH = "shape mismatch: value array of shape {value} could not be broadcast to indexing result of shape " \
+                    "{selected}"
+
+
+def _assignment_infer(types, attrs):
+    x, value, *arrays = types
+    selected = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
+    check_assignable(value, selected, *([ADVANCED_MISMATCH] if arrays else []))
+    return [TensorType(x.dtype, x.shape, None, common_device(types))]
+
+
+def _setitem_impl(xp, x, value, *arrays, index):
+    full = fill_index(index, arrays)
+    if xp is not np and arrays:
+        check_index_bounds(xp, x.shape, index, arrays)
+        if _repeats_positions(xp, x.shape, full):  # CuPy writes repeated places in no set order; NumPy the last
+            return xp.asarray(_setitem_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], index=index))
+    out = x.copy()
+    out[full] = value
+    return out
+
+
+def _repeats_positions(xp: Any, shape: tuple[int, ...], index: tuple) -> bool:
+    positions = xp.arange(math.prod(shape)).reshape(shape)[index]
+    return int(xp.unique(positions).size) != int(positions.size)
+
+
+def _host(value: Any) -> Any:
+    return value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value
+
+
+def _index_source(index: tuple, arrays: Sequence[str]) -> str:
+    """``index`` as a Python tuple expression, its arrays by name."""
+    it = iter(arrays)
+    items = [next(it) if isinstance(item, str) else _py_literal(item) for item in index]
+    return "(" + "".join(f"{item}, " for item in items) + ")"
+
+
+def _assignment_python(update: str) -> Callable[[list[str], dict], str]:
+    """.code's expression for an assignment: a copy of x, updated by ``update`` (one expression per node)."""
+    def python(args: list[str], attrs: dict) -> str:
+        call = update.format(value=args[1], **{**attrs, "index": _index_source(attrs["index"], args[2:])})
+        return f"[_assigned := {args[0]}.copy(), {call}, _assigned][-1]"
+    return python
+
+
+register(OpDef("setitem", INDEX, _setitem_impl, _assignment_infer,
+               python=_assignment_python("_assigned.__setitem__({index}, {value})"),
+               doc="x with x[index] = value: a copy of x, assigned into"))
+
+
+def _ufunc_at_impl(xp, x, value, *arrays, ufunc, index):
+    full = fill_index(index, arrays)
+    if xp is not np and arrays:
+        check_index_bounds(xp, x.shape, index, arrays)
+    out = x.copy()
+    at = getattr(getattr(xp, ufunc), "at", None)
+    if at is None:  # an array library without ufunc.at: NumPy's, on the host
+        return xp.asarray(_ufunc_at_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], ufunc=ufunc,
+                                         index=index))
+    at(out, full, value)
+    return out
+
+
+def _ufunc_at_infer(types, attrs):
+    x, value, *arrays = types
+    selected = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
+    check_assignable(value, selected, "array is not broadcastable to correct shape")
+    dtype = result_dtype(getattr(np, attrs["ufunc"]), [x, value])
+    if not np.can_cast(dtype, x.dtype, "same_kind"):
+        raise TypeError(f"Cannot cast ufunc '{attrs['ufunc']}' output from {dtype!r} to {x.dtype!r} with casting "
+                        f"rule 'same_kind'")
+    return [TensorType(x.dtype, x.shape, None, common_device(types))]
+
+
+register(OpDef("ufunc_at", INDEX, _ufunc_at_impl, _ufunc_at_infer,
+               python=_assignment_python("np.{ufunc}.at(_assigned, {index}, {value})"),
+               doc="np.<ufunc>.at(x, index, value) on a copy of x: repeated places are updated repeatedly"))
 
 
 # ----------------------------------------------------------------------------- matmul

@@ -91,7 +91,8 @@ def _encode_graph(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
         nodes.append(entry)
     return {"name": graph.name, "inputs": [{"name": v.name, "type": _encode_type(v.type)} for v in graph.inputs],
             "nodes": nodes, "outputs": [index[id(v)] for v in graph.outputs],
-            "meta": {"output_tree": graph.meta.get("output_tree", 0), "reads_shape": bool(graph.meta.get("reads_shape"))}}
+            "meta": {"output_tree": graph.meta.get("output_tree", 0), "reads_shape": bool(graph.meta.get("reads_shape")),
+                     "updated_inputs": list(graph.meta.get("updated_inputs", ()))}}
 
 
 def save(traced: Any, path: str | Path) -> None:
@@ -262,6 +263,12 @@ def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -
     _check_tree(tree, len(graph.outputs))
     graph.meta["output_tree"] = tree
     graph.meta["reads_shape"] = bool(meta.get("reads_shape", False)) if isinstance(meta, dict) else False
+    updated = meta.get("updated_inputs", []) if isinstance(meta, dict) else []
+    if not isinstance(updated, list) or len(updated) > len(graph.outputs) or len(set(updated)) != len(updated) or \
+            not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(graph.inputs) for i in updated):
+        raise _fail("the inputs updated in place are not distinct inputs")
+    if updated:
+        graph.meta["updated_inputs"] = updated
     return graph
 
 

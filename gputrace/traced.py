@@ -277,6 +277,10 @@ class TracedFunction:
                 self._executors[key] = found
         executor, program = found
         outputs = executor.run(arrays, program.param)
+        updated = program.graph.meta.get("updated_inputs")
+        if updated:  # inputs the function updates in place: their new values are the last outputs
+            for i, new in zip(updated, outputs[-len(updated):]):
+                arrays[i][...] = new
         return unflatten_outputs(program.output_tree, outputs)
 
     def check(self, *args: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
@@ -531,7 +535,7 @@ def _eager_outputs(traced: TracedFunction, call: Call, leaves: Sequence[Any] | N
             leaves.append(checking.to_numpy(x))
 
     visit(out)
-    return leaves
+    return leaves + [copies[i] for i in traced.graph.meta.get("updated_inputs", ())]  # as the graph's last outputs
 
 
 def _copy_keeping_layout(x: Any) -> Any:

@@ -313,7 +313,10 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
                                f"but NumPy gives {r.dtype}{list(r.shape)}; please report this")
     node = state.graph.add_node(kind, values, types, attrs=attrs, source=user_location())
     wrapped = [state.wrap(v, r) for v, r in zip(node.outputs, results)]
-    return wrapped if ops.lookup(kind).category == ops.SPLIT else wrapped[0]
+    category = ops.lookup(kind).category
+    if category in (ops.VIEW, ops.SPLIT) and isinstance(inputs[0], TracedArray):
+        indexing.link_views(inputs[0], kind, attrs, wrapped)
+    return wrapped if category == ops.SPLIT else wrapped[0]
 
 
 def _strengthen_weak(kind: str, inputs: Sequence[Any], attrs: dict) -> list[Any]:
@@ -800,6 +803,12 @@ class TracedArray:
     """A stand-in for an array while tracing: the concrete array plus its graph value."""
 
     __array_priority__ = 1000
+    # a view's link to the array it views (NumPy's ``base``), so that assignments reach both (indexing.py)
+    _base: Any = None         # the viewed proxy
+    _recipe: Any = None       # (kind, attrs): how this view is taken from its base
+    _views: Any = None        # WeakValueDictionary of the views taken of this proxy
+    _readonly = False         # a broadcast or diagonal view, as NumPy's are
+    _call_argument = False    # an argument of a submodule call (its updates cannot reach the caller)
 
     def __init__(self, state: TracingState, value: Value, concrete: Any, weak: bool = False):
         self._state = state
@@ -823,6 +832,8 @@ class TracedArray:
             return _reduction(_REDUCE_UFUNCS[name])(inputs[0], axis=axis, **kwargs)
         if method == "accumulate" and name in _ACCUMULATE_UFUNCS:
             return _accumulate(ufunc, inputs[0], **kwargs)
+        if method == "at":
+            return indexing.ufunc_at(ufunc, *inputs, **kwargs)
         if method != "__call__":
             raise unsupported(f"np.{ufunc.__name__}.{method}")
         if ufunc is np.matmul:
@@ -946,28 +957,12 @@ class TracedArray:
     def round(self, decimals=0, out=None):
         return _round(self, decimals, out)
 
-    # -- indexing
+    # -- indexing (gputrace/indexing.py)
     def __getitem__(self, index):
-        index = index if isinstance(index, tuple) else (index,)
-        clean = []
-        for item in index:
-            if isinstance(item, TracedArray) or is_array(item) or isinstance(item, (list, bool, np.bool_)):
-                raise unsupported("indexing with arrays, lists or booleans (advanced indexing)",
-                                  "use np.where, or slices and integers")
-            if isinstance(item, slice):
-                clean.append(slice(*(None if p is None else operator.index(p)
-                                     for p in (item.start, item.stop, item.step))))
-            elif item is None or item is Ellipsis:
-                clean.append(item)
-            else:
-                clean.append(operator.index(item))
-        if sum(1 for i in clean if i is Ellipsis) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
-        return record("np::getitem", [self], {"index": tuple(clean)})
+        return indexing.getitem(self, index)
 
     def __setitem__(self, index, value):
-        raise unsupported("assigning into a traced array (x[...] = v)",
-                          "gputrace traces functional code: build the result with np.where or np.concatenate")
+        indexing.setitem(self, index, value)
 
     # -- conversions to Python values: recorded as constants, with a warning
     def __bool__(self):
@@ -1051,32 +1046,10 @@ def _stays_weak(result: Any, *operands: Any) -> Any:
     return result
 
 
-def _shared_memory(value: Value) -> tuple[str, str] | None:
-    """What ``value`` is and what goes wrong if it is updated out of place; None if nothing else sees it."""
-    producer = value.producer
-    if producer is None:
-        return "a traced input", "the caller's array is not modified by the traced function"
-    if producer.kind in ("prim::Param", "prim::GetAttr"):
-        return "a captured array", "the array is not modified by the traced function"
-    if _is_view(producer):
-        return "a view", "other views of the same memory do not see the change"
-    if any(_is_view(node) for node in value.users):
-        return "an array with views", "the views taken of it before this line do not see the change"
-    return None
-
-
-def _is_view(node: Any) -> bool:
-    op = ops.OPS.get(node.kind)
-    return op is not None and op.category == ops.VIEW
-
-
 def _inplace(ufunc, symbol, compute=None):
     def method(self, other):
-        shared = _shared_memory(self._value)
-        if shared:
-            what, consequence = shared
-            warnings.warn(f"in-place `{symbol}=` on {what} at {user_location()} is traced out of place: "
-                          f"{consequence}", TracerWarning, stacklevel=2)
+        if self._readonly:  # checked first, as NumPy does
+            raise ValueError("output array is read-only")
         result = (compute or ufunc)(self, other)
         if not isinstance(result, TracedArray):
             return result
@@ -1090,8 +1063,9 @@ def _inplace(ufunc, symbol, compute=None):
                 raise TypeError(f"Cannot cast ufunc '{ufunc.__name__}' output from {result._concrete.dtype!r} to "
                                 f"{dtype!r} with casting rule 'same_kind'")
             result = _astype_fn(result, dtype)
-        # update this proxy itself, as NumPy updates the array: every name bound to it sees the new value
-        self._value, self._concrete = result._value, result._concrete
+        # update this proxy itself, as NumPy updates the array: every name bound to it, the array it is a view
+        # of and the other views of that array see the new value
+        indexing.assign(self, result, f"in-place `{symbol}=`")
         return self
     return method
 
@@ -1206,11 +1180,16 @@ def trace_graph(fn: Callable, call: Any, *, module: Any = None, method: str = "f
     state.frames.append(frame)
     proxies = [state.wrap(graph.add_input(TensorType.of(x), name), x, weak)
                for x, name, weak in zip(call.leaves, call.names, call.weak)]
+    originals = [p._value for p in proxies]  # the proxies live on: updates through views reach them
     args, kwargs = call.rebuild(proxies)
     with tracing(state):
         out = fn(*args, **kwargs)
         tree, leaves = flatten_outputs(state, out, strict)
-    graph.outputs = leaves
+    # inputs updated in place (W -= lr * dW): their last values are extra outputs, written back after a call
+    updated = [i for i, (p, v) in enumerate(zip(proxies, originals)) if p._value is not v]
+    graph.outputs = leaves + [proxies[i]._value for i in updated]
+    if updated:
+        graph.meta["updated_inputs"] = updated
     graph.meta["output_tree"] = tree
     graph.meta["reads_shape"] = state.reads_shape
     return state
@@ -1292,6 +1271,7 @@ def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
                     raise TracingError("a traced array from an enclosing call was passed to a submodule call")
                 call_inputs.append(arg._value)
                 sub_args.append(state.wrap(sub.add_input(arg._value.type, name), arg._concrete, arg._weak))
+                sub_args[-1]._call_argument = True
             else:
                 sub_args.append(arg)
         out = fn(*sub_args)
@@ -1308,3 +1288,4 @@ def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
 
 # NumPy functions traced as compositions of the operations above (np.linalg.norm, np.outer, np.einsum)
 from . import decompositions  # noqa: E402,F401  (registers them)
+from . import indexing  # noqa: E402  (indexing and assignment; registers np.take and others)

@@ -166,6 +166,19 @@ class Case:
     rtol: float = 0.0  # float results: 0 is the same bits (np.linalg.norm's dot of all elements: a sum here)
 
 
+def assignments(x):
+    """Assignments as code writes them: into a copy, through an index array, a mask, a view; np.add.at."""
+    y = x.copy()
+    y[0, 1] = 3
+    y[:, [0, 2], -1] = y[:, [1, 1], 0]
+    y[y > 1] = 0
+    y[..., 1:3] += y[..., :2]
+    v = y[1]
+    v[0] = 7  # y changes too
+    np.add.at(y, ([0, 0, 1], [2, 2, 0]), y[0, 0, :1])
+    return y, v  # v sees np.add.at's update of y
+
+
 X, XY = ((2, 3, 4),), ((2, 3, 4), (2, 3, 4))
 CASES = {
     # reductions: axis None / int / tuple / negative, keepdims, dtype=, ddof=
@@ -254,6 +267,14 @@ CASES = {
     "getitem-new-axis": Case(lambda x: x[None, :, None]),
     "getitem-empty-slice": Case(lambda x: x[5:]),
     "getitem-0d": Case(lambda x: (x[None], x[...], x[()]), ((),), None),
+    # gathers (integer arrays, lists, ranges as indices) and assignments
+    "gather": Case(lambda x: (x[[1, 0, -1]], x[:, [2, 0]], x[[0, 1], :, [3, -1]], x[..., range(2)], x[:, [[0], [2]], 1],
+                              x[np.array([True, False])], x[1, None, [0, 0]], x[x[0, 0, :2].astype(np.int8)])),
+    "take": Case(lambda x: (np.take(x, [5, -1]), np.take(x, [[1, 2]], axis=-1), np.take(x, [7, -9], 2, mode="wrap"),
+                            np.take(x, 9, 1, mode="clip"), np.take_along_axis(x, x.argmax(-1, keepdims=True), -1),
+                            np.take_along_axis(x, x.argmin(axis=1, keepdims=True), axis=1),
+                            np.take_along_axis(x[0, 0], x[1, 1].argmax(keepdims=True), None))),
+    "assignment": Case(assignments),
     # joins and splits
     "concatenate": Case(lambda x, y: np.concatenate([x, y], axis=1), ((2, 3, 4), (2, 5, 4)), ((3, 1, 2), (3, 4, 2))),
     "concatenate-axis-None": Case(lambda x: np.concatenate((x, x[0]), axis=None)),

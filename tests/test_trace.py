@@ -141,18 +141,17 @@ def test_strict_rejects_list_outputs_and_non_strict_allows_them():
     np.testing.assert_array_equal(traced(x)["a"], x * 2)
 
 
-def test_inplace_update_of_input_warns_and_is_out_of_place():
+def test_inplace_update_of_an_input_is_written_back():
     def fn(x):
         x += 1
         return x
 
     x = np.zeros(3, np.float32)
-    with pytest.warns(gputrace.TracerWarning, match="in-place"):
-        traced = gputrace.trace(fn, x.copy(), check_trace=False)
+    traced = gputrace.trace(fn, x.copy())
     np.testing.assert_array_equal(traced(x), np.ones(3))
-    np.testing.assert_array_equal(x, np.zeros(3))
-    with pytest.raises(gputrace.UnsupportedOperationError, match="assigning into a traced array"):
-        gputrace.trace(lambda x: x.__setitem__(0, 1), x)
+    np.testing.assert_array_equal(x, np.ones(3))
+    traced(x)
+    np.testing.assert_array_equal(x, np.full(3, 2))
 
 
 def alias_then_update(a):
@@ -179,15 +178,12 @@ def view_then_update(a):
     return v
 
 
-def test_inplace_update_of_an_array_with_earlier_views_warns_and_fails_the_check():
+def test_inplace_update_of_an_array_is_seen_by_its_earlier_views():
     x = np.zeros((2, 3), np.float32)
-    line = view_then_update.__code__.co_firstlineno + 3
-    with pytest.warns(gputrace.TracerWarning, match=rf"in-place `\+=` on an array with views at .*test_trace.py:{line}:"
-                                                    r"\d+ is traced out of place: the views taken of it before this "
-                                                    r"line do not see the change"):
-        with pytest.raises(gputrace.TracingCheckError, match="output 0 of the traced graph disagrees with eager "
-                                                             "execution of the Python function: max abs error 1"):
-            gputrace.trace(view_then_update, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gputrace.TracerWarning)
+        traced = gputrace.trace(view_then_update, x)  # the check compares with eager NumPy
+    np.testing.assert_array_equal(traced(x + 2), view_then_update(x + 2))
 
 
 def test_tracing_var_and_std_with_ddof_warns_only_where_numpy_does():

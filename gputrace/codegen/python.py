@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Value
+from ..ir import Graph, TensorType, Value
 
 
 class Identifiers:
@@ -76,6 +76,11 @@ def python_source(graph: Graph) -> str:
             targets += ","
         lines.append(f"    {targets} = {expr}")
     outputs = [inline.get(v) or identifier(v) for v in graph.outputs]
+    updated = graph.meta.get("updated_inputs", ())
+    if updated:  # inputs updated in place: their new values, the last outputs, are written into them
+        array_inputs = [v for v in graph.inputs if isinstance(v.type, TensorType)]
+        lines += [f"    {identifier(array_inputs[i])}[...] = {new}" for i, new in zip(updated, outputs[-len(updated):])]
+        outputs = outputs[:-len(updated)]
     tree = graph.meta.get("output_tree", {"tuple": list(range(len(outputs)))} if len(outputs) != 1 else 0)
     lines.append(f"    return {_tree_source(tree, outputs)}")
     return f"def {_function_name(graph)}({params}):\n" + "\n".join(lines) + "\n"
