@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 import warnings
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,8 @@ import numpy as np
 from . import ops
 from .errors import TracerWarning
 from .ir import TensorType
-from .tracer import (TracedArray, _concrete, _reject_kwargs, array_module, implements, is_array, record, unsupported,
-                     user_location)
+from .tracer import (TracedArray, _concrete, _reject_kwargs, array_module, implements, is_array, record,
+                     refuse_selection, unsupported, user_location)
 
 _READ_ONLY_VIEWS = ("np::broadcast_to", "np::diagonal")  # NumPy's are read-only
 _RESHAPES = ("np::reshape", "np::ravel")  # a view or a copy, by the memory layout
@@ -123,8 +124,41 @@ def _check_mask_shape(shape: tuple[int, ...], start: int, mask_shape: tuple[int,
 # ----------------------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """``x[mask]`` with a traced mask, whose size depends on the data: kept at x's shape, it goes through
+    elementwise ops and is assigned back through its mask as a select (``x[m] = x[m] ** -1.5`` is
+    ``x = np.where(m, x ** -1.5, x)``); any other use is refused (tracer.refuse_selection)."""
+    mask: Any               # the mask's graph value
+    source: Any             # where it was taken
+
+
+def _same_computation(a: Any, b: Any, depth: int = 4) -> bool:
+    """Whether graph values ``a`` and ``b`` are computed alike from the same values: the mask of
+    ``x[x > 0] = x[x > 0] ** -1.5`` is written, and computed, twice."""
+    if a is b:
+        return True
+    pa, pb = a.producer, b.producer
+    if depth == 0 or pa is None or pb is None or pa.kind != pb.kind or pa.attrs.keys() != pb.attrs.keys() \
+            or len(pa.inputs) != len(pb.inputs) or a.type != b.type:
+        return False
+    for key, value in pa.attrs.items():
+        other = pb.attrs[key]
+        if type(value) is not type(other) or not (np.array_equal(value, other) if isinstance(value, np.ndarray)
+                                                  else value == other):
+            return False
+    return pa.kind != "prim::Param" and all(_same_computation(u, v, depth - 1) for u, v in zip(pa.inputs, pb.inputs))
+
+
 def getitem(x: TracedArray, index: Any) -> TracedArray:
+    if x._selection is not None:
+        raise refuse_selection(x._selection, "an array to index")
     template, arrays, mask = parse_index(x, index)
+    if mask is not None and template in ((ops.INDEX_ARRAY,), (ops.INDEX_ARRAY, Ellipsis)) \
+            and mask[1]._concrete.shape == x._concrete.shape[:mask[1].ndim]:
+        selected = x._state.wrap(x._value, x._concrete)
+        selected._selection = Selection(mask[1]._value, user_location())
+        return selected
     if mask is not None:
         raise unsupported("x[mask] with a traced boolean mask (its size depends on the data)",
                           "keep the shape with np.where(mask, x, 0), or reduce with np.sum(x, where=...) -> "
@@ -199,6 +233,8 @@ def setitem(x: TracedArray, index: Any, value: Any) -> None:
     if x._readonly:
         raise ValueError("assignment destination is read-only")
     template, arrays, mask = parse_index(x, index)
+    if mask is None and isinstance(value, TracedArray) and value._selection is not None:
+        raise refuse_selection(value._selection, "the values of an assignment through another index")
     if isinstance(value, (list, tuple)):
         value = _list_value(value)
     if mask is not None:
@@ -248,6 +284,12 @@ def _masked(x: TracedArray, template: tuple, mask: tuple[int, Any], value: Any) 
     """``x[mask] = value``: a select where the mask is true (``a[a > 0] = 0``). The mask indexes x's leading
     axes (or, after ``...``, its last ones); the values broadcast against the other axes."""
     position, array = mask
+    if isinstance(value, TracedArray) and value._selection is not None:
+        if not _same_computation(value._selection.mask, array._value) or len(template) > 1 and template[1] is not Ellipsis:
+            raise refuse_selection(value._selection, "the values of another assignment")
+        whole = value._state.wrap(value._value, value._concrete)  # computed at the array's shape
+        where = array[(Ellipsis,) + (None,) * (x.ndim - array.ndim)]
+        return _select(x, where, whole, x._concrete.shape)
     others = [item for k, item in enumerate(template) if k != position]
     after_ellipsis = others == [Ellipsis] and position == 1
     if others not in ([], [Ellipsis]):

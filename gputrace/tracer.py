@@ -295,6 +295,7 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
     """
     attrs = dict(attrs or {})
     state = _state_of(inputs)
+    selection = _common_selection(kind, inputs)
     if ops.is_elementwise(kind) and any(isinstance(x, TracedArray) and x._weak for x in inputs) and any(
             (isinstance(x, TracedArray) and not x._weak) or is_array(x) or isinstance(x, np.generic) for x in inputs):
         inputs = _strengthen_weak(kind, inputs, attrs)
@@ -313,10 +314,36 @@ def record(kind: str, inputs: Sequence[Any], attrs: dict | None = None) -> Any:
                                f"but NumPy gives {r.dtype}{list(r.shape)}; please report this")
     node = state.graph.add_node(kind, values, types, attrs=attrs, source=user_location())
     wrapped = [state.wrap(v, r) for v, r in zip(node.outputs, results)]
+    if selection is not None:
+        wrapped[0]._selection = selection
     category = ops.lookup(kind).category
     if category in (ops.VIEW, ops.SPLIT) and isinstance(inputs[0], TracedArray):
         indexing.link_views(inputs[0], kind, attrs, wrapped)
     return wrapped if category == ops.SPLIT else wrapped[0]
+
+
+def _common_selection(kind: str, inputs: Sequence[Any]) -> Any:
+    """The mask selection that an elementwise op of selections ``x[mask]`` of one mask keeps (None without
+    one). A selection's size depends on the data: it is computed at its array's shape, and may only meet
+    other selections of its mask and scalars, and be assigned back through the mask (``x[m] = x[m] ** -1.5``)."""
+    selections = [x._selection for x in inputs if isinstance(x, TracedArray) and x._selection is not None]
+    if not selections:
+        return None
+    first = selections[0]
+    others = [x for x in inputs if isinstance(x, TracedArray) and x._selection is None and x.ndim > 0
+              or is_array(x) and np.ndim(x) > 0]
+    if ops.is_elementwise(kind) and all(s is first for s in selections) and not others:
+        return first
+    raise refuse_selection(first, f"np.{ops.lookup(kind).name} of it"
+                           + (" and other arrays" if ops.is_elementwise(kind) else ""))
+
+
+def refuse_selection(selection: Any, use: str, where: SourceLocation | None = None) -> UnsupportedOperationError:
+    """The error for a use of ``x[mask]`` (a traced mask) beyond elementwise ops and assignment through it."""
+    return unsupported(f"x[mask] with a traced boolean mask (taken at {selection.source}; its size depends on the "
+                       f"data) used as {use}",
+                       "keep the shape with np.where(mask, x, 0) (reductions: np.where(mask, x, 0).sum()), or assign "
+                       "it back elementwise: x[mask] = f(x[mask])", where)
 
 
 def _strengthen_weak(kind: str, inputs: Sequence[Any], attrs: dict) -> list[Any]:
@@ -337,8 +364,8 @@ def _strengthen_weak(kind: str, inputs: Sequence[Any], attrs: dict) -> list[Any]
             for x, dtype in zip(inputs, dtypes)]
 
 
-def unsupported(what: str, hint: str = "") -> UnsupportedOperationError:
-    where = user_location()
+def unsupported(what: str, hint: str = "", where: SourceLocation | None = None) -> UnsupportedOperationError:
+    where = where or user_location()
     at = f" at {where.filename}:{where.line}" if where else ""
     return UnsupportedOperationError(f"{what} is not supported by gputrace{at}" + (f"; {hint}" if hint else ""))
 
@@ -809,6 +836,7 @@ class TracedArray:
     _views: Any = None        # WeakValueDictionary of the views taken of this proxy
     _readonly = False         # a broadcast or diagonal view, as NumPy's are
     _call_argument = False    # an argument of a submodule call (its updates cannot reach the caller)
+    _selection: Any = None    # x[mask] of a traced mask, kept at x's shape (a Selection, see indexing.py)
 
     def __init__(self, state: TracingState, value: Value, concrete: Any, weak: bool = False):
         self._state = state
@@ -862,6 +890,8 @@ class TracedArray:
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
+        if self._selection is not None:
+            raise refuse_selection(self._selection, "a NumPy array")
         warn_concrete("a NumPy array", self)
         value = self._concrete
         value = value.get() if not isinstance(value, np.ndarray) else value
@@ -870,6 +900,8 @@ class TracedArray:
     # -- attributes
     @property
     def shape(self) -> tuple[int, ...]:
+        if self._selection is not None:
+            raise refuse_selection(self._selection, "an array with a shape")
         self._state.reads_shape = True
         return tuple(self._concrete.shape)
 
@@ -883,6 +915,8 @@ class TracedArray:
 
     @property
     def size(self) -> int:
+        if self._selection is not None:
+            raise refuse_selection(self._selection, "an array with a size")
         self._state.reads_shape = True
         return int(self._concrete.size)
 
@@ -1136,6 +1170,8 @@ def flatten_outputs(state: TracingState, out: Any, strict: bool, where: str = "o
     leaves: list[Value] = []
 
     def visit(x: Any, path: str):
+        if isinstance(x, TracedArray) and x._selection is not None:
+            raise refuse_selection(x._selection, f"the function's {path}", x._selection.source)
         if isinstance(x, TracedArray) or is_array(x) or isinstance(x, np.generic):
             leaves.append(state.value_of(x if not isinstance(x, np.generic) else np.asarray(x)))
             return len(leaves) - 1

@@ -69,7 +69,8 @@ def test_unsupported_keywords(fn, what):
 
 
 @pytest.mark.parametrize("fn, what", [
-    (lambda x: x[x > 0], r"x\[mask\] with a traced boolean mask \(its size depends on the data\).*np.where"),
+    (lambda x: x[x > 0], r"x\[mask\] with a traced boolean mask \(taken at test_errors.py:\d+:\d+; its size depends on the data\) "
+                             r"used as the function's output.*np.where"),
     (lambda x: x[True], r"indexing with the boolean scalar True"),
 ], ids=["mask", "bool"])
 def test_indexing_with_a_size_that_depends_on_the_data_is_unsupported(fn, what):

@@ -265,7 +265,8 @@ def add_at_into_numpy(x):
 
 @pytest.mark.parametrize("fn, error, message", [
     (masked_read, gputrace.UnsupportedOperationError,
-     r"x\[mask\] with a traced boolean mask \(its size depends on the data\) is not supported by gputrace at "
+     rf"x\[mask\] with a traced boolean mask \(taken at test_indexing.py:{line_of(masked_read, '# data-dependent')}:"
+     r"\d+; its size depends on the data\) used as np.sum of it is not supported by gputrace at "
      rf".*test_indexing.py:{line_of(masked_read, '# data-dependent size')}; keep the shape with np.where"),
     (masked_values, gputrace.UnsupportedOperationError,
      r"assigning an array of values through a traced boolean mask .* depends on the data\) is not supported by "
