@@ -75,8 +75,10 @@ def manipulations(x):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bool"])
 def test_manipulations_match_numpy_at_other_shapes_and_layouts(backend, dtype):
-    if backend != "emulate" and dtype != "float32":
-        pytest.skip("numpy runs every dtype in test_ops_coverage; cuda the float32 program")
+    if backend != "numpy" and dtype == "float16":
+        pytest.skip("float16 kernels are tested in tests/codegen; each build here costs seconds")
+    if backend == "cuda" and dtype != "float32":
+        pytest.skip("cuda runs the float32 program")
     if backend == "emulate" and not host_compiler_info()["available"]:
         pytest.skip("no host C++ compiler")
     inputs = list(layouts(dtype))
@@ -92,8 +94,8 @@ def gradients(x):
 
 @pytest.mark.parametrize("dtype, rtol", [("float32", 1e-6), ("float16", 1e-3), ("int16", 1e-15)])
 def test_gradient_at_other_shapes_and_layouts(backend, dtype, rtol):
-    if backend != "numpy" and dtype == "int16":
-        pytest.skip("computed in float64 as float32 is, on numpy only")
+    if backend != "numpy" and dtype != "float32":
+        pytest.skip("float16 kernels are tested in tests/codegen; int16 is computed in float64 as float32 is")
     if backend == "emulate" and not host_compiler_info()["available"]:
         pytest.skip("no host C++ compiler")
     inputs = [np.where(np.isfinite(x), x, 1) if dtype != "int16" else x for x in layouts(dtype)]
