@@ -304,7 +304,7 @@ for _name in REDUCTIONS:
 
 
 # ----------------------------------------------------------------------------- scans
-# Run by the array library (NumPy; CuPy on the device), like matmul: no generated kernel yet.
+# Run by the array library (NumPy; CuPy on the device), like matmul: no generated kernel yet. Sorts too.
 
 SCANS = ("cumsum", "cumprod")
 
@@ -327,6 +327,32 @@ def _scan_infer(name: str) -> Callable:
 
 for _name in SCANS:
     register(OpDef(_name, SCAN, _scan_impl(_name), _scan_infer(_name)))
+
+
+def _sort_impl(name: str) -> Callable:
+    def impl(xp, x, axis=-1, kind=None):
+        # CuPy's sorts are stable and take no kind: the same values as NumPy's, ties of argsort in stable order
+        kind = {"kind": kind} if xp is np else {}
+        return getattr(xp, name)(x.reshape(1) if x.ndim == 0 else x, axis=axis, **kind)
+    return impl
+
+
+def _sort_infer(name: str) -> Callable:
+    """np.sort keeps the dtype, np.argsort gives intp; axis=None (and argsort of a 0-d array) sorts the
+    flattened array."""
+    def infer(types, attrs):
+        (x,) = types
+        axis, ndim = attrs.get("axis"), 1 if x.ndim == 0 and name == "argsort" else x.ndim
+        if axis is not None:
+            normalize_axes(axis, ndim, name)
+        flat = axis is None or ndim != x.ndim
+        shape = (int(np.prod(x.shape, dtype=np.int64)),) if flat else x.shape
+        return [TensorType(np.dtype(np.intp) if name == "argsort" else x.dtype, shape, None, x.device)]
+    return infer
+
+
+for _name in ("sort", "argsort"):
+    register(OpDef(_name, SCAN, _sort_impl(_name), _sort_infer(_name)))
 
 
 # ----------------------------------------------------------------------------- views

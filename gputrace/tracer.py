@@ -573,6 +573,20 @@ def _accumulate(ufunc: np.ufunc, a: Any, axis: Any = 0, dtype: Any = None, out: 
     return _ACCUMULATE_UFUNCS[ufunc.__name__](a, axis, result, out)
 
 
+def _sort_handler(name: str) -> Callable:
+    def handler(a, axis=-1, kind=None, order=None, *, stable=None):
+        """np.sort / np.argsort, run by the array library between kernels (CuPy's sorts are stable)."""
+        concrete = _concrete(a)  # NumPy's argument checks (kind, order, stable, axis) on a tiny array
+        getattr(np, name)(np.zeros((1,) * np.ndim(concrete), concrete.dtype), axis, kind, order, stable=stable)
+        attrs = {"axis": None if axis is None else operator.index(axis), "kind": "stable" if stable else kind}
+        return record(f"np::{name}", [a], attrs)
+    return handler
+
+
+_sort = HANDLED_FUNCTIONS[np.sort] = _sort_handler("sort")
+_argsort = HANDLED_FUNCTIONS[np.argsort] = _sort_handler("argsort")
+
+
 @implements(np.where)
 def _where(condition, *args):
     if len(args) != 2:
@@ -712,20 +726,33 @@ def _squeeze(a, axis=None):
     return record("np::squeeze", [a], {"axis": ops.normalize_axes(axis, np.ndim(_concrete(a)), "squeeze")})
 
 
+def _cast_for_join(join: Callable, arrays: list, dtype: Any, casting: str) -> list:
+    """``arrays`` cast to ``dtype`` as np.concatenate and np.stack cast them, after NumPy's casting check."""
+    if dtype is None and casting == "same_kind":
+        return arrays
+    # empty stand-ins of each array's dtype and ndim: NumPy's errors, not its work
+    join([np.empty((0,) * np.ndim(_concrete(a)), np.asarray(_concrete(a)).dtype) for a in arrays],
+         dtype=dtype, casting=casting)
+    if dtype is None:
+        return arrays
+    return [record("np::astype", [a if isinstance(a, TracedArray) else np.asarray(a)], {"dtype": np.dtype(dtype)})
+            for a in arrays]
+
+
 @implements(np.concatenate)
 def _concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    _reject_kwargs("concatenate", {"out": out, "dtype": dtype}, out=None, dtype=None)
+    _reject_kwargs("concatenate", {"out": out}, out=None)
     arrays = list(arrays)
     if axis is None:
         arrays = [_ravel(a) if isinstance(a, TracedArray) else np.ravel(a) for a in arrays]
         axis = 0
-    return record("np::concatenate", arrays, {"axis": int(axis)})
+    return record("np::concatenate", _cast_for_join(np.concatenate, arrays, dtype, casting), {"axis": int(axis)})
 
 
 @implements(np.stack)
 def _stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    _reject_kwargs("stack", {"out": out, "dtype": dtype}, out=None, dtype=None)
-    return record("np::stack", list(arrays), {"axis": int(axis)})
+    _reject_kwargs("stack", {"out": out}, out=None)
+    return record("np::stack", _cast_for_join(np.stack, list(arrays), dtype, casting), {"axis": int(axis)})
 
 
 @implements(np.split)
@@ -826,6 +853,39 @@ _REDUCE_UFUNCS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum":
                   "logical_and": "all", "logical_or": "any"}
 
 
+_DATA_DEPENDENT = ("its result's size depends on the values, which a trace cannot record: keep a fixed size, "
+                   "e.g. a mask with np.where(condition, x, fill)")
+_GATHER = "index with integer arrays instead (x[idx], np.take, np.take_along_axis are traced), or np.where"
+_IN_PLACE = "assign with x[index] = values or x[mask] = value, which are traced"
+# what to write instead of a NumPy function that is not traced, by its name as unsupported() reports it
+UNSUPPORTED_HINTS = {
+    **dict.fromkeys(["np.unique", "np.nonzero", "np.argwhere", "np.flatnonzero", "np.extract", "np.compress",
+                     "np.trim_zeros", "np.bincount"], _DATA_DEPENDENT),
+    "np.choose": _GATHER,
+    "np.select": "write it as nested np.where(condition, choice, otherwise)",
+    **dict.fromkeys(["np.put", "np.put_along_axis", "np.place", "np.putmask", "np.copyto", "np.fill_diagonal"],
+                    _IN_PLACE),
+    "np.allclose": "it returns a Python bool: np.all(np.isclose(a, b)) keeps the answer a traced array",
+    "np.array_equal": "it returns a Python bool: np.all(a == b) keeps the answer a traced array",
+    "np.count_nonzero": "write np.sum(x != 0, axis)",
+    "np.average": "write np.mean(x, axis), or np.sum(x * w, axis) / np.sum(w, axis)",
+    "np.delete": "select the parts to keep with slices and join them with np.concatenate",
+    "np.insert": "join slices and the new values with np.concatenate",
+    **dict.fromkeys(["np.median", "np.percentile", "np.quantile", "np.partition", "np.argpartition"],
+                    "np.sort(x, axis) is traced: take the elements you need from the sorted array by slicing"),
+}
+_UNSUPPORTED_MODULE_HINTS = {
+    "np.linalg": "solvers and decompositions are not traced (np.linalg.norm is): compute them with NumPy outside "
+                 "the traced function and pass the result in",
+    "np.fft": "FFTs are not traced: compute them with NumPy outside the traced function and pass the result in",
+}
+
+
+def unsupported_function_hint(name: str) -> str:
+    """What to write instead of the untraced NumPy function ``name`` ('np.unique', 'np.linalg.inv'), or ''."""
+    return UNSUPPORTED_HINTS.get(name) or _UNSUPPORTED_MODULE_HINTS.get(name.rpartition(".")[0], "")
+
+
 class TracedArray:
     """A stand-in for an array while tracing: the concrete array plus its graph value."""
 
@@ -886,7 +946,8 @@ class TracedArray:
         if handler is None:
             module = getattr(func, "__module__", None) or "numpy"  # np.fft.fft, np.linalg.norm by their full name
             public = module.startswith("numpy") and not any(p.startswith("_") for p in module.split("."))
-            raise unsupported(f"the NumPy function {'np' + module[5:] if public else 'np'}.{func.__name__}")
+            name = f"{'np' + module[5:] if public else 'np'}.{func.__name__}"
+            raise unsupported(f"the NumPy function {name}", unsupported_function_hint(name))
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
@@ -975,6 +1036,18 @@ class TracedArray:
     max, min, any, all = (_method(_reduction(name)) for name in ("max", "min", "any", "all"))
     cumsum, cumprod = _method(_cumsum), _method(_cumprod)
     diagonal = _method(_diagonal)
+
+    def argsort(self, axis=-1, kind=None, order=None, *, stable=None):
+        return _argsort(self, axis, kind, order, stable=stable)
+
+    def sort(self, axis=-1, kind=None, order=None, *, stable=None):
+        """``x.sort()`` sorts ``x`` in place: an assignment, as ``x += 1`` is (an input is written back)."""
+        if self._readonly:
+            raise ValueError("output array is read-only")
+        indexing.assign(self, _sort(self, axis, kind, order, stable=stable), "`x.sort()`")
+
+    def repeat(self, repeats, axis=None):
+        return HANDLED_FUNCTIONS[np.repeat](self, repeats, axis)
 
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)
@@ -1322,6 +1395,6 @@ def call_module(module: Any, method: str, args: tuple, kwargs: dict) -> Any:
     return unflatten_outputs(tree, [state.wrap(v, c) for v, c in zip(node.outputs, concrete)])
 
 
-# NumPy functions traced as compositions of the operations above (np.linalg.norm, np.outer, np.einsum)
-from . import decompositions  # noqa: E402,F401  (registers them)
+# NumPy functions traced as compositions of the operations above (np.linalg.norm, np.einsum, np.pad, ...)
+from . import decompositions, manipulation  # noqa: E402,F401  (registers them)
 from . import indexing  # noqa: E402  (indexing and assignment; registers np.take and others)

@@ -103,12 +103,12 @@ def test_a_cupy_array_or_the_cuda_backend_without_a_gpu(traced):
 
 
 def test_unsupported_numpy_function():
-    def sort_rows(x):
-        return np.sort(x)  # sorted
+    def kron(x):
+        return np.kron(x, x)  # kron
 
     with raises(gputrace.UnsupportedOperationError, TypeError,
-                rf"the NumPy function np.sort is not supported by gputrace at .*{HERE}:{line_of(sort_rows, '# sorted')}"):
-        gputrace.trace(sort_rows, F32)
+                rf"the NumPy function np.kron is not supported by gputrace at .*{HERE}:{line_of(kron, '# kron')}"):
+        gputrace.trace(kron, F32)
 
 
 @pytest.mark.parametrize("fn, message", [

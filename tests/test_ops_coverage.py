@@ -368,7 +368,43 @@ CASES = {
                        ((3, 4), (2, 4)), ((2, 3), (3, 3)), rtol=1e-5),
     "norm-empty": Case(lambda x: (np.linalg.norm(x, np.inf, axis=1), np.linalg.norm(x, 1, axis=(0, 1))),
                        ((3, 0),), ((0, 2),)),
+    # array manipulation (more in test_array_functions.py)
+    "stacks-append": Case(lambda x: (np.hstack([x, x[:, :1]]), np.vstack((x, x[:1])), np.dstack([x, x[..., :2]]),
+                                     np.column_stack([x[0, :, 0], x[0]]), np.hstack((x[0, 0], x[0, 0, :2])),
+                                     np.vstack([x[0, 0], x[1, 0]]), np.dstack((x[0, 0],)), np.column_stack((x[0, 0],)),
+                                     np.append(x, x[0]), np.append(x, x[:1], axis=0), np.append(x[0, 0], 2))),
+    "joins-dtype": Case(lambda x: (np.concatenate([x, x], 1, dtype=np.float64), np.hstack([x, x], dtype=np.float32),
+                                   np.stack([x, x], dtype=np.int32, casting="unsafe"),
+                                   np.vstack([x, x[:1]], dtype=np.float16, casting="same_kind"))),
+    "atleast": Case(lambda x: (np.atleast_1d(x[0, 0, 0]), np.atleast_2d(x[0, 0]), np.atleast_3d(x[0]), np.atleast_2d(x),
+                               np.atleast_3d(x[0, 0, 0], x[0, 0], x), np.atleast_1d(x, x[0, 0, 0]))),
+    "flip": Case(lambda x: (np.flip(x), np.flip(x, 1), np.flip(x, (0, -1)), np.fliplr(x), np.flipud(x[0]),
+                            np.flip(x[0, 0, 0]))),
+    "roll": Case(lambda x: (np.roll(x, 1), np.roll(x, -7, axis=1), np.roll(x, (1, 2), axis=(0, 2)),
+                            np.roll(x, (3, -1), axis=(1, 1)), np.roll(x, 100, axis=-1), np.roll(x, 0))),
+    "tril-triu": Case(lambda x: (np.tril(x), np.triu(x, 1), np.tril(x, -1), np.triu(x[0, 0], 2), np.tril(x, 10))),
+    "pad": Case(lambda x: (np.pad(x, 1), np.pad(x, ((0, 1), (2, 0), (1, 1)), constant_values=((1, 2), (3, 4), (5, 6))),
+                           np.pad(x, 2, "edge"), np.pad(x, (3, 9), "wrap"), np.pad(x, ((1, 2), (3, 4), (0, 5)), "reflect"),
+                           np.pad(x, 5, mode="symmetric"), np.pad(x[0, 0], (2, 3), constant_values=7.5))),
+    "repeat-tile": Case(lambda x: (np.repeat(x, 2), np.repeat(x, 3, axis=1), x.repeat([2], axis=-1), np.tile(x, 2),
+                                   np.tile(x, (2, 1, 1, 3)), np.tile(x[0, 0], (2, 2)), np.repeat(x, 0, axis=2))),
+    "repeat-per-element": Case(lambda x: (np.repeat(x, [1, 0], axis=0), x[0].repeat([2, 0, 3], 0))),  # NumPy raises at (5, 6, 8)
+    "meshgrid": Case(lambda x: (np.meshgrid(x[0, 0], x[0, :, 0]), np.meshgrid(x[0, 0], x[1, 1], indexing="ij"),
+                                np.meshgrid(x[0, 0], x[0, :, 1], x[1, 0], sparse=True), np.meshgrid(x[0, 0]),
+                                np.meshgrid(x[0], x[1, 0], copy=False))),
+    "gradient": Case(lambda x: (np.gradient(x), np.gradient(x, axis=1), np.gradient(x, 2.0, edge_order=2, axis=-1),
+                                np.gradient(x[0], np.float32(0.5), 3))),
+    "sort-argsort": Case(lambda x: (np.sort(x), np.sort(x, axis=0), np.sort(x, axis=None), x.argsort(kind="stable"),
+                                    np.argsort(x, 1, stable=True), np.argsort(x, axis=None, kind="stable"),
+                                    np.sort(x, kind="mergesort"), np.argsort(x[0, 0, 0]))),
+    "sort-in-place": Case(lambda x: _sorted_in_place(x)),
 }
+
+
+def _sorted_in_place(x):
+    y = x.copy()
+    y.sort(axis=1)
+    return y
 
 
 def case_args(case, dtype, shapes=None):
