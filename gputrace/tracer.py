@@ -216,6 +216,7 @@ def tracing(state: TracingState) -> Iterator[TracingState]:
 # are wrapped: called from the user's code, they give traced constants, so that the function may assign
 # into the arrays it makes (Hin = np.zeros((n, b, d)); Hin[t] = ...). Other threads still get plain arrays.
 CREATION_FUNCTIONS = ("zeros", "ones", "empty", "full")
+CONVERSION_FUNCTIONS = ("array", "asarray")  # of traced arrays (np.array([dx, dy, dz])): a traced np.stack
 _creation_lock = threading.Lock()
 _creation_originals: dict[str, Callable] = {}
 _creation_users = 0
@@ -229,6 +230,9 @@ def _creation_traced() -> Iterator[None]:
             for name in CREATION_FUNCTIONS:
                 _creation_originals[name] = getattr(np, name)
                 setattr(np, name, _traced_creation(_creation_originals[name]))
+            for name in CONVERSION_FUNCTIONS:
+                _creation_originals[name] = getattr(np, name)
+                setattr(np, name, _traced_conversion(_creation_originals[name]))
         _creation_users += 1
     try:
         yield
@@ -252,6 +256,33 @@ def _traced_creation(original: Callable) -> Callable:
                                     source=user_location())
         return state.wrap(node.output, result)
     return create
+
+
+def _traced_conversion(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def convert(obj, dtype=None, *args, **kwargs):
+        state = current_state()
+        if state is None or not state.active or args or set(kwargs) - {"copy"} \
+                or not any(isinstance(x, TracedArray) for x in _tree_leaves(obj)) \
+                or not _called_by_name(sys._getframe(1), original.__name__):
+            return original(obj, dtype, *args, **kwargs)  # a traced array in it becomes a constant, with a warning
+        result = _stacked(obj, original)
+        if dtype is not None and np.dtype(dtype) != result.dtype:
+            return _astype_fn(result, dtype)
+        copy = kwargs.get("copy", original.__name__ == "array")
+        return _copy(result) if copy and result is obj else result
+    return convert
+
+
+def _stacked(obj: Any, original: Callable) -> Any:
+    """``obj``, nested lists and tuples holding traced arrays, as one traced array: np.stack of its items."""
+    if isinstance(obj, TracedArray):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        items = [_stacked(item, original) for item in obj]
+        if any(isinstance(item, TracedArray) for item in items):
+            return _stack(items)
+    return original(obj)
 
 
 def _called_by_name(frame: Any, name: str) -> bool:
@@ -413,7 +444,16 @@ def warn_concrete(what: str, array: "TracedArray") -> None:
     warnings.warn(
         f"Converting a traced array to {what}{at}: the value is recorded as a constant, so the trace "
         f"might not generalise to other inputs (data-dependent control flow is not captured)",
-        TracerWarning, stacklevel=3)
+        TracerWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` for warnings.warn, called from the caller of this, that names the user's line."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and (frame.f_code.co_filename.startswith(_LIBRARY_DIRS)
+                                 or "/cupy/" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def freeze_hint(conversions: Sequence[str]) -> str:
