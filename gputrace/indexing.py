@@ -131,6 +131,46 @@ class Selection:
     ``x = np.where(m, x ** -1.5, x)``); any other use is refused (tracer.refuse_selection)."""
     mask: Any               # the mask's graph value
     source: Any             # where it was taken
+    array: Any = None       # the mask (a traced array): it indexes the leading axes of the selected array
+
+
+_SELECTION_IDENTITIES = {"sum": 0, "prod": 1, "any": False, "all": True}
+
+
+def reduce_selection(name: str, selected: TracedArray, axis: Any, dtype: Any, keepdims: bool,
+                     initial: Any) -> TracedArray:
+    """A reduction of ``x[mask]`` over its first axis (the selected elements) or all its axes, as the same
+    reduction of ``np.where(mask, x, identity)`` over the mask's axes: ``X[labels == k].mean(axis=0)``.
+    The mean divides by the number selected (NaN where none, as NumPy's mean of nothing)."""
+    selection = selected._selection
+    mask = selection.array
+    k, ndim = mask.ndim, selected.ndim - mask.ndim + 1  # the selection's own dimensions: (count,) + rest
+    axes = ops.normalize_axes(axis, ndim, name)
+    if name in ("max", "min") and initial is not np._NoValue:
+        identity = initial
+    else:
+        identity = _SELECTION_IDENTITIES.get(name, 0 if name == "mean" else None)
+    if identity is None or (name in ("sum", "prod") and initial is not np._NoValue) \
+            or (axes is not None and 0 not in axes):
+        use = (f"np.{name} without initial= (an empty selection has no {name})" if name in ("max", "min") else
+               f"np.{name} of it" + ("" if axes is None or 0 in axes else " along another axis than the selected"))
+        raise refuse_selection(selection, use)
+    full = selected._state.wrap(selected._value, selected._concrete)
+    where = mask[(Ellipsis,) + (None,) * (full.ndim - k)]
+    kept = np.where(where, full, identity)
+    # the selection's axis 0 is the mask's k axes of the array; its axis j > 0 is the array's axis k + j - 1
+    reduced = tuple(range(k)) + tuple(k + j - 1 for j in (axes or range(ndim)) if j > 0)
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    if name == "mean":
+        total = np.sum(kept, axis=reduced, **kwargs)
+        count = np.sum(mask) * int(np.prod([full._concrete.shape[a] for a in reduced[k:]], dtype=np.int64))
+        result = np.true_divide(total, count)
+        result = result.astype(total.dtype) if result.dtype != total.dtype and total.dtype.kind == "f" else result
+    else:
+        result = getattr(np, name)(kept, axis=reduced, **kwargs)
+    if keepdims:
+        result = np.expand_dims(result, tuple(range(ndim)) if axes is None else axes)
+    return result
 
 
 def _same_computation(a: Any, b: Any, depth: int = 4) -> bool:
@@ -157,7 +197,7 @@ def getitem(x: TracedArray, index: Any) -> TracedArray:
     if mask is not None and template in ((ops.INDEX_ARRAY,), (ops.INDEX_ARRAY, Ellipsis)) \
             and mask[1]._concrete.shape == x._concrete.shape[:mask[1].ndim]:
         selected = x._state.wrap(x._value, x._concrete)
-        selected._selection = Selection(mask[1]._value, user_location())
+        selected._selection = Selection(mask[1]._value, user_location(), mask[1])
         return selected
     if mask is not None:
         raise unsupported("x[mask] with a traced boolean mask (its size depends on the data)",

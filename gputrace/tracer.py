@@ -517,6 +517,8 @@ def _reduction(name: str):
         ddof = _ddof(kwargs) if name in ("var", "std") else 0
         initial = kwargs.pop("initial", np._NoValue) if name in ("max", "min", "sum", "prod") else np._NoValue
         _reject_kwargs(name, kwargs, out=None, where=True)
+        if isinstance(x, TracedArray) and x._selection is not None:  # x[mask].sum(0), x[mask].mean()
+            return indexing.reduce_selection(name, x, axis, dtype, bool(keepdims), initial)
         attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
         if name in ("argmax", "argmin"):
             if attrs["axis"] is not None and len(attrs["axis"]) != 1:
