@@ -233,7 +233,7 @@ def test_out_of_range_indices_raise_numpys_index_error_on_every_backend():
 
 
 def masked_read(r):
-    return r[r > 0].sum()  # data-dependent size
+    return np.cumsum(r[r > 0])  # data-dependent size
 
 
 def masked_values(x):
@@ -266,7 +266,7 @@ def add_at_into_numpy(x):
 @pytest.mark.parametrize("fn, error, message", [
     (masked_read, gputrace.UnsupportedOperationError,
      rf"x\[mask\] with a traced boolean mask \(taken at test_indexing.py:{line_of(masked_read, '# data-dependent')}:"
-     r"\d+; its size depends on the data\) used as np.sum of it is not supported by gputrace at "
+     r"\d+; its size depends on the data\) used as np.cumsum of it is not supported by gputrace at "
      rf".*test_indexing.py:{line_of(masked_read, '# data-dependent size')}; keep the shape with np.where"),
     (masked_values, gputrace.UnsupportedOperationError,
      r"assigning an array of values through a traced boolean mask .* depends on the data\) is not supported by "
@@ -300,3 +300,37 @@ def test_bad_indices_and_assignments_raise_clearly(fn, error, message):
     if not issubclass(error, gputrace.GputraceError):
         with pytest.raises(error, match=message):
             fn(x.copy())  # NumPy's own error
+
+
+def selected_reductions(x, m):
+    inside = x[m > 0.5]  # rows of x where m holds: their number depends on the data
+    scaled = x[m > 0.5] * 2 + 1
+    return (inside.sum(axis=0), inside.mean(axis=0), scaled.sum(), inside.max(axis=0, initial=-9.0),
+            (inside > 0).any(axis=0), np.mean(scaled, keepdims=True), inside.prod(0, dtype=np.float64))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_selection_by_a_traced_mask_reduces_over_its_selected_axis(backend, rng):
+    x, m = rng.standard_normal((7, 3)).astype(np.float32), rng.random(7)
+    traced = gputrace.trace(selected_reductions, (x, m))
+    for rows, threshold in ((7, 0.0), (12, 0.0), (5, 2.0)):  # 2.0: nothing selected (the mean of nothing is NaN)
+        x, m = rng.standard_normal((rows, 3)).astype(np.float32), rng.random(rows) + threshold
+        m = 1 - m if threshold else m
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's "Mean of empty slice"
+            want = selected_reductions(x, m)
+        for got, expected in zip(traced.run(x, m, backend=backend), want):
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fn, use", [
+    (lambda x: x[x > 0].max(), r"np.max without initial= \(an empty selection has no max\)"),
+    (lambda x: x[x > 0].argmax(), "np.argmax of it"),
+    (lambda x: x[x[:, 0] > -9].sum(axis=1), "np.sum of it along another axis than the selected"),
+    (lambda x: x[x > 0].std(), "np.std of it"),
+])
+def test_a_reduction_of_a_selection_that_would_differ_is_refused(fn, use):
+    with pytest.raises(gputrace.UnsupportedOperationError, match=rf"x\[mask\] with a traced boolean mask .* used as "
+                                                                 rf"{use} is not supported"):
+        gputrace.trace(fn, np.arange(12.0).reshape(3, 4) - 5)
