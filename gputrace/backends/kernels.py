@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import ops
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType, Value
 from .reference import Interpreter, fresh_outputs, stored_outputs
@@ -129,6 +130,13 @@ class KernelExecutor(Interpreter):
         elif not kernel.elements:
             def run_group(*args: Any) -> list[Any]:
                 return [empty(shape, dtype) for shape, dtype in specs]
+        elif kernel.index_checks:
+            def run_group(*args: Any) -> list[Any]:
+                outputs, scratch = [empty(shape, dtype) for shape, dtype in specs], workspace()
+                launch(arguments(args, outputs, scratch))
+                if int(scratch[-1][0]):  # an index was out of bounds: nothing was read there
+                    raise_bad_index(kernel, args, self.xp)
+                return outputs
         else:
             def run_group(*args: Any) -> list[Any]:
                 outputs = [empty(shape, dtype) for shape, dtype in specs]
@@ -170,6 +178,13 @@ class KernelExecutor(Interpreter):
         if t.is_contiguous:
             return self.xp.ascontiguousarray(result)
         raise AssertionError(f"internal error: %{value.name} has strides {actual}, its type says {t.strides}")
+
+
+def raise_bad_index(kernel: Any, args: Sequence[Any], xp: Any) -> None:
+    """NumPy's IndexError for the index out of bounds that ``kernel``'s launch on ``args`` flagged."""
+    for source, index, arrays in kernel.index_checks:
+        ops.check_index_bounds(xp, args[source].shape, index, [args[a] for a in arrays])
+    raise AssertionError(f"internal error: {kernel.name} flagged an index out of bounds, and none is")
 
 
 class Plan:
