@@ -27,7 +27,7 @@ MATMUL = "matmul"
 JOIN = "join"
 SPLIT = "split"
 SCAN = "scan"
-INDEX = "index"  # gathers and assignments by index arrays: run by the array library, like matmul
+INDEX = "index"  # gathers and assignments by index arrays: run by the array library, like matmul (gathers fuse)
 PRIM = "prim"
 
 

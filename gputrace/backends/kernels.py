@@ -126,16 +126,19 @@ class KernelExecutor(Interpreter):
         workspace = functools.partial(kernel.allocate_workspace, self.xp) if kernel.workspace else tuple
         if kernel.empty_error:
             def run_group(*args: Any) -> list[Any]:
+                check_indices(kernel, args, self.xp)  # NumPy indexes before it reduces
                 raise ValueError(kernel.empty_error)
         elif not kernel.elements:
             def run_group(*args: Any) -> list[Any]:
+                check_indices(kernel, args, self.xp)  # NumPy checks indices that select nothing too
                 return [empty(shape, dtype) for shape, dtype in specs]
         elif kernel.index_checks:
             def run_group(*args: Any) -> list[Any]:
                 outputs, scratch = [empty(shape, dtype) for shape, dtype in specs], workspace()
                 launch(arguments(args, outputs, scratch))
                 if int(scratch[-1][0]):  # an index was out of bounds: nothing was read there
-                    raise_bad_index(kernel, args, self.xp)
+                    check_indices(kernel, args, self.xp)
+                    raise AssertionError(f"internal error: {kernel.name} flagged an index out of bounds, and none is")
                 return outputs
         else:
             def run_group(*args: Any) -> list[Any]:
@@ -180,11 +183,10 @@ class KernelExecutor(Interpreter):
         raise AssertionError(f"internal error: %{value.name} has strides {actual}, its type says {t.strides}")
 
 
-def raise_bad_index(kernel: Any, args: Sequence[Any], xp: Any) -> None:
-    """NumPy's IndexError for the index out of bounds that ``kernel``'s launch on ``args`` flagged."""
+def check_indices(kernel: Any, args: Sequence[Any], xp: Any) -> None:
+    """NumPy's IndexError if an index of a gather that ``kernel`` reads is out of bounds in ``args``."""
     for source, index, arrays in kernel.index_checks:
         ops.check_index_bounds(xp, args[source].shape, index, [args[a] for a in arrays])
-    raise AssertionError(f"internal error: {kernel.name} flagged an index out of bounds, and none is")
 
 
 class Plan:

@@ -7,7 +7,9 @@ epilogues that read the reduced values back); nodes of the reduced shape are
 computed once per row. Inputs of other shapes are read through broadcast
 strides. Views (transpose, slicing, broadcast, expand_dims) stay
 outside as free metadata operations: the kernel reads their result through
-its strides, so nothing is copied. A node joins (and may merge) the groups
+its strides, so nothing is copied. A gather is a load: the kernel that reads it
+reads the index arrays and then the source (each reader has a gather of its
+own, read at the reader's shape). A node joins (and may merge) the groups
 of its producers only if the group graph stays acyclic. An intermediate
 used outside its group, or returned, becomes an output of the group, written
 by the same kernel. Where a few long rows are reduced (a full reduction of a
