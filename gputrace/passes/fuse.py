@@ -299,7 +299,8 @@ HOISTABLE_VIEWS = ("np::getitem", "np::transpose", "np::swapaxes", "np::T", "np:
 
 
 def hoist_views(graph: Graph) -> tuple[Graph, bool]:
-    """Apply views before an elementwise op that only views read: ``f(a, b)[s]`` becomes ``f(a[s], b[s])``.
+    """Apply views before an elementwise op that only views read: ``f(a, b)[s]`` becomes ``f(a[s], b[s])``
+    (gathers too: ``(x * 2)[idx]`` computes only the elements it selects, in the kernel that reads them).
 
     The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
     array is never written: each slice is computed from its inputs read through the view's strides.
@@ -314,14 +315,19 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
     return graph, changed
 
 
+def _selects(node: Node) -> bool:
+    """Does ``node`` select elements of its first input (a view, or a gather that reads no index from it)?"""
+    return node.kind in HOISTABLE_VIEWS or ops.is_element_load(node.kind) and node.inputs[0] not in node.inputs[1:]
+
+
 def _hoist_once(graph: Graph) -> bool:
     hoisted = False
     for view in list(graph.nodes):
-        producer = view.inputs[0].producer if view.kind in HOISTABLE_VIEWS else None
+        producer = view.inputs[0].producer if _selects(view) else None
         if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
             continue
         computed = producer.output
-        if computed in graph.outputs or any(u.kind not in HOISTABLE_VIEWS for u in computed.users):
+        if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
             continue
         inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
         replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
@@ -335,7 +341,7 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
         return value
     if value.type.shape != shape:
         value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
-    return emit(graph, view, view.kind, [value], view.attrs).output
+    return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
 
 
 def fuse(graph: Graph) -> Graph:
