@@ -27,7 +27,7 @@ MATMUL = "matmul"
 JOIN = "join"
 SPLIT = "split"
 SCAN = "scan"
-INDEX = "index"  # gathers and assignments by index arrays: run by the array library, like matmul
+INDEX = "index"  # gathers and assignments by index arrays: run by the array library, like matmul (gathers fuse)
 PRIM = "prim"
 
 
@@ -544,46 +544,74 @@ def fill_index(index: tuple, arrays: Sequence[Any]) -> tuple:
     return tuple(next(it) if isinstance(item, str) else item for item in index)
 
 
-def indexed_shape(shape: tuple[int, ...], index: tuple, array_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
-    """The shape of ``x[index]`` by NumPy's rules; raises IndexError as NumPy does.
+@dataclass(frozen=True)
+class IndexLayout:
+    """Where ``x[index]``'s elements come from, by NumPy's rules (what a kernel reading a gather computes).
+
+    ``shape`` is the result's shape; ``sources`` has one entry per axis of x: ("slice", result axis, start,
+    step), ("array", number of the index array) or ("int", a non-negative index); the index arrays broadcast
+    to ``advanced_shape``, which occupies the result's axes from ``advanced_start``."""
+    shape: tuple[int, ...]
+    sources: tuple[tuple, ...]
+    advanced_start: int
+    advanced_shape: tuple[int, ...]
+
+
+def index_layout(shape: tuple[int, ...], index: tuple, array_shapes: Sequence[tuple[int, ...]]) -> IndexLayout:
+    """The :class:`IndexLayout` of ``x[index]`` for x of ``shape``; raises IndexError as NumPy does.
 
     With index arrays, integers are advanced indices too; the advanced indices broadcast together, and their
     shape takes their place if they are adjacent, else comes first."""
     items = expand_index(index, len(shape))
     shapes = iter(array_shapes)
     has_arrays = any(isinstance(item, str) for item in items)
-    pieces: list[tuple[int, tuple[int, ...]]] = []  # (position in the index, the result axes it gives)
+    pieces: list[tuple[int, int]] = []  # (position in the index, size of the result axis it gives)
+    sources: list[tuple] = []  # per axis of x, slices naming their piece until the result axes are known
     advanced: list[int] = []
     advanced_shapes: list[tuple[int, ...]] = []
-    dim = 0
+    dim = arrays = 0
     for position, item in enumerate(items):
         if item is None:
-            pieces.append((position, (1,)))
+            pieces.append((position, 1))
             continue
         n = shape[dim]
         if isinstance(item, slice):
-            pieces.append((position, (len(range(*item.indices(n))),)))
+            start, stop, step = item.indices(n)
+            sources.append(("slice", len(pieces), start, step))
+            pieces.append((position, len(range(start, stop, step))))
         elif isinstance(item, str):
             advanced.append(position)
             advanced_shapes.append(tuple(next(shapes)))
+            sources.append(("array", arrays))
+            arrays += 1
         else:
             if not -n <= item < n:
                 raise IndexError(f"index {item} is out of bounds for axis {dim} with size {n}")
             if has_arrays:
                 advanced.append(position)
                 advanced_shapes.append(())
+            sources.append(("int", item % n))
         dim += 1
     if not advanced:
-        return tuple(n for _, axes in pieces for n in axes)
+        return IndexLayout(tuple(n for _, n in pieces), tuple(sources), 0, ())
     try:
         broadcast = tuple(np.broadcast_shapes(*advanced_shapes))
     except ValueError:
         given = " ".join(str(s) for s in advanced_shapes if s != ())
         raise IndexError(f"shape mismatch: indexing arrays could not be broadcast together with shapes {given} ")
     adjacent = advanced == list(range(advanced[0], advanced[-1] + 1))
-    before = [n for position, axes in pieces if adjacent and position < advanced[0] for n in axes]
-    after = [n for position, axes in pieces if not adjacent or position > advanced[0] for n in axes]
-    return tuple(before) + broadcast + tuple(after)
+    before = [k for k, (position, _) in enumerate(pieces) if adjacent and position < advanced[0]]
+    after = [k for k, (position, _) in enumerate(pieces) if not adjacent or position > advanced[0]]
+    axis_of = {k: a for a, k in enumerate(before)}
+    axis_of.update({k: len(before) + len(broadcast) + a for a, k in enumerate(after)})
+    sources = [(s[0], axis_of[s[1]], *s[2:]) if s[0] == "slice" else s for s in sources]
+    out = tuple(pieces[k][1] for k in before) + broadcast + tuple(pieces[k][1] for k in after)
+    return IndexLayout(out, tuple(sources), len(before), broadcast)
+
+
+def indexed_shape(shape: tuple[int, ...], index: tuple, array_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape of ``x[index]`` by NumPy's rules (see :func:`index_layout`); raises IndexError as NumPy does."""
+    return index_layout(shape, index, array_shapes).shape
 
 
 def _index_arrays_checked(types: Sequence[Type]) -> list[tuple[int, ...]]:
@@ -850,3 +878,9 @@ def run_op(kind: str, xp: Any, inputs: list, attrs: dict) -> Any:
 def is_elementwise(kind: str) -> bool:
     op = OPS.get(kind)
     return op is not None and op.category == ELEMENTWISE
+
+
+def is_element_load(kind: str) -> bool:
+    """Is each element of the op's result one element of its first input, at a place its other inputs say (a
+    gather)? A kernel then reads it where it is used: the op fuses into its consumers' kernel as a load."""
+    return kind == "np::gather"

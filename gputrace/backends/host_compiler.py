@@ -107,7 +107,14 @@ def host_compiler_info() -> dict[str, Any]:
         "cuda_headers": cuda[0] if cuda else "not found: kernels using cuda_fp16.h will not build",
         "threads": os.environ.get("GPUTRACE_EMULATE_THREADS") or os.cpu_count(),
         "order": os.environ.get("GPUTRACE_EMULATE_ORDER") or "forward",
+        "extra_flags": " ".join(environment_flags()),
     }
+
+
+def environment_flags() -> list[str]:
+    """``$GPUTRACE_EMULATE_FLAGS``: more compiler flags for every emulated build, e.g. ``-fsanitize=address`` to
+    check the kernels' memory accesses (run Python with ``LD_PRELOAD=$(g++ -print-file-name=libasan.so)``)."""
+    return shlex.split(os.environ.get("GPUTRACE_EMULATE_FLAGS", ""))
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,7 +174,7 @@ def build_host_module(source: str, kernel_names: Sequence[str], *, extra_flags: 
     if not names or not all(re.fullmatch(r"[A-Za-z_]\w*", n) for n in names):
         raise ValueError(f"kernel_names must name extern \"C\" kernels, got {names!r}")
     compiler = host_compiler()
-    flags = (*COMPILE_FLAGS, *extra_flags)
+    flags = (*COMPILE_FLAGS, *extra_flags, *environment_flags())
     key = cache_key([source, "\0".join(names), "\0".join(flags), compiler.version, _headers_fingerprint()])
     module = _modules.get(key)
     if module is not None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import ops
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType, Value
 from .reference import Interpreter, fresh_outputs, stored_outputs
@@ -125,10 +126,20 @@ class KernelExecutor(Interpreter):
         workspace = functools.partial(kernel.allocate_workspace, self.xp) if kernel.workspace else tuple
         if kernel.empty_error:
             def run_group(*args: Any) -> list[Any]:
+                check_indices(kernel, args, self.xp)  # NumPy indexes before it reduces
                 raise ValueError(kernel.empty_error)
         elif not kernel.elements:
             def run_group(*args: Any) -> list[Any]:
+                check_indices(kernel, args, self.xp)  # NumPy checks indices that select nothing too
                 return [empty(shape, dtype) for shape, dtype in specs]
+        elif kernel.index_checks:
+            def run_group(*args: Any) -> list[Any]:
+                outputs, scratch = [empty(shape, dtype) for shape, dtype in specs], workspace()
+                launch(arguments(args, outputs, scratch))
+                if int(scratch[-1][0]):  # an index was out of bounds: nothing was read there
+                    check_indices(kernel, args, self.xp)
+                    raise AssertionError(f"internal error: {kernel.name} flagged an index out of bounds, and none is")
+                return outputs
         else:
             def run_group(*args: Any) -> list[Any]:
                 outputs = [empty(shape, dtype) for shape, dtype in specs]
@@ -170,6 +181,12 @@ class KernelExecutor(Interpreter):
         if t.is_contiguous:
             return self.xp.ascontiguousarray(result)
         raise AssertionError(f"internal error: %{value.name} has strides {actual}, its type says {t.strides}")
+
+
+def check_indices(kernel: Any, args: Sequence[Any], xp: Any) -> None:
+    """NumPy's IndexError if an index of a gather that ``kernel`` reads is out of bounds in ``args``."""
+    for source, index, arrays in kernel.index_checks:
+        ops.check_index_bounds(xp, args[source].shape, index, [args[a] for a in arrays])
 
 
 class Plan:

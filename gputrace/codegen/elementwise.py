@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, ScalarType, TensorType, Type, Value, contiguous_strides
+from .gather import FLAG_PARAM, FLAG_WORKSPACE, gathers_of, index_checks, loaded_type, read_directly, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
@@ -185,7 +186,11 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     sub: Graph = group.subgraph
     shape = sub.outputs[0].type.shape
     n = int(np.prod(shape, dtype=np.int64))
-    in_types: list[TensorType] = [v.type for v in sub.inputs]
+    gathers = gathers_of(sub)
+    # what each element reads: inputs at its place (through strides) and gathers' results (as contiguous arrays)
+    operands: list[Value] = read_directly(sub) + [g.output for g in gathers]
+    in_types: list[TensorType] = [v.type for v in read_directly(sub)] + [loaded_type(g) for g in gathers]
+    pointer = {v: f"in{sub.inputs.index(v)}" for v in read_directly(sub)}
     out_types: list[TensorType] = [v.type for v in sub.outputs]
     out_strides = [list(contiguous_strides(shape))] * len(out_types)
     raw = [broadcast_strides(t, shape) for t in in_types]
@@ -198,8 +203,8 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     names: dict[Value, tuple[str, Type]] = {}
     index_of: list[str] = []
     strided = []
-    for k, (v, t, st) in enumerate(zip(sub.inputs, in_types, in_strides)):
-        params.append(f"const {STORAGE_TYPES[t.dtype.name]}* __restrict__ in{k}")
+    params += [f"const {STORAGE_TYPES[v.type.dtype.name]}* __restrict__ in{k}" for k, v in enumerate(sub.inputs)]
+    for k, (v, t, st) in enumerate(zip(operands, in_types, in_strides)):
         if all(s == 0 for s in st):
             index_of.append("0")
         elif tuple(st) == contiguous:
@@ -210,6 +215,8 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         names[v] = (f"x{k}", t)
     for k, t in enumerate(out_types):
         params.append(f"{STORAGE_TYPES[t.dtype.name]}* __restrict__ out{k}")
+    if gathers:
+        params.append(FLAG_PARAM)
     params.append(f"{index_t} n")
     scalar_type = np.int32 if index_t == "int" else np.int64
     if strided:
@@ -238,6 +245,8 @@ def render_elementwise(group: Node, number: int) -> Kernel:
             text, weak = render_literal(node.attrs["value"])
             names[node.output] = (f"({text})", node.output.type)
             continue
+        if ops.is_element_load(node.kind):
+            continue  # read as an operand
         args = [names[v][0] for v in node.inputs]
         arg_types = [names[v][1] for v in node.inputs]
         expr = render_op(node, args, arg_types)
@@ -250,7 +259,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         results.append(render_cast(expr, _weak_or_dtype(src), t.dtype))
 
     # Operands that move as vectors: inputs read at ``i`` and every output.
-    vectored = [k for k, index in enumerate(index_of) if index == "i"]
+    vectored = [k for k, index in enumerate(index_of) if index == "i" and operands[k] in pointer]
     widest = max([in_types[k].dtype.itemsize for k in vectored] + [t.dtype.itemsize for t in out_types])
     width = max(1, min(VECTOR_BYTES // widest, MAX_VECTOR_WIDTH))
 
@@ -260,8 +269,11 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     def element(vectors: bool) -> str:
         """One element's code; with ``vectors``, contiguous operands come from and go to vector registers."""
         lines = list(setup)
-        for k, t in enumerate(in_types):
-            cell = f"vin{k}[u].v[lane]" if vectors and k in vectored else f"in{k}[{index_of[k]}]"
+        for k, (v, t) in enumerate(zip(operands, in_types)):
+            if v not in pointer:
+                lines += render_gather(v.producer, sub, f"x{k}", index_of[k], compute_type(t.dtype), t.dtype == HALF)
+                continue
+            cell = f"vin{k}[u].v[lane]" if vectors and k in vectored else f"{pointer[v]}[{index_of[k]}]"
             load = f"gt_load_half(&{cell})" if t.dtype == HALF else cell
             lines.append(f"const {compute_type(t.dtype)} x{k} = {load};")
         lines += body
@@ -271,7 +283,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         indent = " " * (20 if vectors else 8)
         return "\n".join(indent + line for line in lines)
 
-    pointers = [f"in{k}" for k in vectored] + [f"out{k}" for k in range(len(out_types))]
+    pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in range(len(out_types))]
     aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
     # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
     loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
@@ -279,7 +291,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     vector_loads = [f"            {vector(in_types[k])} vin{k}[U];" for k in vectored]
     if vectored:
         vector_loads += ["#pragma unroll", "            for (int u = 0; u < U; ++u) if (v0 + u * stride < vectors) {"]
-        vector_loads += [f"                vin{k}[u] = reinterpret_cast<const {vector(in_types[k])}*>(in{k})"
+        vector_loads += [f"                vin{k}[u] = reinterpret_cast<const {vector(in_types[k])}*>({pointer[operands[k]]})"
                          f"[v0 + u * stride];" for k in vectored]
         vector_loads.append("            }")
     vector_outputs = [f"                {vector(t)} vout{k};" for k, t in enumerate(out_types)]
@@ -294,7 +306,8 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         vectors_aligned=aligned, vector_loads="\n".join(vector_loads), vector_outputs="\n".join(vector_outputs),
         vector_element=element(True), vector_stores="\n".join(vector_stores), element=element(False))
     return Kernel(name=name, source=source,
-                  inputs=[v.name for v in group.inputs], input_types=in_types,
+                  inputs=[v.name for v in group.inputs], input_types=[v.type for v in sub.inputs],
                   outputs=[v.name for v in group.outputs], output_types=out_types,
-                  scalar_args=scalar_args, elements=n, block=BLOCK, work_per_block=BLOCK * width,
+                  scalar_args=scalar_args, workspace=[FLAG_WORKSPACE] if gathers else [],
+                  index_checks=index_checks(sub), elements=n, block=BLOCK, work_per_block=BLOCK * width,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

@@ -32,6 +32,9 @@ class Kernel:
     work_per_block: int | None = None  # elements one block covers per grid-stride step (default: block)
     empty_error: str | None = None      # NumPy's error for reductions without identity over no elements
     workspace: list = field(default_factory=list)  # (dtype, count, zeroed) scratch arrays after the outputs
+    # gathers read in the kernel: (source input, index, index array inputs); the last workspace array is then a
+    # flag the kernel raises for an index out of bounds
+    index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
 
     # -- launching

@@ -40,6 +40,7 @@ from ..ir import Graph, Node, TensorType, Value, contiguous_strides
 from ..passes.fuse import Space, column_splits, own_space, row_splits
 from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
+from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, loaded_type, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
@@ -159,6 +160,7 @@ class Access:
     dtype: np.dtype
     kept: list[int]
     reduced: list[int] | None  # None: row-level (constant along the row)
+    gather: Node | None = None  # a gather's result, read as if it were a contiguous array
 
 
 def _embed_strides(t: TensorType, shape: tuple[int, ...], space: Space) -> list[int]:
@@ -267,6 +269,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
     for node in sub.nodes:
         if node.kind == "prim::Constant":
             level[node.output] = "const"
+        elif ops.is_element_load(node.kind):
+            level[node.output] = "input"  # loaded where read, like an input
         else:
             level[node.output] = "elem" if element_level(node) else "row"
 
@@ -275,17 +279,21 @@ def render_reduction(group: Node, number: int) -> Kernel:
     access_of: dict[tuple[Node, int], int] = {}
     keys: dict[tuple, int] = {}
     for node in sub.nodes:
+        if ops.is_element_load(node.kind):
+            continue  # its inputs are read where its result is
         for position, v in enumerate(node.inputs):
             if level[v] != "input":
                 continue
-            k = sub.inputs.index(v)
+            gather = v.producer if v.producer is not None and ops.is_element_load(v.producer.kind) else None
+            t = loaded_type(gather) if gather else v.type
             elem = node in reductions or element_level(node)
-            full = _embed_strides(v.type, F if elem else node.output.type.shape, space)
-            key = (k, tuple(full), elem)
+            full = _embed_strides(t, F if elem else node.output.type.shape, space)
+            key = (v, tuple(full), elem)
             if key not in keys:
                 keys[key] = len(accesses)
-                accesses.append(Access(f"in{k}", v.type.dtype, [full[d] for d in kept_axes],
-                                       [full[d] for d in axes] if elem else None))
+                pointer = f"g{sub.nodes.index(gather)}" if gather else f"in{sub.inputs.index(v)}"
+                accesses.append(Access(pointer, v.type.dtype, [full[d] for d in kept_axes],
+                                       [full[d] for d in axes] if elem else None, gather))
             access_of[(node, position)] = keys[key]
     outputs = []  # (output index, value, element-level?, access index)
     for k, v in enumerate(sub.outputs):
@@ -332,6 +340,9 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def load(a: int, indent: str, elem: bool) -> str:
         acc = accesses[a]
         index = f"roff{a} + coff{a}" if elem else f"roff{a}"
+        if acc.gather is not None:
+            return "\n".join(indent + line for line in render_gather(acc.gather, sub, f"a{a}", index,
+                                                                      compute_type(acc.dtype), acc.dtype == HALF))
         expr = f"gt_load_half({acc.pointer} + {index})" if acc.dtype == HALF else f"{acc.pointer}[{index}]"
         return f"{indent}const {compute_type(acc.dtype)} a{a} = {expr};"
 
@@ -374,7 +385,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # per 3-element row). Otherwise one block reduces each row; few long rows (a full reduction) are split
     # over several blocks.
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
-                       for a in elem_accesses if accesses[a].pointer.startswith("in"))
+                       for a in elem_accesses if not accesses[a].pointer.startswith("out"))
     thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
     per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
@@ -396,6 +407,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # boundary, when their pointers are aligned (checked once per launch; else element by element, in
     # the same order).
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
+                and accesses[a].gather is None
                 and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items else []
     width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
     vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
@@ -755,6 +767,9 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 for a in sorted(cached)] + \
                [f"        {compute_type(node.output.type.dtype)} {name}[{items}];  // {node.kind} of this thread's elements"
                 for node, name in held.items()]
+    if any(a.gather is not None for a in accesses):
+        params.append(FLAG_PARAM)
+        workspace.append(FLAG_WORKSPACE)
     name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("reduction.cu")).substitute(
@@ -774,6 +789,6 @@ def render_reduction(group: Node, number: int) -> Kernel:
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
-                  workspace=workspace,
+                  workspace=workspace, index_checks=index_checks(sub),
                   block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

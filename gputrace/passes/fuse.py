@@ -7,7 +7,9 @@ epilogues that read the reduced values back); nodes of the reduced shape are
 computed once per row. Inputs of other shapes are read through broadcast
 strides. Views (transpose, slicing, broadcast, expand_dims) stay
 outside as free metadata operations: the kernel reads their result through
-its strides, so nothing is copied. A node joins (and may merge) the groups
+its strides, so nothing is copied. A gather is a load: the kernel that reads it
+reads the index arrays and then the source (each reader has a gather of its
+own, read at the reader's shape). A node joins (and may merge) the groups
 of its producers only if the group graph stays acyclic. An intermediate
 used outside its group, or returned, becomes an output of the group, written
 by the same kernel. Where a few long rows are reduced (a full reduction of a
@@ -80,9 +82,14 @@ class Space:
         return row_splits(rows, cols) > 1 or (leading and cols > SPLIT_CHUNK and column_splits(rows, cols) > 1)
 
 
+def per_element(kind: str) -> bool:
+    """Is the op computed element by element, in its result's shape: elementwise, or a load (a gather)?"""
+    return ops.is_elementwise(kind) or ops.is_element_load(kind)
+
+
 def group_space(group: list[Node]) -> Space:
     """The space of a group of fusible nodes: its reductions', else its elementwise nodes' shape."""
-    return own_space(next((n for n in group if not ops.is_elementwise(n.kind)), group[0]))
+    return own_space(next((n for n in group if not per_element(n.kind)), group[0]))
 
 
 def _dtype_ok(t) -> bool:
@@ -99,19 +106,21 @@ def fusible(node: Node) -> bool:
         return False
     if ops.is_elementwise(node.kind):
         return True
+    if ops.is_element_load(node.kind):  # read in the kernel of its consumers, from the source's memory
+        return _dtype_ok(node.inputs[0].type)
     return ops.OPS.get(node.kind) is not None and ops.lookup(node.kind).category == ops.REDUCTION \
         and _dtype_ok(node.inputs[0].type)
 
 
 def own_space(node: Node) -> Space:
-    if ops.is_elementwise(node.kind):
+    if per_element(node.kind):
         return Space(node.output.type.shape)
     return Space(node.inputs[0].type.shape, reduction_axes(node))
 
 
 def join(node: Node, space: Space) -> Space | None:
     """The space of ``space``'s group with ``node`` added, or None if it cannot join."""
-    if ops.is_elementwise(node.kind):
+    if per_element(node.kind):
         shape = node.output.type.shape
         return space if shape == space.shape or shape in space.row_shapes() else None
     mine = own_space(node)
@@ -182,13 +191,19 @@ class _Partition:
         succ = self.successors(self.graph.nodes[:index])
         merged: set[int] = set()
         space: Space | None = None
-        for g in sorted(candidates, key=lambda g: -len(self.members[g])):
-            trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
-            trial_space = trial_space and join(node, trial_space)
+        # a gather that only this node reads comes last: read in its kernel at any shape, it leaves the space as is
+        for g in sorted(candidates, key=lambda g: (self.load_for(g, node), -len(self.members[g]))):
+            if self.load_for(g, node):
+                trial_space = self.spaces[index] if space is None else space
+            else:
+                trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
+                trial_space = trial_space and join(node, trial_space)
             if trial_space is None or self.reads_split_row_result(node, merged | {g}, trial_space) \
                     or self.reads_another_rows_value(node, merged | {g}, trial_space):
                 continue
             trial = merged | {g}
+            if self.gathers_computed_inputs(trial | {index}, node):
+                continue
             # a path that leaves the merged groups and comes back (to them or to this node) is a cycle
             exits = {s for t in trial for s in succ.get(t, ()) if s not in trial}
             feeders = {self.group_of[v.producer] for v in node.inputs if v.producer is not None} - trial
@@ -198,13 +213,26 @@ class _Partition:
         if merged:
             self.absorb(merged | {index}, space)
 
+    def load_for(self, group: int, node: Node) -> bool:
+        """Is ``group`` a gather alone that only ``node`` reads (``split_shared_gathers`` makes each one so)?"""
+        members = self.members[group]
+        return len(members) == 1 and ops.is_element_load(members[0].kind) \
+            and set(members[0].output.users) == {node} and members[0].output not in self.graph.outputs
+
+    def gathers_computed_inputs(self, groups: set[int], node: Node | None = None) -> bool:
+        """Would a gather of ``groups`` (with ``node``) read a value its own kernel computes? A gather reads its
+        source and index arrays from memory, anywhere in them: they come from other kernels."""
+        members = {n for g in groups for n in self.members.get(g, ())} | ({node} if node is not None else set())
+        return any(v.producer in members for n in members if ops.is_element_load(n.kind) for v in n.inputs)
+
     def row_values_read(self, node: Node, groups: set[int], space: Space) -> list[tuple[int, ...]]:
         """The shapes of the per-row values of ``groups`` (their reductions' results and what is computed from
         them) that the elements of ``groups`` with ``node`` added would read."""
         members = [node] + [n for g in groups for n in self.members[g]]
         inside = set(members)
         return [v.type.shape for n in members if ops.is_elementwise(n.kind) and n.output.type.shape == space.shape
-                for v in n.inputs if v.producer in inside and v.type.shape != space.shape]
+                for v in n.inputs if v.producer in inside and v.type.shape != space.shape
+                and not ops.is_element_load(v.producer.kind)]  # (a gather is read at any shape)
 
     def reads_split_row_result(self, node: Node, groups: set[int], space: Space) -> bool:
         """Would ``node`` joining ``groups`` put an element that reads its row's result (``x / x.sum()``) in a
@@ -243,7 +271,8 @@ class _Partition:
                         break
                     if self.spaces[a] != self.spaces[b]:
                         continue
-                    if _reaches(succ.get(a, set()), {b}, succ) or _reaches(succ.get(b, set()), {a}, succ):
+                    if _reaches(succ.get(a, set()), {b}, succ) or _reaches(succ.get(b, set()), {a}, succ) \
+                            or self.gathers_computed_inputs({a, b}):
                         continue
                     self.absorb({a, b}, self.spaces[a])
                     succ = self.successors(self.graph.nodes)
@@ -259,7 +288,7 @@ def partition(graph: Graph) -> list[list[Node]]:
     parts = _Partition(graph)
     for index, node in enumerate(graph.nodes):
         parts.add(index, node)
-        if fusible(node):
+        if fusible(node) and not ops.is_element_load(node.kind):  # a gather reads memory: its inputs are not computed in its kernel
             parts.join_producers(index, node)
     parts.join_siblings()
     return parts.groups()
@@ -270,7 +299,8 @@ HOISTABLE_VIEWS = ("np::getitem", "np::transpose", "np::swapaxes", "np::T", "np:
 
 
 def hoist_views(graph: Graph) -> tuple[Graph, bool]:
-    """Apply views before an elementwise op that only views read: ``f(a, b)[s]`` becomes ``f(a[s], b[s])``.
+    """Apply views before an elementwise op that only views read: ``f(a, b)[s]`` becomes ``f(a[s], b[s])``
+    (gathers too: ``(x * 2)[idx]`` computes only the elements it selects, in the kernel that reads them).
 
     The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
     array is never written: each slice is computed from its inputs read through the view's strides.
@@ -285,14 +315,19 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
     return graph, changed
 
 
+def _selects(node: Node) -> bool:
+    """Does ``node`` select elements of its first input (a view, or a gather that reads no index from it)?"""
+    return node.kind in HOISTABLE_VIEWS or ops.is_element_load(node.kind) and node.inputs[0] not in node.inputs[1:]
+
+
 def _hoist_once(graph: Graph) -> bool:
     hoisted = False
     for view in list(graph.nodes):
-        producer = view.inputs[0].producer if view.kind in HOISTABLE_VIEWS else None
+        producer = view.inputs[0].producer if _selects(view) else None
         if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
             continue
         computed = producer.output
-        if computed in graph.outputs or any(u.kind not in HOISTABLE_VIEWS for u in computed.users):
+        if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
             continue
         inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
         replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
@@ -306,7 +341,7 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
         return value
     if value.type.shape != shape:
         value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
-    return emit(graph, view, view.kind, [value], view.attrs).output
+    return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
 
 
 def fuse(graph: Graph) -> Graph:
@@ -315,6 +350,7 @@ def fuse(graph: Graph) -> Graph:
     Views read by nothing but views are first hoisted onto the inputs of the elementwise op they view
     (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
     graph, _ = hoist_views(graph)
+    split_shared_gathers(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
     if recompute_across_split_rows(graph, groups):
         groups = [g for g in partition(graph) if fusible(g[0])]
@@ -326,6 +362,21 @@ def fuse(graph: Graph) -> Graph:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("after fusion:\n%s", graph)
     return graph
+
+
+def split_shared_gathers(graph: Graph) -> bool:
+    """Give each reader of a gather (and the graph's outputs) a gather of its own, so that each is read in its
+    reader's kernel, at the reader's shape (``wpe[np.arange(T)]`` added to a batch of rows): a gather is a load."""
+    changed = False
+    for gather in [n for n in graph.nodes if ops.is_element_load(n.kind) and fusible(n)]:
+        readers = list(dict.fromkeys(gather.output.users))
+        for reader in readers[0 if gather.output in graph.outputs else 1:]:
+            copy = graph.create_node(gather.kind, list(gather.inputs), [gather.output.type], attrs=gather.attrs,
+                                     source=gather.source)
+            graph.insert_before(reader, [copy])
+            reader.inputs = [copy.output if v is gather.output else v for v in reader.inputs]
+            changed = True
+    return changed
 
 
 def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
@@ -407,7 +458,8 @@ def _make_group(graph: Graph, nodes: list[Node], number: int) -> Node:
         for v in node.inputs:
             if v in mapping or (v.producer in inside):
                 continue
-            if v.producer is not None and v.producer.kind == "prim::Constant" and np.ndim(v.producer.attrs["value"]) == 0:
+            if v.producer is not None and v.producer.kind == "prim::Constant" and np.ndim(v.producer.attrs["value"]) == 0 \
+                    and not any(ops.is_element_load(u.kind) for u in v.users if u in inside):  # (read from memory)
                 const = sub.create_node("prim::Constant", [], [v.type], attrs=v.producer.attrs,
                                         source=v.producer.source, output_names=[v.name])
                 sub.append(const)
