@@ -231,8 +231,10 @@ def _creation_traced() -> Iterator[None]:
                 _creation_originals[name] = getattr(np, name)
                 setattr(np, name, _traced_creation(_creation_originals[name]))
             for name in CONVERSION_FUNCTIONS:
-                _creation_originals[name] = getattr(np, name)
-                setattr(np, name, _traced_conversion(_creation_originals[name]))
+                original = _creation_originals[name] = getattr(np, name)
+                setattr(np, name, _traced_conversion(original))
+                if original in HANDLED_FUNCTIONS:  # like= dispatches the function NumPy finds under its name
+                    HANDLED_FUNCTIONS[getattr(np, name)] = HANDLED_FUNCTIONS[original]
         _creation_users += 1
     try:
         yield
@@ -241,6 +243,7 @@ def _creation_traced() -> Iterator[None]:
             _creation_users -= 1
             if _creation_users == 0:
                 for name, original in _creation_originals.items():
+                    HANDLED_FUNCTIONS.pop(getattr(np, name), None)
                     setattr(np, name, original)
 
 
