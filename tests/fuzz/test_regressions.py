@@ -109,6 +109,12 @@ REGRESSIONS = {
         ops=(Op("assign", "add.at", (Ref(0), Index((IntList((0, 0, -1)),)), float("inf")), (("copy", "inplace"),)),
              Op("assign", "add.at", (Ref(1), Index((IntList((1, 1)),)), 2.5), (("copy", "method"),))),
         outputs=(3,)),
+    # x.take(idx, axis=0): TracedArray had no method take (AttributeError) (tracer.py).
+    "take_method": Program(
+        inputs=(ArrayInput(dtype="int64", shape=(3,), layout="contiguous", values="index", seed=4, bound=3),
+                ArrayInput(dtype="float16", shape=(3, 2), layout="transposed", values="special", seed=9)),
+        ops=(Op("method", "take", (Ref(1), Ref(0)), (("axis", 0),)), Op("method", "take", (Ref(1), Ref(0)))),
+        outputs=(2, 3)),
 }
 
 # Disagreements the fuzzer found that are not fixed yet: each must still fail (strict), so a fix is noticed.
