@@ -608,9 +608,11 @@ def draw_assign(draw, ctx, inplace: bool = False):
     which the caller sees updated): integer-array, list, slice and mask indices, ``=``, ``+=``, ``-=``, ``*=``,
     np.add.at with repeated indices, and ``y[y > 0] = f(y[y > 0])``."""
     arrays = ctx.arrays()
-    if inplace:
+    if inplace:  # not an index input (its values must stay in range), nor one with a reshaped view (refused:
+        # whether NumPy's reshape is a view depends on the caller's layout; README "What is traced")
+        reshaped = [arrays[len(ctx.inputs) + k] for k, op in enumerate(ctx.ops) if op.name in ("reshape", "ravel")]
         candidates = [i for i in range(len(ctx.inputs)) if ctx.inputs[i].values not in ("index", "unique")
-                      and arrays[i].ndim >= 1]
+                      and arrays[i].ndim >= 1 and not any(np.may_share_memory(v, arrays[i]) for v in reshaped)]
         if not candidates:
             return []
         target = Ref(draw(st.sampled_from(candidates)))
