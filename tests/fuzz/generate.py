@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from .program import (EXACT, LAYOUTS, OTHER_SIZE, UNSTABLE, VALUE_KINDS, Arange, ArrayInput, DType, Evaluator, FuzzerError,
-                      Index, IntList, NumpyScalar, Op, Param, Program, Ref, SelfMask, build_input)
+from .program import (EXACT, LAYOUTS, OTHER_SIZE, UNSTABLE, VALUE_KINDS, Arange, ArrayInput, DType, Evaluator,
+                      FuzzerError, Index, IntList, NumpyScalar, Op, Param, Program, Ref, SelfMask, build_input)
 
 # weighted by repetition: common dtypes come up more often
 DTYPES = ("float32",) * 5 + ("float64",) * 3 + ("float16",) * 2 + ("int32",) * 2 + ("int64",) * 2 + (
@@ -96,8 +96,9 @@ def index_inputs(draw, sizes: list[int]) -> ArrayInput:
     kind = draw(st.sampled_from(("index", "index", "unique")))
     dtype = draw(st.sampled_from(INDEX_DTYPES))
     if kind == "unique":
-        return ArrayInput(dtype, (draw(st.integers(0, min(bound, 5))),), draw(st.sampled_from(("contiguous", "reversed"))),
-                          "unique", draw(st.integers(0, 2 ** 16)), bound)
+        layout = draw(st.sampled_from(("contiguous", "reversed")))  # (a strided one would draw more than bound)
+        count = draw(st.integers(0, min(bound, 5)))
+        return ArrayInput(dtype, (count,), layout, "unique", draw(st.integers(0, 2 ** 16)), bound)
     shape = draw(st.sampled_from(((3,), (1,), (0,), (5,), (2, 3), ())))
     return ArrayInput(dtype, shape, draw(st.sampled_from(LAYOUTS)), "index", draw(st.integers(0, 2 ** 16)), bound)
 

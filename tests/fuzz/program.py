@@ -643,8 +643,8 @@ class Evaluator:
         self.exactness.append(exactness)
         if inplace:  # the input now holds the assignment's result
             self.exactness[target] = exactness
-        cast_undefined = (op.name == "astype" or op.form == "assign") and any("invalid value encountered in cast" in str(w.message)
-                                                     for w in caught)
+        cast_undefined = (op.name == "astype" or op.form == "assign") and any(
+            "invalid value encountered in cast" in str(w.message) for w in caught)
         sign_read = {"signbit": 0, "copysign": 1}.get(op.name)  # the operand whose sign the result takes
         nan_sign = sign_read is not None and self._made_nan(op.args[sign_read])
         self.undefined.append(cast_undefined or nan_sign or any(self.undefined[i] for i in op.refs()))
