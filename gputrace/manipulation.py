@@ -121,7 +121,9 @@ def _roll(a, shift, axis=None):
     """Each axis rolled by ``shift % n`` as two slices joined: the trace reads the shape."""
     a = _array(a)
     if axis is None:
-        return _roll(a.ravel(), shift, 0).reshape(_shape(a))
+        # a copy: the reshaped view of the rolled temporary would refuse an assignment (NumPy's is a view of a
+        # temporary nobody else holds)
+        return _roll(a.ravel(), shift, 0).reshape(_shape(a)).copy()
     axes = normalize_axis_tuple(axis, a.ndim, allow_duplicate=True)
     pairs = np.broadcast(shift, axes)
     if pairs.ndim > 1:
@@ -130,11 +132,12 @@ def _roll(a, shift, axis=None):
     for sh, ax in pairs:
         shifts[ax] += int(sh)
     shape = _shape(a)
+    original = a
     for ax, offset in shifts.items():
         offset %= shape[ax] or 1
         if offset:
             a = _concatenate([a[_at(ax, slice(-offset, None))], a[_at(ax, slice(None, -offset))]], ax)
-    return a
+    return a.copy() if a is original else a  # np.roll makes a new array, even when nothing moves
 
 
 MAX_REPEAT_RUNS = 64  # np.repeat with a count per element: at most this many runs of equal counts
@@ -173,6 +176,8 @@ def _repeat_each(a: Any, shape: tuple, axis: int, count: int) -> Any:
     """Each element of ``a`` (of ``shape``) along ``axis`` ``count`` times."""
     block = shape[:axis + 1] + (count,) + shape[axis + 1:]
     merged = shape[:axis] + (shape[axis] * count,) + shape[axis + 1:]
+    if count == 1:  # NumPy's is a new array: a (read-only) broadcast view would refuse an assignment
+        return a.copy()
     return _broadcast_to(a[_at(axis + 1, None)], block).reshape(merged)
 
 
@@ -190,6 +195,8 @@ def _tile(A, reps):
     reps = (1,) * (ndim - len(reps)) + tuple(int(r) for r in reps)
     shape = _shape(A)
     spread = A[tuple(item for _ in range(ndim) for item in (None, slice(None)))]
+    if all(r == 1 for r in reps):  # NumPy's is a new array: a (read-only) broadcast view would refuse an assignment
+        return A.copy()
     return _broadcast_to(spread, [n for pair in zip(reps, shape) for n in pair]).reshape(
         [r * n for r, n in zip(reps, shape)])
 
@@ -212,8 +219,9 @@ def _pad(array, pad_width, mode="constant", **kwargs):
     _numpy_checks(np.pad, _concrete(array), pad_width, mode, **kwargs)  # NumPy's errors
     ndim, dtype = array.ndim, _concrete(array).dtype
     widths = np.broadcast_to(np.asarray(pad_width), (ndim, 2)).tolist()
-    values = _pad_values(dtype, widths, kwargs) if mode == "constant" else None
+    values = _pad_values(dtype, widths, kwargs) if mode == "constant" and ndim else None
     shape = list(_shape(array))
+    original = array
     for axis, (before, after) in enumerate(widths):
         if not before and not after:
             continue
@@ -228,7 +236,7 @@ def _pad(array, pad_width, mode="constant", **kwargs):
                       *(_run(array, shape, axis, run) for run in _runs(indices[before + shape[axis]:]))]
         array = _concatenate(pieces, axis) if len(pieces) > 1 else pieces[0]
         shape[axis] += before + after
-    return array
+    return array.copy() if array is original else array  # np.pad makes a new array, even with nothing to add
 
 
 def _pad_values(dtype: np.dtype, widths: list, kwargs: dict) -> list[tuple[Any, Any]]:

@@ -640,7 +640,8 @@ def check_index_bounds(xp: Any, shape: tuple[int, ...], index: tuple, arrays: Se
 def _gather_impl(xp, x, *arrays, index):
     if xp is not np:
         check_index_bounds(xp, x.shape, index, arrays)
-    return xp.ascontiguousarray(x[fill_index(index, arrays)])
+    selected = x[fill_index(index, arrays)]  # a NumPy scalar where every index is 0-d; ascontiguousarray makes 1-d
+    return xp.asarray(selected) if selected.ndim == 0 else xp.ascontiguousarray(selected)
 
 
 def _gather_infer(types, attrs):
@@ -728,7 +729,10 @@ def _ufunc_at_impl(xp, x, value, *arrays, ufunc, index):
         check_index_bounds(xp, x.shape, index, arrays)
     out = x.copy()
     at = getattr(getattr(xp, ufunc), "at", None)
-    if at is None:  # an array library without ufunc.at: NumPy's, on the host
+    unsafe = xp is not np and np.asarray(getattr(np, ufunc)(
+        np.ones((), x.dtype), np.ones((), value.dtype) if hasattr(value, "dtype") else value)).dtype != x.dtype
+    if at is None or unsafe:  # NumPy's, on the host: where the library has no ufunc.at, or where the result is
+        # cast back into x's dtype (NumPy computes in the wider type and casts each step unsafely)
         return xp.asarray(_ufunc_at_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], ufunc=ufunc,
                                          index=index))
     at(out, full, value)
@@ -739,10 +743,8 @@ def _ufunc_at_infer(types, attrs):
     x, value, *arrays = types
     selected = indexed_shape(x.shape, attrs["index"], _index_arrays_checked(arrays))
     check_assignable(value, selected, "array is not broadcastable to correct shape")
-    dtype = result_dtype(getattr(np, attrs["ufunc"]), [x, value])
-    if not np.can_cast(dtype, x.dtype, "same_kind"):
-        raise TypeError(f"Cannot cast ufunc '{attrs['ufunc']}' output from {dtype!r} to {x.dtype!r} with casting "
-                        f"rule 'same_kind'")
+    result_dtype(getattr(np, attrs["ufunc"]), [x, value])  # NumPy's errors (no loop for the dtypes)
+    # no casting check: NumPy's ufunc.at casts the result into x's dtype unsafely (np.add.at(int_x, i, 2.5))
     return [TensorType(x.dtype, x.shape, None, common_device(types))]
 
 

@@ -1094,6 +1094,9 @@ class TracedArray:
     def repeat(self, repeats, axis=None):
         return HANDLED_FUNCTIONS[np.repeat](self, repeats, axis)
 
+    def take(self, indices, axis=None, out=None, mode="raise"):
+        return HANDLED_FUNCTIONS[np.take](self, indices, axis, out, mode)
+
     def argmax(self, axis=None, out=None, *, keepdims=False):
         return _argmax(self, axis, out, keepdims=keepdims)
 

@@ -148,7 +148,7 @@ def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
-            traced = gputrace.trace(program.function(), inputs)
+            traced = gputrace.trace(program.function(), program.arguments(inputs))
         except Exception as error:
             if isinstance(error, gputrace.TracingCheckError) and evaluation.error is None and any(
                     evaluation.undefined[i] or evaluation.exactness[i] == UNSTABLE for i in program.outputs):
@@ -159,11 +159,11 @@ def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")
             return [Mismatch("trace", f"NumPy raises {describe_error(evaluation.error)} at "
                                       f"`{evaluation.failed_statement}`, gputrace.trace accepted the program")]
         mismatches = []
-        for backend in backends:
-            mismatches += _run_backend(program, evaluation, traced, inputs, backend)
-            changed = [i for i, (x, y) in enumerate(zip(inputs, pristine)) if not _identical(x, y)]
-            if changed:
-                mismatches.append(Mismatch(backend, f"input arrays {changed} were modified"))
+        changed = [i for i, (x, y) in enumerate(zip(inputs, pristine)) if not _identical(x, y)]
+        if changed:
+            mismatches.append(Mismatch("trace", f"tracing modified input arrays {changed}"))
+        for backend in backends:  # each on fresh inputs: a program may update its inputs in place
+            mismatches += _run_backend(program, evaluation, traced, program.make_inputs(), backend)
         # the traced program on other values of the same types: nothing of the first values may be baked in
         mismatches += _run_variant(program.with_other_values(), traced, backends, "other input values")
         # and on inputs of other shapes (same dtypes and ndim), compiled anew on the reference backend
@@ -180,7 +180,7 @@ def _run_variant(variant: Program, traced, backends: Sequence[str], what: str) -
     for backend in backends:
         if evaluation.error is not None:
             try:
-                traced.run(*variant.make_inputs(), backend=backend)
+                traced.run(*variant.arguments(variant.make_inputs()), backend=backend)
             except Exception as error:
                 if not _same_rejection(evaluation, error):
                     rejection = _rejection_mismatch(evaluation, error)
@@ -210,8 +210,11 @@ def _identical(x: np.ndarray, y: np.ndarray) -> bool:
 
 
 def _run_backend(program: Program, evaluation: Evaluation, traced, inputs, backend: str) -> list[Mismatch]:
+    """Run ``traced`` on ``inputs`` (fresh arrays of ``program``) and compare its outputs, and the inputs after the
+    call, with what NumPy computed and left in its own copies of the inputs."""
+    pristine = [x.copy() for x in inputs]
     try:
-        got = traced.run(*inputs, backend=backend)
+        got = traced.run(*program.arguments(inputs), backend=backend)
     except Exception as error:
         return [Mismatch(backend, f"raised {describe_error(error)}")]
     expected = evaluation.outputs(program)
@@ -226,4 +229,23 @@ def _run_backend(program: Program, evaluation: Evaluation, traced, inputs, backe
         difference = compare_output(want, have, exactness, scale, terms, source_rtol)
         if difference:
             mismatches.append(Mismatch(backend, f"{program.names[index]}: {difference}", k))
+    return mismatches + _compare_inputs_after(program, evaluation, inputs, pristine, backend)
+
+
+def _compare_inputs_after(program: Program, evaluation: Evaluation, inputs, pristine, backend: str) -> list[Mismatch]:
+    """Inputs NumPy left alone must be untouched (bit for bit); inputs the program updated in place must hold
+    what NumPy left in its copies, compared as outputs are."""
+    mismatches = []
+    for i, (after, before) in enumerate(zip(inputs, pristine)):
+        want = evaluation.values[i]
+        if _identical(np.asarray(want), before):
+            if not _identical(after, before):
+                mismatches.append(Mismatch(backend, f"input array {program.names[i]} was modified"))
+            continue
+        exactness = UNSTABLE if evaluation.undefined[i] else evaluation.exactness[i]
+        scale, terms, source_rtol = tolerance_scale(program, evaluation, i) if exactness == INEXACT else (0, 1, 0)
+        difference = compare_output(want, after, exactness, scale, terms, source_rtol)
+        if difference:
+            mismatches.append(Mismatch(backend, f"input {program.names[i]} after the call (updated in place): "
+                                                f"{difference}"))
     return mismatches

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from .program import (LAYOUTS, UNSTABLE, VALUE_KINDS, ArrayInput, DType, Evaluator, FuzzerError, Index,
-                      NumpyScalar, Op, Program, Ref, build_input)
+from .program import (EXACT, LAYOUTS, OTHER_SIZE, UNSTABLE, VALUE_KINDS, Arange, ArrayInput, DType, Evaluator,
+                      FuzzerError, Index, IntList, NumpyScalar, Op, Param, Program, Ref, SelfMask, build_input)
 
 # weighted by repetition: common dtypes come up more often
 DTYPES = ("float32",) * 5 + ("float64",) * 3 + ("float16",) * 2 + ("int32",) * 2 + ("int64",) * 2 + (
@@ -47,7 +47,10 @@ NUMPY_SCALARS = (NumpyScalar("float32", 1.5), NumpyScalar("float64", -0.25), Num
                  NumpyScalar("bool_", True), NumpyScalar("uint64", 3))
 FAMILIES = ("binary",) * 8 + ("unary",) * 5 + ("where", "clip", "astype", "astype") + ("reduction",) * 4 + (
     "transpose", "index", "index", "expand_dims", "squeeze", "broadcast_to", "reshape", "ravel",
-    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum", "scan", "nan_reduction")
+    "matmul", "concatenate", "stack", "fill", "idiom", "idiom", "norm", "einsum", "scan", "nan_reduction",
+    "gather", "gather", "assign", "assign", "inplace", "array_function", "array_function", "array_function")
+INDEX_DTYPES = ("int64", "int64", "int32", "int8", "int16", "uint8", "uint32", "uint64")
+PYTHON_FLOATS = (0.5, -2.5, 3.0, 1e-3, 0.0)  # values of the program's float parameter (program.OTHER_SCALAR)
 MAX_ELEMENTS = 20000  # values larger than this are dropped: the programs stay quick to run and to print
 
 
@@ -79,7 +82,25 @@ def array_inputs(draw, max_inputs: int = 4) -> tuple[ArrayInput, ...]:
         specs.append(ArrayInput(dtype=draw(st.sampled_from(DTYPES)), shape=shape,
                                 layout=draw(st.sampled_from(LAYOUTS)), values=draw(st.sampled_from(VALUE_KINDS)),
                                 seed=draw(st.integers(0, 2 ** 16))))
+    sizes = [d for d in full if d > 0]
+    while sizes and len(specs) < max_inputs + 2 and draw(st.integers(0, 2)) == 0:
+        specs.append(draw(index_inputs(sizes)))
     return tuple(specs)
+
+
+@st.composite
+def index_inputs(draw, sizes: list[int]) -> ArrayInput:
+    """An integer array of indices into an axis of one of ``sizes``: in range for every run (other values, other
+    shapes), negative ones too (``index``, repeats allowed), or distinct and not negative (``unique``)."""
+    bound = draw(st.sampled_from(sizes))
+    kind = draw(st.sampled_from(("index", "index", "unique")))
+    dtype = draw(st.sampled_from(INDEX_DTYPES))
+    if kind == "unique":
+        layout = draw(st.sampled_from(("contiguous", "reversed")))  # (a strided one would draw more than bound)
+        count = draw(st.integers(0, min(bound, 5)))
+        return ArrayInput(dtype, (count,), layout, "unique", draw(st.integers(0, 2 ** 16)), bound)
+    shape = draw(st.sampled_from(((3,), (1,), (0,), (5,), (2, 3), ())))
+    return ArrayInput(dtype, shape, draw(st.sampled_from(LAYOUTS)), "index", draw(st.integers(0, 2 ** 16)), bound)
 
 
 # ----------------------------------------------------------------------------- operations
@@ -91,6 +112,10 @@ class Context:
     inputs: tuple[ArrayInput, ...]
     evaluator: Evaluator
     ops: list[Op]
+    scalar: float | None = None
+
+    def index_inputs(self, accept=lambda spec: True) -> list[int]:
+        return [i for i, spec in enumerate(self.inputs) if spec.values in ("index", "unique") and accept(spec)]
 
     def arrays(self) -> list[np.ndarray]:
         return [np.asarray(v) for v in self.evaluator.values]
@@ -109,6 +134,8 @@ def operand(draw, ctx: Context) -> object:
     """An array value mostly, a Python or NumPy scalar sometimes."""
     choice = draw(st.integers(0, 9))
     if choice == 8:
+        if ctx.scalar is not None and draw(st.booleans()):
+            return Param()
         return draw(st.sampled_from(SCALARS))
     if choice == 9:
         return draw(st.sampled_from(NUMPY_SCALARS))
@@ -471,12 +498,274 @@ def draw_idiom(draw, ctx):
             Op("method", "sum", (r(2),), (("axis", axis),))]
 
 
+def _index_input(draw, ctx: Context, accept=lambda spec: True) -> int | None:
+    found = ctx.index_inputs(accept)
+    return draw(st.sampled_from(found)) if found else None
+
+
+def _int_list(draw, n: int, length: int | None = None) -> IntList:
+    """Literal indices in range for an axis of ``n`` and of its other size (program.OTHER_SIZE): a constant list
+    out of range there raises IndexError only where the gather is used (test_regressions.py KNOWN_FAILURES)."""
+    n = min(n, OTHER_SIZE.get(n, n))
+    length = draw(st.integers(1, 4)) if length is None else length
+    return IntList(tuple(draw(st.integers(-n, n - 1)) for _ in range(length)))
+
+
+def draw_gather(draw, ctx):
+    """Indexing with integer arrays: an index input (in range on every run) or a literal list along one axis, two
+    aligned index arrays (``probs[np.arange(n), y]``), np.take, np.take_along_axis with argsort/argmax indices."""
+    arrays = ctx.arrays()
+    kind = draw(st.sampled_from(("axis", "axis", "list", "pair", "take", "along")))
+    whole = (None, None, None)
+    if kind in ("axis", "take"):
+        i = _index_input(draw, ctx)
+        if i is None:
+            return []
+        bound = ctx.inputs[i].bound
+        if kind == "take" and draw(st.integers(0, 3)) == 0:
+            x = pick(draw, ctx, lambda v: v.size >= bound)
+            return [] if x is None else [Op("call", "take", (x, Ref(i)))]
+        x = pick(draw, ctx, lambda v: any(n >= bound for n in v.shape))
+        if x is None:
+            return []
+        shape = arrays[x.index].shape
+        axis = draw(st.sampled_from([k for k, n in enumerate(shape) if n >= bound]))
+        if kind == "take":
+            return [Op("call" if draw(st.booleans()) else "method", "take", (x, Ref(i)),
+                       (("axis", axis - len(shape) if draw(st.booleans()) else axis),))]
+        return [Op("index", "getitem", (x, Index((whole,) * axis + (Ref(i),))))]
+    # literal lists and np.arange index inputs only, whose other size (program.OTHER_SIZE) is known: a constant
+    # out of range on another shape raises IndexError only where the gather is used (test_regressions.py)
+    inputs = range(len(ctx.inputs))
+    if kind == "list":
+        x = pick(draw, ctx, lambda v: v.ndim >= 1 and v.size > 0 and any(v is a for a in arrays[:len(inputs)]))
+        if x is None:
+            return []
+        shape = arrays[x.index].shape
+        axis = draw(st.integers(0, len(shape) - 1))
+        if shape[axis] == 0:
+            return []
+        return [Op("index", "getitem", (x, Index((whole,) * axis + (_int_list(draw, shape[axis]),))))]
+    if kind == "pair":
+        x = pick(draw, ctx, lambda v: v.ndim >= 2 and v.shape[0] > 0 and v.shape[1] > 0
+                 and any(v is a for a in arrays[:len(inputs)]))
+        if x is None:
+            return []
+        rows, columns = arrays[x.index].shape[:2]
+        i = _index_input(draw, ctx, lambda spec: spec.bound <= columns and len(spec.shape) == 1
+                         and spec.shape[0] <= min(rows, OTHER_SIZE.get(rows, rows)))  # np.arange(k) a constant
+        if i is not None and draw(st.booleans()):  # probs[np.arange(n), y]
+            return [Op("index", "getitem", (x, Index((Arange(ctx.inputs[i].shape[0]), Ref(i)))))]
+        length = draw(st.integers(1, 4))
+        return [Op("index", "getitem", (x, Index((_int_list(draw, rows, length), _int_list(draw, columns, length)))))]
+    x = pick(draw, ctx, lambda v: v.ndim >= 1)
+    if x is None:
+        return []
+    ndim = arrays[x.index].ndim
+    axis = draw(st.integers(-ndim, ndim - 1))
+    n = len(arrays)
+    source = pick(draw, ctx, lambda v: v.shape == arrays[x.index].shape) if draw(st.booleans()) else x
+    if draw(st.booleans()):
+        first = Op("call", "argsort", (x,), (("axis", axis), ("kind", "stable")))
+    else:
+        first = Op("call", draw(st.sampled_from(("argmax", "argmin"))), (x,), (("axis", axis), ("keepdims", True)))
+    return [first, Op("call", "take_along_axis", (source, Ref(n)), (("axis", axis),))]
+
+
+def _selection_shape(array: np.ndarray, index: Index, arrays: list[np.ndarray]) -> tuple[int, ...] | None:
+    """The shape ``array[index]`` has (None where NumPy rejects the index)."""
+    items = []
+    for item in index.items:
+        if isinstance(item, Ref):
+            items.append(arrays[item.index])
+        elif isinstance(item, IntList):
+            items.append(list(item.values))
+        elif isinstance(item, Arange):
+            items.append(np.arange(item.n))
+        elif isinstance(item, tuple):
+            items.append(slice(*item))
+        elif isinstance(item, SelfMask):
+            return None
+        else:
+            items.append(item)
+    try:
+        return array[tuple(items)].shape
+    except Exception:
+        return None
+
+
+def _assigned_value(draw, ctx: Context, selected: tuple[int, ...] | None, scalar_only: bool, exact_only: bool):
+    """A scalar, the float parameter, or an earlier value that broadcasts to the ``selected`` shape."""
+    if not scalar_only and selected is not None and draw(st.integers(0, 2)):
+        def fits(v):
+            try:
+                return np.broadcast_shapes(v.shape, selected) == selected
+            except ValueError:
+                return False
+        exactness = ctx.evaluator.exactness
+        ref = pick(draw, ctx, fits)
+        if ref is not None and (not exact_only or exactness[ref.index] == EXACT):
+            return ref
+    if ctx.scalar is not None and not exact_only and draw(st.integers(0, 3)) == 0:
+        return Param()
+    return draw(st.sampled_from(SCALARS + NUMPY_SCALARS[:3]))
+
+
+def draw_assign(draw, ctx, inplace: bool = False):
+    """An assignment into a copy of an earlier value (``y = x.copy(); y[idx] = v``; ``inplace``: into an input,
+    which the caller sees updated): integer-array, list, slice and mask indices, ``=``, ``+=``, ``-=``, ``*=``,
+    np.add.at with repeated indices, and ``y[y > 0] = f(y[y > 0])``."""
+    arrays = ctx.arrays()
+    if inplace:  # not an index input (its values must stay in range), nor one with a reshaped view (refused:
+        # whether NumPy's reshape is a view depends on the caller's layout; README "What is traced")
+        reshaped = [arrays[len(ctx.inputs) + k] for k, op in enumerate(ctx.ops) if op.name in ("reshape", "ravel")]
+        candidates = [i for i in range(len(ctx.inputs)) if ctx.inputs[i].values not in ("index", "unique")
+                      and arrays[i].ndim >= 1 and not any(np.may_share_memory(v, arrays[i]) for v in reshaped)]
+        if not candidates:
+            return []
+        target = Ref(draw(st.sampled_from(candidates)))
+        style = "inplace"
+    else:
+        target = pick(draw, ctx, lambda v: v.ndim >= 1)
+        if target is None:
+            return []
+        style = draw(st.sampled_from(("method", "call", "mul")))
+    x = arrays[target.index]
+    kind = draw(st.sampled_from(("array", "array", "list", "slice", "slice", "mask", "whole")))
+    whole = (None, None, None)
+    repeats = True  # whether the index may name an element twice
+    if kind == "array":
+        i = _index_input(draw, ctx, lambda spec: any(n >= spec.bound for n in x.shape))
+        if i is None:
+            return []
+        spec = ctx.inputs[i]
+        axis = draw(st.sampled_from([k for k, n in enumerate(x.shape) if n >= spec.bound]))
+        index, repeats = Index((whole,) * axis + (Ref(i),)), spec.values != "unique"
+    elif kind == "list":
+        if x.shape[0] == 0 or target.index >= len(ctx.inputs):  # (a literal list: into an input's copy only)
+            return []
+        values = _int_list(draw, x.shape[0])
+        index = Index((values,))
+        repeats = len({v % x.shape[0] for v in values.values}) < len(values.values)
+    elif kind == "slice":
+        items = []
+        for n in x.shape[:draw(st.integers(1, x.ndim))]:
+            if n > 0 and draw(st.integers(0, 3)) == 0:
+                items.append(draw(st.integers(-n, n - 1)))
+            else:
+                bound = st.one_of(st.none(), st.integers(-n - 1, n + 1))
+                items.append((draw(bound), draw(bound), draw(st.sampled_from((None, 1, 2, -1, -2)))))
+        index, repeats = Index(tuple(items)), False
+    elif kind == "mask":
+        index = Index((SelfMask(draw(st.sampled_from((">", "<", "!=", ">="))), draw(st.sampled_from((0, 1, 0.5)))),))
+        if draw(st.integers(0, 2)) == 0:
+            value = draw(st.sampled_from((("*", 2), ("-", 1), ("**", 2), "sqrt", "exp", "negative", "abs")))
+            if inplace and value in ("exp", ("**", 2)):
+                value = ("*", 2)
+            return [Op("assign", "mask_apply", (target, index, value), (("copy", style),))]
+    else:
+        index, repeats = Index((Ellipsis,)), False
+    if kind in ("array", "list") and draw(st.integers(0, 3)) == 0:
+        operator = "add.at"
+    else:
+        operator = draw(st.sampled_from(("=", "=", "=", "+=", "-=", "*=")))
+    if operator == "add.at":
+        if inplace and x.dtype.kind == "f":
+            operator = "="  # np.add.at sums floats in an order of its own: an input is compared exactly
+        else:
+            selected = _selection_shape(x, Index(index.items[-1:]), arrays) if len(index.items) == 1 else None
+            value = _assigned_value(draw, ctx, selected, False, inplace)
+            return [Op("assign", "add.at", (target, Index(index.items[-1:]), value), (("copy", style),))]
+    selected = None if kind == "mask" else _selection_shape(x, index, arrays)
+    value = _assigned_value(draw, ctx, selected, scalar_only=repeats or kind == "mask", exact_only=inplace)
+    if selected == () and operator != "=" and not _updates_in_place(x.dtype, operator, value, ctx):
+        operator = "="  # x[i] -= 2.5 on integers: NumPy's x[i] is a scalar, updated out of place (tests/fuzz/
+        # test_regressions.py: augmented_assignment_of_one_element_casts)
+    return [Op("assign", operator, (target, index, value), (("copy", style),))]
+
+
+def _updates_in_place(dtype: np.dtype, operator: str, value, ctx: Context) -> bool:
+    """Whether ``y[s] <operator> value`` on a one-element slice of ``dtype`` works in place (same-kind casting)."""
+    arrays = ctx.arrays()
+    operand = arrays[value.index] if isinstance(value, Ref) else ctx.scalar if isinstance(value, Param) else \
+        value.numpy() if isinstance(value, NumpyScalar) else value
+    probe = np.zeros(1, dtype)
+    try:
+        with np.errstate(all="ignore"):
+            exec(f"probe[:] {operator} operand", {"probe": probe, "operand": operand})
+    except Exception:
+        return False
+    return True
+
+
+def draw_inplace(draw, ctx):
+    return draw_assign(draw, ctx, inplace=True)
+
+
+def draw_array_function(draw, ctx):
+    """The array functions: roll, pad, hstack, vstack, column_stack, repeat, tile, flip, tril, triu, sort,
+    argsort (stable: ties)."""
+    name = draw(st.sampled_from(("roll", "pad", "pad", "hstack", "vstack", "column_stack", "repeat", "tile", "flip",
+                                 "tril", "triu", "sort", "argsort")))
+    x = pick(draw, ctx)
+    a = ctx.arrays()[x.index]
+    axis = draw(st.integers(-a.ndim, a.ndim - 1)) if a.ndim else None
+    if name == "roll":
+        if a.ndim >= 2 and draw(st.booleans()):
+            axes = tuple(draw(st.lists(st.integers(0, a.ndim - 1), min_size=2, max_size=2, unique=True)))
+            return [Op("call", "roll", (x, tuple(draw(st.integers(-4, 4)) for _ in axes)), (("axis", axes),))]
+        kwargs = (("axis", axis),) if axis is not None and draw(st.booleans()) else ()
+        return [Op("call", "roll", (x, draw(st.integers(-5, 5))), kwargs)]
+    if name == "pad":
+        mode = draw(st.sampled_from(("constant", "edge", "wrap", "reflect", "symmetric")))
+        if a.ndim and draw(st.booleans()):
+            width = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(a.ndim))
+        else:
+            width = draw(st.integers(0, 2))
+        kwargs = [("mode", mode)] if mode != "constant" or draw(st.booleans()) else []
+        if mode == "constant" and draw(st.booleans()):
+            kwargs.append(("constant_values", draw(st.sampled_from((0, 1, -2.5, 7)))))
+        return [Op("call", "pad", (x, width), tuple(kwargs))]
+    if name in ("hstack", "vstack", "column_stack"):
+        join = {"hstack": 1 if a.ndim > 1 else 0, "vstack": 0, "column_stack": 1}[name]
+
+        def fits(v):
+            if name == "hstack" and a.ndim <= 1 or name != "hstack" and a.ndim <= 1 and v.ndim <= 1:
+                return v.ndim == a.ndim and (name == "hstack" or v.shape == a.shape)
+            return v.ndim == a.ndim and all(m == n for k, (m, n) in enumerate(zip(v.shape, a.shape)) if k != join)
+        parts = [x] + [pick(draw, ctx, fits) for _ in range(draw(st.integers(0, 2)))]
+        return [Op("list_call", name, tuple(parts))]
+    if name == "repeat":
+        if axis is not None and draw(st.booleans()) and a.shape[axis] <= 6:
+            counts = IntList(tuple(draw(st.integers(0, 3)) for _ in range(a.shape[axis])))
+            return [Op("call", "repeat", (x, counts), (("axis", axis),))]
+        kwargs = (("axis", axis),) if axis is not None and draw(st.booleans()) else ()
+        return [Op("method" if draw(st.booleans()) else "call", "repeat", (x, draw(st.integers(0, 3))), kwargs)]
+    if name == "tile":
+        reps = draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(1, 3), st.integers(0, 2)),
+                              st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2))))
+        return [Op("call", "tile", (x, reps))]
+    if name == "flip":
+        kwargs = (("axis", axis),) if axis is not None and draw(st.booleans()) else ()
+        return [Op("call", "flip", (x,), kwargs)]
+    if name in ("tril", "triu"):
+        kwargs = (("k", draw(st.integers(-2, 2))),) if draw(st.booleans()) else ()
+        return [Op("call", name, (x,), kwargs)]
+    if name == "sort":
+        if draw(st.integers(0, 3)) == 0:
+            return [Op("call", "sort", (x,), (("axis", None),))]
+        return [Op("call", "sort", (x,), (("axis", axis),) if axis is not None else ())]
+    kwargs = (("axis", axis),) if axis is not None else (("axis", None),)
+    return [Op("call", "argsort", (x,), kwargs + (("kind", "stable"),))]
+
+
 DRAWERS = {"unary": draw_unary, "binary": draw_binary, "where": draw_where, "clip": draw_clip,
            "astype": draw_astype, "reduction": draw_reduction, "transpose": draw_transpose, "index": draw_index,
            "expand_dims": draw_expand_dims, "squeeze": draw_squeeze, "broadcast_to": draw_broadcast_to,
            "reshape": draw_reshape, "ravel": draw_ravel, "matmul": draw_matmul, "concatenate": draw_concatenate,
            "stack": draw_stack, "fill": draw_fill, "idiom": draw_idiom, "norm": draw_norm, "einsum": draw_einsum,
-           "scan": draw_scan, "nan_reduction": draw_nan_reduction}
+           "scan": draw_scan, "nan_reduction": draw_nan_reduction, "gather": draw_gather, "assign": draw_assign,
+           "inplace": draw_inplace, "array_function": draw_array_function}
 
 
 def names_for(n_inputs: int, n_ops: int) -> list[str]:
@@ -490,7 +779,9 @@ def programs(draw, max_ops: int = 40, max_inputs: int = 4, error_share: int = 25
     inputs = draw(array_inputs(max_inputs))
     arrays = tuple(build_input(spec) for spec in inputs)
     target = draw(st.integers(1, max_ops))
-    ctx = Context(inputs, Evaluator(arrays, names_for(len(inputs), 3 * max_ops + 2)), [])
+    signature = draw(st.sampled_from(("flat", "flat", "flat", "dict", "nested")))
+    scalar = draw(st.sampled_from(PYTHON_FLOATS)) if draw(st.integers(0, 3)) == 0 else None
+    ctx = Context(inputs, Evaluator(arrays, names_for(len(inputs), 3 * max_ops + 2), scalar), [], scalar)
     failed = False
     for _ in range(3 * target):
         if len(ctx.ops) >= target:
@@ -503,7 +794,7 @@ def programs(draw, max_ops: int = 40, max_inputs: int = 4, error_share: int = 25
             break
     if not ctx.ops:
         ctx.ops.append(Op("call", "positive" if arrays[0].dtype != bool else "logical_not", (Ref(0),)))
-    return Program(inputs, tuple(ctx.ops), _outputs(draw, len(inputs), ctx.ops, failed))
+    return Program(inputs, tuple(ctx.ops), _outputs(draw, len(inputs), ctx.ops, failed), signature, scalar)
 
 
 def _outputs(draw, n_inputs: int, ops: list[Op], failed: bool) -> tuple[int, ...]:

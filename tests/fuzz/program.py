@@ -70,6 +70,30 @@ class Index:
 
 
 @dataclass(frozen=True)
+class IntList:
+    """A literal list of ints used as an index (``x[[0, -1, 2]]``): a constant of the trace."""
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Arange:
+    """``np.arange(n)`` as an index (``probs[np.arange(n), y]``)."""
+    n: int
+
+
+@dataclass(frozen=True)
+class SelfMask:
+    """A mask of the value being assigned to, by a comparison with a scalar: ``y[y > 0]``."""
+    comparison: str
+    threshold: Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """The program's Python float parameter ``s`` (a weakly typed 0-d input of the trace)."""
+
+
+@dataclass(frozen=True)
 class DType:
     """A dtype argument, rendered ``np.float32``."""
     name: str
@@ -81,7 +105,10 @@ class Op:
 
     form says how it is written: ``call`` np.name(args, **kwargs); ``method`` a.name(rest, **kwargs);
     ``binop`` a name b; ``unop`` name a; ``builtin`` name(a); ``index`` a[index]; ``attr`` a.name;
-    ``list_call`` np.name([args], **kwargs).
+    ``list_call`` np.name([args], **kwargs); ``assign`` an assignment (see :func:`render_assignment`): name is
+    ``=``, ``+=``, ``-=``, ``*=``, ``add.at`` or ``mask_apply``, args (target, Index, value), kwargs
+    (("copy", how),) with how ``method`` (``y = x.copy()``), ``call`` (``np.copy(x)``), ``mul`` (``x * 1``) or
+    ``inplace`` (the target, an input, is updated in place: the caller sees it after the call).
     """
     form: str
     name: str
@@ -89,7 +116,12 @@ class Op:
     kwargs: tuple = ()
 
     def refs(self) -> list[int]:
-        return [a.index for a in self.args if isinstance(a, Ref)]
+        found = [a.index for a in self.args if isinstance(a, Ref)]
+        return found + [i.index for a in self.args if isinstance(a, Index) for i in a.items if isinstance(i, Ref)]
+
+    @property
+    def copy_style(self) -> str:
+        return dict(self.kwargs).get("copy", "method")
 
 
 @dataclass(frozen=True)
@@ -98,11 +130,14 @@ class ArrayInput:
     dtype: str
     shape: tuple[int, ...]
     layout: str = "contiguous"   # contiguous, transposed (a .T view), strided (every other element), reversed
-    values: str = "normal"       # normal, special (NaN, inf, -0.0, ...), extreme (huge, tiny, integer limits)
+    values: str = "normal"       # normal, special (NaN, inf, -0.0, ...), extreme (huge, tiny, integer limits);
+                                 # index (integers in [-bound, bound), repeats allowed), unique (distinct modulo bound)
     seed: int = 0
+    bound: int = 0               # for index values: the size of the axis they index
 
 
 OTHER_SIZE = {2: 3, 3: 2, 4: 5, 5: 4, 7: 6, 33: 34, 257: 256, 1000: 999, 3000: 2999}  # for with_other_shapes
+OTHER_SCALAR = {0.5: -2.0, -2.5: 0.75, 3.0: 1e-3, 1e-3: 3.0, 0.0: 1.5}  # a Python float parameter's other value
 LITERAL_LIMIT = 64  # larger inputs are written as the draw_values call that makes them
 LAYOUTS = ("contiguous", "transposed", "strided", "reversed")
 VALUE_KINDS = ("normal", "special", "extreme")
@@ -124,8 +159,23 @@ def _int_specials(dtype: np.dtype) -> list[int]:
             int(info.min) + 1 if info.min < 0 else 3, 7, 63, 64]
 
 
-def draw_values(dtype: np.dtype, count: int, kind: str, seed: int) -> np.ndarray:
-    """``count`` values of ``dtype``; ``kind`` mixes in specials (NaN, inf, -0.0) or extremes."""
+def draw_index_values(dtype: np.dtype, count: int, kind: str, seed: int, bound: int) -> np.ndarray:
+    """``count`` indices into an axis of ``bound`` elements, negative ones too where ``dtype`` is signed;
+    ``kind`` unique: distinct positions (``count <= bound``)."""
+    rng = np.random.default_rng(seed)
+    positions = rng.integers(0, bound, count)
+    if kind == "unique":  # (on other shapes, where the axis may be shorter than the list, some repeat)
+        positions = np.concatenate([rng.permutation(bound), positions])[:count]
+    if dtype.kind == "i" and kind == "index":
+        positions = np.where(rng.random(count) < 0.4, positions - bound, positions)
+    return positions.astype(dtype)
+
+
+def draw_values(dtype: np.dtype, count: int, kind: str, seed: int, bound: int = 0) -> np.ndarray:
+    """``count`` values of ``dtype``; ``kind`` mixes in specials (NaN, inf, -0.0) or extremes, or draws
+    indices into an axis of ``bound`` elements (``index``, ``unique``)."""
+    if kind in ("index", "unique"):
+        return draw_index_values(dtype, count, kind, seed, bound)
     rng = np.random.default_rng(seed)
     if dtype.kind == "b":
         return rng.random(count) < 0.5
@@ -172,7 +222,7 @@ def layout_suffix(spec: ArrayInput) -> str:
 def base_values(spec: ArrayInput) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     shape = base_shape(spec)
-    return draw_values(dtype, math.prod(shape), spec.values, spec.seed).reshape(shape)
+    return draw_values(dtype, math.prod(shape), spec.values, spec.seed, spec.bound).reshape(shape)
 
 
 def build_input(spec: ArrayInput) -> np.ndarray:
@@ -202,13 +252,23 @@ def render_arg(arg: Any, names: list[str]) -> str:
         return f"np.{arg.dtype}({render_scalar(arg.value)})"
     if isinstance(arg, DType):
         return f"np.{arg.name}"
+    if isinstance(arg, Param):
+        return "s"
+    if isinstance(arg, IntList):
+        return f"[{', '.join(map(str, arg.values))}]"
+    if isinstance(arg, Arange):
+        return f"np.arange({arg.n})"
     if isinstance(arg, tuple):
         inner = ", ".join(render_arg(a, names) for a in arg)
         return f"({inner},)" if len(arg) == 1 else f"({inner})"
     return render_scalar(arg)
 
 
-def _render_index_item(item: Any) -> str:
+def _render_index_item(item: Any, names: list[str] | None = None, target: str = "") -> str:
+    if isinstance(item, (Ref, IntList, Arange)):
+        return render_arg(item, names or [])
+    if isinstance(item, SelfMask):
+        return f"{target} {item.comparison} {render_scalar(item.threshold)}"
     if item is None:
         return "None"
     if item is Ellipsis:
@@ -235,13 +295,50 @@ def render_expression(op: Op, names: list[str]) -> str:
     if op.form == "attr":
         return f"{args[0]}.{op.name}"
     if op.form == "index":
-        items = [_render_index_item(i) for i in op.args[1].items]
-        inner = ", ".join(items) + ("," if len(items) == 1 else "")
-        return f"{args[0]}[{inner or '()'}]"
+        return f"{args[0]}[{render_index(op.args[1], names, args[0])}]"
     if op.form == "list_call":
         return f"np.{op.name}([{', '.join(args)}]{''.join(', ' + k for k in kwargs)})"
     raise ValueError(f"Op.form: expected call, method, binop, unop, builtin, attr, index or list_call, "
                      f"got {op.form!r}")
+
+
+def render_index(index: Index, names: list[str], target: str) -> str:
+    items = [_render_index_item(i, names, target) for i in index.items]
+    single_array = len(items) == 1 and isinstance(index.items[0], (Ref, IntList, Arange, SelfMask))
+    inner = ", ".join(items) + ("," if len(items) == 1 and not single_array else "")  # x[idx] as users write it
+    return inner or "()"
+
+
+COPIES = {"method": "{}.copy()", "call": "np.copy({})", "mul": "{} * 1", "inplace": "{}"}
+
+
+def render_assignment(op: Op, names: list[str], name: str) -> str:
+    """``name = <copy of the target>; name[index] = value`` on one line (``inplace``: the target itself is
+    updated, and ``name`` is the target); ``add.at``: ``np.add.at(name, index, value)``; ``mask_apply``:
+    ``name[mask] = name[mask] <value>`` with value an operator and operand (``* 2``) or a function name."""
+    target, index, value = op.args
+    style = op.copy_style
+    into = names[target.index] if style == "inplace" else name
+    subscript = render_index(index, names, into)
+    if op.name == "add.at":
+        (item,) = index.items
+        update = f"np.add.at({into}, {_render_index_item(item, names, into)}, {render_arg(value, names)})"
+    elif op.name == "mask_apply":
+        selected = f"{into}[{subscript}]"
+        function = value if isinstance(value, str) else None
+        update = f"{into}[{subscript}] = " + (f"np.{function}({selected})" if function else
+                                               f"{selected} {value[0]} {render_arg(value[1], names)}")
+    else:
+        update = f"{into}[{subscript}] {op.name} {render_arg(value, names)}"
+    if style == "inplace":
+        return f"{update}; {name} = {into}"
+    return f"{name} = {COPIES[style].format(names[target.index])}; {update}"
+
+
+def render_statement(op: Op, names: list[str], name: str) -> str:
+    if op.form == "assign":
+        return render_assignment(op, names, name)
+    return f"{name} = {render_expression(op, names)}"
 
 
 def _render_array_literal(values: np.ndarray) -> str:
@@ -254,10 +351,16 @@ def _render_array_literal(values: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class Program:
-    """Inputs, operations and the indices of the returned values (inputs are values 0..n-1)."""
+    """Inputs, operations and the indices of the returned values (inputs are values 0..n-1).
+
+    signature: how the inputs are passed: ``flat`` (``program(x0, x1, ...)``), ``dict`` (``program(p)`` with
+    ``p = {"x0": x0, ...}``) or ``nested`` (``program(x0, rest)`` with ``rest = [x1, {"a": x2, "b": [x3, ...]}]``);
+    scalar: the value of a Python float parameter ``s`` passed last (None: no such parameter)."""
     inputs: tuple[ArrayInput, ...]
     ops: tuple[Op, ...]
     outputs: tuple[int, ...]
+    signature: str = "flat"
+    scalar: float | None = None
 
     @property
     def names(self) -> list[str]:
@@ -265,15 +368,32 @@ class Program:
 
     def statements(self) -> list[str]:
         names = self.names
-        return [f"{names[len(self.inputs) + k]} = {render_expression(op, names)}" for k, op in enumerate(self.ops)]
+        return [render_statement(op, names, names[len(self.inputs) + k]) for k, op in enumerate(self.ops)]
+
+    def _tree(self, names: list[str]) -> tuple[list[str], list[str], str]:
+        """The parameters, the statements that unpack them into x0, x1, ..., and the arguments of a call
+        (as source) for this program's signature."""
+        flat = names[:len(self.inputs)]
+        scalar = ["s"] if self.scalar is not None else []
+        if self.signature == "dict":
+            items = ", ".join(f"{n!r}: {n}" for n in flat)
+            return ["p"] + scalar, [f"{n} = p[{n!r}]" for n in flat], ", ".join(["{" + items + "}"] + scalar)
+        if self.signature == "nested" and len(flat) >= 2:
+            rest, tail = flat[1], flat[2:]
+            inner = (f"{{'a': {tail[0]}, 'b': [{', '.join(tail[1:])}]}}" if tail else "")
+            unpack = [f"{rest} = rest[0]"] + ([f"{tail[0]} = rest[1]['a']"] if tail else []) + \
+                [f"{n} = rest[1]['b'][{k}]" for k, n in enumerate(tail[1:])]
+            tree = f"[{rest}{', ' + inner if inner else ''}]"
+            return [flat[0], "rest"] + scalar, unpack, ", ".join([flat[0], tree] + scalar)
+        return flat + scalar, [], ", ".join(flat + scalar)
 
     def source(self) -> str:
-        """Standalone Python: ``program(x0, ...)`` and ``make_inputs()``."""
+        """Standalone Python: ``program(...)`` and ``make_inputs()`` (the call's arguments)."""
         names = self.names
-        params = ", ".join(names[:len(self.inputs)])
-        body = [f"    {s}" for s in self.statements()]
+        params, unpack, call = self._tree(names)
+        body = [f"    {s}" for s in unpack + self.statements()]
         returned = ", ".join(names[i] for i in self.outputs)
-        lines = ["import numpy as np", "", "", f"def program({params}):", *body,
+        lines = ["import numpy as np", "", "", f"def program({', '.join(params)}):", *body,
                  f"    return ({returned},)", "", "", "def make_inputs():"]
         for i, spec in enumerate(self.inputs):
             values = base_values(spec)
@@ -281,21 +401,29 @@ class Program:
             reshape = f".reshape(({shape}{',' if values.ndim == 1 else ''}))"
             if values.size > LITERAL_LIMIT:
                 lines[0] = "import numpy as np\nfrom tests.fuzz.program import draw_values"
-                literal = f"draw_values(np.dtype(np.{spec.dtype}), {values.size}, {spec.values!r}, {spec.seed})"
+                bound = f", {spec.bound}" if spec.bound else ""
+                literal = f"draw_values(np.dtype(np.{spec.dtype}), {values.size}, {spec.values!r}, {spec.seed}{bound})"
             else:
                 literal = _render_array_literal(values)
             lines.append(f"    {names[i]} = {literal}{reshape}{layout_suffix(spec)}")
-        lines.append(f"    return ({params}{',' if self.inputs else ''})")
+        if self.scalar is not None:
+            lines.append(f"    s = {render_scalar(self.scalar)}")
+        lines.append(f"    return ({call},)" if call else "    return ()")
         return "\n".join(lines) + "\n"
 
     def with_other_values(self, offset: int = 1) -> "Program":
-        """The same program on inputs of the same types and layouts with other values."""
+        """The same program on inputs of the same types and layouts with other values (indices stay in
+        range: they are drawn for the same axis size)."""
         inputs = tuple(dataclasses.replace(spec, seed=spec.seed + offset) for spec in self.inputs)
-        return dataclasses.replace(self, inputs=inputs)
+        scalar = None if self.scalar is None else OTHER_SCALAR.get(self.scalar, -1.25 * self.scalar + 0.5)
+        return dataclasses.replace(self, inputs=inputs, scalar=scalar)
 
     def with_other_shapes(self) -> "Program":
-        """The same program on inputs of the same dtypes and ndim with other sizes (0 and 1 stay)."""
+        """The same program on inputs of the same dtypes and ndim with other sizes (0 and 1 stay); index inputs
+        keep their shape, their values are drawn for the smaller of an axis size and its other size."""
         inputs = tuple(dataclasses.replace(spec, shape=tuple(OTHER_SIZE.get(n, n) for n in spec.shape))
+                       if not spec.bound else
+                       dataclasses.replace(spec, bound=min(spec.bound, OTHER_SIZE.get(spec.bound, spec.bound)))
                        for spec in self.inputs)
         return dataclasses.replace(self, inputs=inputs)
 
@@ -309,7 +437,16 @@ class Program:
         return namespace["program"]
 
     def make_inputs(self) -> tuple[np.ndarray, ...]:
+        """The input arrays x0, x1, ... (fresh each time: a program may update them in place)."""
         return tuple(build_input(spec) for spec in self.inputs)
+
+    def arguments(self, arrays: tuple[np.ndarray, ...]) -> tuple:
+        """The call's arguments for ``arrays`` (the same array objects, in this program's signature)."""
+        namespace: dict[str, Any] = {"np": np, **dict(zip(self.names, arrays))}
+        _, _, call = self._tree(self.names)
+        if self.scalar is not None:
+            namespace["s"] = self.scalar
+        return eval(f"({call},)", namespace) if call else ()
 
     def ancestors(self, index: int) -> set[int]:
         """Indices of every value ``index`` depends on, itself included."""
@@ -422,6 +559,8 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
         return UNSTABLE
     result_float = np.asarray(result).dtype.kind == "f"
     inexact = [e == INEXACT for e in operands]
+    if op.form == "assign":
+        return assignment_exactness(op, operands, result_float)
     if op.name == "astype":
         return EXACT if not any(inexact) else INEXACT if result_float else UNSTABLE
     if op.name == "copysign":  # continuous in its first operand, jumps with the sign of the second
@@ -441,43 +580,84 @@ def value_exactness(op: Op, operands: list[str], result: Any, values: list[Any] 
     return INEXACT if any(inexact) else EXACT
 
 
+def assignment_exactness(op: Op, operands: list[str], result_float: bool) -> str:
+    """An assignment's result: a mask of an inexact value may select other elements in another implementation;
+    an inexact value cast into an integer target jumps; np.add.at sums floats in an order of its own."""
+    target, index, value = op.args
+    if any(isinstance(i, SelfMask) for i in index.items) and operands[0] == INEXACT:
+        return UNSTABLE
+    if op.name == "mask_apply":  # value: a function name or (operator, operand) applied to the selected elements
+        inexact_value = (value if isinstance(value, str) else value[0]) in TRANSCENDENTAL
+        if inexact_value or operands[0] == INEXACT:
+            return INEXACT if result_float else UNSTABLE
+        return EXACT
+    if INEXACT in operands:
+        return INEXACT if result_float else UNSTABLE
+    return INEXACT if op.name == "add.at" and result_float else EXACT
+
+
 def _operand_exactness(op: Op, exactness: list[str]) -> list[str]:
-    return [exactness[a.index] if isinstance(a, Ref) else EXACT for a in op.args]
+    found = [exactness[a.index] if isinstance(a, Ref) else EXACT for a in op.args]
+    if any(exactness[i] == UNSTABLE for i in op.refs()):  # an index array computed from an inexact value
+        found.append(UNSTABLE)
+    return found
 
 
 class Evaluator:
     """Runs a program's statements one at a time with NumPy (warnings silenced), keeping every value."""
 
-    def __init__(self, inputs: tuple, names: list[str]):
+    def __init__(self, inputs: tuple, names: list[str], scalar: float | None = None):
         self.names = names
-        self.namespace: dict[str, Any] = {"np": np, **dict(zip(names, inputs))}
+        self.namespace: dict[str, Any] = {"np": np, "s": scalar, **dict(zip(names, inputs))}
         self.values = list(inputs)
         self.inputs = len(inputs)
         self.exactness = [EXACT] * len(inputs)
         self.undefined = [False] * len(inputs)
+        self.saved: list[tuple[int, int, np.ndarray, str, bool]] = []  # inputs before an update in place
 
     def step(self, op: Op) -> Any:
         """Append ``op``'s result; NumPy's exception propagates and nothing is appended."""
         name = self.names[len(self.values)]
-        statement = f"{name} = {render_expression(op, self.names)}"
+        statement = render_statement(op, self.names, name)
+        inplace = op.form == "assign" and op.copy_style == "inplace"
+        if inplace:
+            target = op.args[0].index
+            self.saved.append((len(self.values), target, self.values[target].copy(), self.exactness[target],
+                               self.undefined[target]))
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
             warnings.simplefilter("always")
-            exec(statement, self.namespace)
+            try:
+                exec(statement, self.namespace)
+            except BaseException:
+                if inplace:
+                    self._restore(len(self.values))
+                raise
         result = self.namespace[name]
-        operands = [self.values[a.index] if isinstance(a, Ref) else a.numpy() if isinstance(a, NumpyScalar) else a
-                    for a in op.args]
+        operands = [self.values[a.index] if isinstance(a, Ref) else a.numpy() if isinstance(a, NumpyScalar) else
+                    self.namespace["s"] if isinstance(a, Param) else a for a in op.args]
         try:
             exactness = value_exactness(op, _operand_exactness(op, self.exactness), result, operands)
         except Exception as error:  # never blame NumPy for the fuzzer's own bookkeeping
             raise FuzzerError(f"classifying `{statement}` failed: {error!r}") from error
         self.values.append(result)
         self.exactness.append(exactness)
-        cast_undefined = op.name == "astype" and any("invalid value encountered in cast" in str(w.message)
-                                                     for w in caught)
+        if inplace:  # the input now holds the assignment's result
+            self.exactness[target] = exactness
+        cast_undefined = (op.name == "astype" or op.form == "assign") and any(
+            "invalid value encountered in cast" in str(w.message) for w in caught)
         sign_read = {"signbit": 0, "copysign": 1}.get(op.name)  # the operand whose sign the result takes
         nan_sign = sign_read is not None and self._made_nan(op.args[sign_read])
         self.undefined.append(cast_undefined or nan_sign or any(self.undefined[i] for i in op.refs()))
+        if inplace:
+            self.undefined[target] = self.undefined[-1]
         return result
+
+    def _restore(self, count: int) -> None:
+        """Undo the updates in place made by the operations from value ``count`` on (latest first)."""
+        while self.saved and self.saved[-1][0] >= count:
+            _, target, before, exactness, undefined = self.saved.pop()
+            self.values[target][...] = before
+            self.exactness[target], self.undefined[target] = exactness, undefined
 
     def _made_nan(self, arg: Any) -> bool:
         """Whether ``arg`` is a computed value holding a NaN (an input's NaN keeps its sign everywhere)."""
@@ -487,7 +667,8 @@ class Evaluator:
         return value.dtype.kind == "f" and bool(np.isnan(value).any())
 
     def truncate(self, count: int) -> None:
-        """Forget every value after the first ``count``."""
+        """Forget every value after the first ``count`` (inputs updated in place since are restored)."""
+        self._restore(count)
         for values in (self.values, self.exactness, self.undefined):
             del values[count:]
 
@@ -495,13 +676,14 @@ class Evaluator:
 def evaluate(program: Program, inputs: tuple | None = None) -> Evaluation:
     """Run ``program`` eagerly with NumPy: every value, or NumPy's error and the statement that raised it."""
     inputs = program.make_inputs() if inputs is None else inputs
-    evaluator = Evaluator(inputs, program.names)
+    evaluator = Evaluator(inputs, program.names, program.scalar)
     for op in program.ops:
         try:
             evaluator.step(op)
         except FuzzerError:
             raise
         except Exception as error:  # NumPy rejected the program: gputrace must reject it alike
+            name = program.names[len(evaluator.values)]
             return Evaluation(evaluator.values, evaluator.exactness, evaluator.undefined, error,
-                              render_expression(op, program.names))
+                              render_statement(op, program.names, name))
     return Evaluation(evaluator.values, evaluator.exactness, evaluator.undefined)

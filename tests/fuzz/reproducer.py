@@ -36,7 +36,7 @@ Run ``python -m tests.fuzz.reproducers.<name>`` from the repository root to chec
 """
 from math import inf, nan
 
-from tests.fuzz.program import ArrayInput, DType, Index, NumpyScalar, Op, Program, Ref
+from tests.fuzz.program import Arange, ArrayInput, DType, Index, IntList, NumpyScalar, Op, Param, Program, Ref, SelfMask
 
 BACKENDS = {tuple(backends)!r}
 PROGRAM = {program!r}

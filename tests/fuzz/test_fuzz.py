@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from tests.fuzz.differential import Mismatch, available_backends, compare_output, run_program
 from tests.fuzz.generate import programs
-from tests.fuzz.program import EXACT, INEXACT, UNSTABLE, ArrayInput, Op, Program, Ref, evaluate, value_exactness
+from tests.fuzz.program import (EXACT, INEXACT, UNSTABLE, Arange, ArrayInput, Index, IntList, Op, Param, Program, Ref,
+                               SelfMask, evaluate, value_exactness)
 from tests.fuzz.reproducer import load_reproducer, write_reproducer
 
 NUMPY_PROGRAMS = 250
@@ -149,3 +150,63 @@ def test_rejections_must_match_numpy():
                       (Op("call", "add", (Ref(0), Ref(1))),), (2,))
     assert isinstance(evaluate(program).error, ValueError)
     assert run_program(program, ("numpy",)) == []  # gputrace raises a ValueError too
+
+
+# ----------------------------------------------------------------------------- gathers, assignments, arguments
+
+EVERY_NEW_FORM = Program(
+    inputs=(ArrayInput("float32", (3, 4), "transposed", "special", 5), ArrayInput("int64", (4,), "reversed", "index",
+                                                                                  7, bound=3),
+            ArrayInput("uint8", (3,), "contiguous", "unique", 2, bound=3), ArrayInput("float64", (4,), "strided")),
+    ops=(Op("index", "getitem", (Ref(0), Index((Ref(1),)))),                                      # 4: x[idx]
+         Op("index", "getitem", (Ref(0), Index(((None, None, None), Ref(2))))),                   # 5: x[:, idx]
+         Op("index", "getitem", (Ref(0), Index((Arange(3), Ref(2))))),                            # 6: x[arange, idx]
+         Op("call", "take", (Ref(0), Ref(1)), (("axis", -2),)),                                   # 7
+         Op("call", "argsort", (Ref(3),), (("axis", 0), ("kind", "stable"))),                     # 8
+         Op("call", "take_along_axis", (Ref(3), Ref(8)), (("axis", 0),)),                         # 9
+         Op("assign", "=", (Ref(0), Index(((None, None, None), Ref(2))), Ref(5)), (("copy", "call"),)),  # 10
+         Op("assign", "add.at", (Ref(3), Index((IntList((0, 0, -1)),)), 3), (("copy", "mul"),)),  # 11
+         Op("assign", "mask_apply", (Ref(0), Index((SelfMask(">", 0),)), ("*", 2)), (("copy", "method"),)),
+         Op("assign", "+=", (Ref(3), Index(((1, None, 2),)), Param()), (("copy", "inplace"),)),   # 13: x3 updated
+         Op("call", "pad", (Ref(0), ((1, 0), (0, 2))), (("mode", "reflect"),)),
+         Op("list_call", "hstack", (Ref(0), Ref(5))), Op("call", "roll", (Ref(4), -1), (("axis", 1),)),
+         Op("call", "tril", (Ref(0),), (("k", -1),)), Op("call", "repeat", (Ref(3), IntList((0, 1, 2, 1))))),
+    outputs=(6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 18, 13), signature="nested", scalar=3.0)
+
+
+def test_every_new_form_renders_as_the_program_evaluates():
+    program = EVERY_NEW_FORM
+    source = program.source()
+    assert "v1[v1 > 0] = v1[v1 > 0] * 2" not in source and "v8[v8 > 0] = v8[v8 > 0] * 2" in source
+    assert "x3[1::2,] += s; v9 = x3" in source and "rest[1]['b'][0]" in source and "    s = 3.0" in source
+    namespace: dict = {}
+    exec(source, namespace)
+    got = namespace["program"](*namespace["make_inputs"]())
+    evaluation = evaluate(program)
+    assert evaluation.error is None
+    for g, w in zip(got, evaluation.outputs(program)):
+        np.testing.assert_array_equal(g, w)
+    assert run_program(program, ("numpy",)) == []
+    other = program.with_other_values()
+    assert other.scalar != program.scalar and evaluate(other).error is None  # indices stay in range
+    # np.arange(3) is a constant of the program: on 2 rows NumPy raises IndexError (and gputrace must alike)
+    assert isinstance(evaluate(program.with_other_shapes()).error, IndexError)
+
+
+def test_an_input_updated_wrongly_is_found(monkeypatch):
+    """The inputs after the call are compared with what NumPy left in its copies: a planted bug in assignments
+    (one more than the value assigned) is found in an input the program updates in place and does not return."""
+    from gputrace.backends import reference
+    original = reference.Interpreter.run_node
+
+    def off_by_one_assignment(self, node, args):
+        results = original(self, node, args)
+        return [r + 1 for r in results] if node.kind == "np::setitem" and self.record is None else results
+
+    program = Program((ArrayInput("int32", (5,)), ArrayInput("int64", (2,), values="unique", bound=5)),
+                      (Op("assign", "=", (Ref(0), Index((Ref(1),)), 7), (("copy", "inplace"),)),
+                       Op("call", "negative", (Ref(1),))), (3,), signature="dict")
+    assert run_program(program, ("numpy",)) == []
+    monkeypatch.setattr(reference.Interpreter, "run_node", off_by_one_assignment)
+    mismatches = run_program(program, ("numpy",))
+    assert mismatches and "input x0 after the call (updated in place)" in str(mismatches[0])
