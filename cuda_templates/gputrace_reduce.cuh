@@ -82,6 +82,17 @@ __device__ __forceinline__ T gt_corrected_squares(T squares, T deviations, T cou
     return corrected > 0 ? corrected : (T)0;
 }
 
+// A split row's part merged into the row's squared deviations (Chan et al.): the part's own plus n shift^2,
+// shift the distance of the part's mean from the row's. Squares that are not finite stay as they are, as
+// the two-pass sum's do: a part whose sum overflowed (mean inf, deviations -inf) makes NumPy's var inf,
+// where inf - inf in the shift would make it NaN.
+template <class T>
+__device__ __forceinline__ T gt_merged_squares(T squares, T n, T shift)
+{
+    if (!(squares - squares == 0)) return squares;
+    return gt_add(squares, gt_multiply(n, gt_multiply(shift, shift)));
+}
+
 template <class T>
 __device__ __forceinline__ bool gt_is_nan(T v) { return v != v; }
 

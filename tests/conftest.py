@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -23,10 +25,28 @@ def rng():
     return np.random.default_rng(0)
 
 
+# The mutation check (python -m tests.mutation) runs the tests once per mutant: its runs share one kernel
+# cache (the kernels a mutant leaves alone are built once) and skip the NVRTC compiles at the session's end.
+MUTATION_CACHE = os.environ.get("GPUTRACE_MUTATION_CACHE")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the slow tier (tests marked slow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow tier: python -m pytest -q --slow -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test session builds into its own kernel cache, never the user's."""
-    monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("GPUTRACE_CACHE_DIR", MUTATION_CACHE or str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture
@@ -60,7 +80,7 @@ def _record_emulated_kernels(tmp_path_factory):
 
 def pytest_sessionfinish(session, exitstatus):
     from gputrace.backends import nvrtc
-    if not _emulated_kernels or not nvrtc.nvrtc_available():
+    if not _emulated_kernels or not nvrtc.nvrtc_available() or MUTATION_CACHE:
         return
     from concurrent.futures import ThreadPoolExecutor
     import time

@@ -112,8 +112,8 @@ def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
     else:
         loop, result = ops.ufunc_loop_dtypes(kind, arg_types)
     operands = [render_cast(a, s, d) for a, s, d in zip(args, sources, loop)]
-    if kind in ("np::maximum", "np::minimum") and loop[0] == HALF:
-        operands.reverse()  # NumPy's float16 loop keeps the first of equal operands (+-0), gt_maximum the second
+    if kind in ("np::maximum", "np::minimum", "np::fmax", "np::fmin") and loop[0] == HALF:
+        operands.reverse()  # NumPy's float16 loops keep the first of equal operands (+-0), gt_maximum the second
     call = f"{op.cuda}({', '.join(operands)})"
     if result == HALF:
         call = f"gt_round_half({call})"

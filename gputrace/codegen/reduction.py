@@ -219,7 +219,7 @@ def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str,
             f"            const {ctype} n = {size};",
             f"            const {ctype} shift = gt_add(gt_subtract({mean}, row_mean{k}), "
             f"gt_true_divide({deviations}, n));",
-            add(f"all{k}d", f"gt_add({squares}, gt_multiply(n, gt_multiply(shift, shift)))"),
+            add(f"all{k}d", f"gt_merged_squares({squares}, n, shift)"),
             add(f"all{k}s", "gt_multiply(n, shift)"),
             "        }",
             f"        const {ctype} red{k}d = {total(f'all{k}d')};",

@@ -21,6 +21,8 @@ from gputrace.backends.nvrtc import gpu_available
 KERNEL_BACKENDS = ["emulate", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
     not gpu_available(), reason="no CUDA GPU")])]
 
+REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "any", "all", "var", "std")
+
 # A few ulp for programs with transcendental functions (libm against NumPy's own SIMD code, per op).
 TRANSCENDENTAL_RTOL = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 4e-6, np.dtype(np.float64): 1e-13}
 
@@ -80,3 +82,18 @@ def assert_backend_matches(backend: str, fn: Callable | gputrace.TracedFunction,
 def assert_emulate_matches(fn: Callable | gputrace.TracedFunction, inputs: Sequence[Any], **tolerances: Any):
     """:func:`assert_backend_matches` on ``emulate``."""
     return assert_backend_matches("emulate", fn, inputs, **tolerances)
+
+
+def every_reduction(axis, keepdims, names=REDUCTIONS):
+    """All reductions over one set of axes; they read ``x + x`` so that they share one kernel (its prologue)."""
+    def reduce_all(x):
+        y = x + x
+        out = []
+        for name in names:
+            if name in ("argmax", "argmin") and isinstance(axis, tuple):
+                continue  # NumPy's argmax takes one axis or None
+            extra = {"ddof": 1} if name == "std" else {}
+            out.append(getattr(np, name)(y, axis=axis, keepdims=keepdims, **extra))
+        return tuple(out)
+    reduce_all.__name__ = f"reduce_axis_{axis}_keepdims_{keepdims}".replace(" ", "").replace(",", "_")
+    return reduce_all

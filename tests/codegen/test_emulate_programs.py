@@ -18,8 +18,8 @@ from gputrace.backends.host_compiler import host_compiler_info
 from gputrace.backends.nvrtc import nvrtc_available
 from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, Target
 
-from .backend_agreement import (KERNEL_BACKENDS, TRANSCENDENTAL_RTOL, assert_arrays_agree, assert_backend_matches,
-                                run_on, outputs_of, trace)
+from .backend_agreement import (KERNEL_BACKENDS, REDUCTIONS, TRANSCENDENTAL_RTOL, assert_arrays_agree,
+                                assert_backend_matches, every_reduction, run_on, outputs_of, trace)
 
 pytestmark = pytest.mark.skipif(not host_compiler_info()["available"], reason="no host C++ compiler for emulate")
 
@@ -287,23 +287,7 @@ def test_chain_and_diamond(backend, rng):
 
 # ============================================================================= reductions
 
-REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "any", "all", "var", "std")
 EPS = {np.dtype(np.float16): 2.0 ** -10, np.dtype(np.float32): 2.0 ** -23, np.dtype(np.float64): 2.0 ** -52}
-
-
-def every_reduction(axis, keepdims, names=REDUCTIONS):
-    """All reductions over one set of axes; they read ``x + x`` so that they share one kernel (its prologue)."""
-    def reduce_all(x):
-        y = x + x
-        out = []
-        for name in names:
-            if name in ("argmax", "argmin") and isinstance(axis, tuple):
-                continue  # NumPy's argmax takes one axis or None
-            extra = {"ddof": 1} if name == "std" else {}
-            out.append(getattr(np, name)(y, axis=axis, keepdims=keepdims, **extra))
-        return tuple(out)
-    reduce_all.__name__ = f"reduce_axis_{axis}_keepdims_{keepdims}".replace(" ", "").replace(",", "_")
-    return reduce_all
 
 
 def summation_tolerance(x, axis) -> float:
