@@ -14,7 +14,7 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked slow run with --slow (or -m slow) only: the default run stays within CI's time."""
     if config.getoption("--slow") or "slow" in (config.getoption("-m") or ""):
         return
-    skip = pytest.mark.skip(reason="slow tier: run with --slow")
+    skip = pytest.mark.skip(reason="slow tier: python -m pytest -q --slow -m slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
@@ -28,19 +28,6 @@ def rng():
 # The mutation check (python -m tests.mutation) runs the tests once per mutant: its runs share one kernel
 # cache (the kernels a mutant leaves alone are built once) and skip the NVRTC compiles at the session's end.
 MUTATION_CACHE = os.environ.get("GPUTRACE_MUTATION_CACHE")
-
-
-def pytest_addoption(parser):
-    parser.addoption("--slow", action="store_true", help="also run the slow tier (tests marked slow)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow tier: python -m pytest -q --slow -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
