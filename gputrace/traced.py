@@ -171,9 +171,12 @@ class TracedFunction:
         if self._takes_plain(args, kwargs):
             self._check_arguments(args)  # its messages count the arrays, as the function takes arrays only
             return Call(self.fn, args)
+        if self.call is None:  # a loaded trace takes arrays by position
+            if kwargs:
+                raise SignatureError(f"{self.name}() takes arrays by position only, got the keyword arguments "
+                                     f"{sorted(kwargs)}")
+            self._check_arguments(args)  # raises: not every argument is an array
         call = Call(self.fn, args, dict(kwargs))
-        if self.call is None:  # a loaded trace: arrays by position
-            self._check_arguments(args)
         call.check_structure(self.call)
         if call.structure == self.call.structure:
             self._check_arguments(call.leaves, call)
