@@ -325,7 +325,8 @@ def _masked(x: TracedArray, template: tuple, mask: tuple[int, Any], value: Any) 
     axes (or, after ``...``, its last ones); the values broadcast against the other axes."""
     position, array = mask
     if isinstance(value, TracedArray) and value._selection is not None:
-        if not _same_computation(value._selection.mask, array._value) or len(template) > 1 and template[1] is not Ellipsis:
+        if not _same_computation(value._selection.mask, array._value) \
+                or len(template) > 1 and template[1] is not Ellipsis:
             raise refuse_selection(value._selection, "the values of another assignment")
         whole = value._state.wrap(value._value, value._concrete)  # computed at the array's shape
         where = array[(Ellipsis,) + (None,) * (x.ndim - array.ndim)]

@@ -351,9 +351,9 @@ def trace(fn_or_module: Any, example_inputs: Any, *, example_kwarg_inputs: Mappi
     state = trace_graph(fn_or_module, call, strict=strict)
     traced = TracedFunction(state.graph, fn=fn_or_module, params=state.params, strict=strict, call=call)
     if check_trace:
-        _check_against_retrace(traced, [call] if check_inputs is None else
-                               [_example_call(fn_or_module, c, f"check_inputs[{i}]") for i, c in enumerate(check_inputs)],
-                               check_tolerance, state)
+        checks = [call] if check_inputs is None else \
+            [_example_call(fn_or_module, c, f"check_inputs[{i}]") for i, c in enumerate(check_inputs)]
+        _check_against_retrace(traced, checks, check_tolerance, state)
     return traced
 
 

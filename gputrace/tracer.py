@@ -957,7 +957,7 @@ class TracedArray:
 
     # -- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method != "__call__" and method not in ("reduce", "accumulate") and not _depends_on_arguments((inputs, kwargs)):
+        if method not in ("__call__", "reduce", "accumulate") and not _depends_on_arguments((inputs, kwargs)):
             return getattr(ufunc, method)(*_concrete_tree(inputs), **_concrete_tree(kwargs))
         name = ops.UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
         if method == "reduce" and name in _REDUCE_UFUNCS:

@@ -458,8 +458,9 @@ def _make_group(graph: Graph, nodes: list[Node], number: int) -> Node:
         for v in node.inputs:
             if v in mapping or (v.producer in inside):
                 continue
-            if v.producer is not None and v.producer.kind == "prim::Constant" and np.ndim(v.producer.attrs["value"]) == 0 \
-                    and not any(ops.is_element_load(u.kind) for u in v.users if u in inside):  # (read from memory)
+            scalar = v.producer is not None and v.producer.kind == "prim::Constant" \
+                and np.ndim(v.producer.attrs["value"]) == 0  # array constants are read as inputs
+            if scalar and not any(ops.is_element_load(u.kind) for u in v.users if u in inside):  # (read from memory)
                 const = sub.create_node("prim::Constant", [], [v.type], attrs=v.producer.attrs,
                                         source=v.producer.source, output_names=[v.name])
                 sub.append(const)
