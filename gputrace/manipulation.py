@@ -118,7 +118,8 @@ def _fliplr(m):
 
 @implements(np.roll)
 def _roll(a, shift, axis=None):
-    """Each axis rolled by ``shift % n`` as two slices joined: the trace reads the shape."""
+    """Each axis rolled by ``shift % n`` as a gather by the constant index ``(arange(n) - shift) % n``: a load
+    inside the kernel that reads the result, no copy (the trace reads the shape)."""
     a = _array(a)
     if axis is None:
         # a copy: the reshaped view of the rolled temporary would refuse an assignment (NumPy's is a view of a
@@ -136,7 +137,7 @@ def _roll(a, shift, axis=None):
     for ax, offset in shifts.items():
         offset %= shape[ax] or 1
         if offset:
-            a = _concatenate([a[_at(ax, slice(-offset, None))], a[_at(ax, slice(None, -offset))]], ax)
+            a = np.take(a, (np.arange(shape[ax]) - offset) % shape[ax], axis=ax)
     return a.copy() if a is original else a  # np.roll makes a new array, even when nothing moves
 
 

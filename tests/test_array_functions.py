@@ -304,3 +304,18 @@ def test_what_is_refused(fn, what, monkeypatch):
 ], ids=lambda v: v if isinstance(v, str) and v.startswith("np.") else None)
 def test_an_untraced_function_names_itself_the_line_and_what_to_write(fn, name, hint):
     unsupported(fn, rf"^the NumPy function {name} is not supported by gputrace at .*; .*{hint}")
+
+
+def test_a_periodic_stencil_of_rolls_is_one_kernel_of_index_loads(rng):
+    """np.roll is a gather by a constant index: the stencil reads u four times in one kernel, copies nothing."""
+    def laplacian(u):
+        return np.roll(u, 1, axis=0) + np.roll(u, -1, axis=0) + np.roll(u, 2, axis=1) + np.roll(u, -1, axis=1) - 4 * u
+
+    u = rng.standard_normal((6, 7)).astype(np.float32)
+    traced = gputrace.trace(laplacian, u)
+    program = traced.lower(u)
+    assert len(program.kernels) == 1
+    assert [n.kind for n in program.graph.nodes if n.kind not in ("prim::Constant",)] == ["gt::FusionGroup"]
+    for shape in ((6, 7), (3, 9)):
+        u = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(traced.run(u, backend="emulate"), laplacian(u))

@@ -53,7 +53,7 @@ PROGRAMS = {
     "lstm_forward_backward": (rp.lstm_forward_backward, lstm_inputs, (4, 2, 5), 1e-10, 43),
     "nbody_step": (rp.nbody_step, nbody_inputs, (8, 5, 11), 1e-10, 5),
     "heat_step": (rp.heat_step, heat_inputs, (16, 7, 9), 1e-12, 3),
-    "life_step": (rp.life_step, life_inputs, (16, 5, 12), 0, 1),
+    "life_step": (rp.life_step, life_inputs, (16, 5, 12), 0, 2),
     "kmeans_assign": (rp.kmeans_assign, kmeans_inputs, (20, 7, 33), 1e-12, 6),
     "kmeans_step": (rp.kmeans_step, kmeans_inputs, (20, 7, 33), 1e-12, 9),
 }
