@@ -36,12 +36,17 @@ _LIBRARY_DIRS = tuple({os.path.join(os.path.dirname(os.path.abspath(np.__file__)
                        os.path.join(os.path.dirname(contextlib.__file__), "")})
 
 
+def _is_library_file(filename: str) -> bool:
+    """Code of gputrace, NumPy, CuPy or the standard library: never the user's line."""
+    return filename.startswith(_LIBRARY_DIRS) or "/cupy/" in filename or filename.startswith("<frozen")
+
+
 def user_location() -> SourceLocation | None:
     """The innermost stack frame outside gputrace, NumPy, CuPy and the standard library."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_LIBRARY_DIRS) and "/cupy/" not in filename and not filename.startswith("<frozen"):
+        if not _is_library_file(filename):
             col = 0
             try:
                 positions = list(frame.f_code.co_positions())[frame.f_lasti // 2]
@@ -293,7 +298,7 @@ def _called_by_name(frame: Any, name: str) -> bool:
     random module calls np.empty from C, while the nearest Python frame is the user's np.random.rand(3)):
     such a call must get a plain array, so the call expression at the frame's instruction is read."""
     filename = frame.f_code.co_filename
-    if filename.startswith(_LIBRARY_DIRS) or "/cupy/" in filename:
+    if _is_library_file(filename):
         return False
     try:
         line, _, col, _ = list(frame.f_code.co_positions())[frame.f_lasti // 2]
@@ -453,8 +458,7 @@ def warn_concrete(what: str, array: "TracedArray") -> None:
 def _user_stacklevel() -> int:
     """The ``stacklevel`` for warnings.warn, called from the caller of this, that names the user's line."""
     frame, level = sys._getframe(2), 2
-    while frame is not None and (frame.f_code.co_filename.startswith(_LIBRARY_DIRS)
-                                 or "/cupy/" in frame.f_code.co_filename):
+    while frame is not None and _is_library_file(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     return level
 
