@@ -35,7 +35,8 @@ class Unit:
 UNITS = {
     "_s": Unit("s"), "_ms": Unit("ms"), "_us": Unit("µs"), "us_per_call": Unit("µs"),
     "overhead_us": Unit("µs", "any"),  # a difference of two times
-    "gbps": Unit("GB/s"), "tflops": Unit("TFLOP/s"), "pct_copy": Unit("%"), "ratio": Unit("×"),
+    "gbps": Unit("GB/s"), "tflops": Unit("TFLOP/s"), "pct_copy": Unit("%"),
+    "ratio": Unit("×"), "speedup": Unit("×"),
     "bytes": Unit("B", "count"), "flops": Unit("flop", "count"), "kernels": Unit("kernels", "count"),
     "library_calls": Unit("calls", "count"), "samples": Unit("samples", "count"), "sms": Unit("SMs", "count"),
     "cache_files_after_cold_run": Unit("files", "count"), "schema": Unit("version", "count"),

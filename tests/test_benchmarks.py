@@ -260,6 +260,17 @@ def check_markdown(results: dict, text: str) -> None:
                     assert shows[column, k], f"{name}: column {column!r} shows different figures in its rows"
 
 
+def check_header(results: dict, text: str) -> None:
+    """The figures in the table at the top of RESULTS.md (wall time, ceilings) are those of the JSON."""
+    top = [line for line in text.split("\n## ")[0].splitlines() if line.startswith("|")]
+    figures_at_top = {**{k: v for k, v in results.items() if report.is_number(v)}, **results.get("ceilings", {})}
+    for label, value in markdown_rows("\n".join(top))[1:]:
+        found = re.match(rf"({NUMBER.pattern}) (\S+)", value)
+        if found and found.group(2) in DISPLAY_UNITS:
+            assert any(shown_as(found.group(1), v) for _, v in candidates(found.group(2), figures_at_top, {})), \
+                f"{label} = {value}: no such figure in {figures_at_top}"
+
+
 def report_sections(text: str) -> list[str]:
     return re.findall(r"<!-- gputrace:(\w+):begin -->", text)
 
@@ -270,6 +281,7 @@ def check_report(results: dict, text: str, programs: list[str], sizes: list[str]
     check_targets(results)
     check_complete(results, programs, sizes)
     check_markdown(results, text)
+    check_header(results, text)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -339,6 +351,14 @@ def test_a_table_that_differs_from_the_json_fails_the_checks(quick_run):
         check_report(quick_run.results, text, PROGRAMS, SIZES)
 
 
+def test_a_wall_time_that_differs_from_the_json_fails_the_checks(quick_run):
+    shown = f"| wall time of this run | {report.fmt(quick_run.results['wall_s'])} s |"
+    assert shown in quick_run.text
+    text = quick_run.text.replace(shown, f"| wall time of this run | {report.fmt(quick_run.results['wall_s'] * 2)} s |")
+    with pytest.raises(AssertionError, match="wall time of this run = .* no such figure"):
+        check_report(quick_run.results, text, PROGRAMS, SIZES)
+
+
 def test_a_report_with_gpu_figures_passes_the_checks(quick_run):
     """The rates, percentages and speed-ups a GPU run adds pass the checks (here without a GPU: figures that
     agree, put in by hand, as run.py computes them), in the JSON and as RESULTS.md shows them."""
@@ -390,6 +410,7 @@ def test_cpu_figures_are_measured(quick_run):
         assert row["status"] == "ok", row
         assert row["eager_us"] > 0 and row["traced_us"] > 0 and row["ratio"] > 0
     compiled = results["compile"]
+    assert compiled["emulate"]["status"] == "not measured (--no-emulate)"  # the slow tier measures it
     for backend in ("nvrtc", "emulate"):
         figures = compiled[backend]
         if figures["status"] != "ok":
