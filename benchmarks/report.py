@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 # (program, size) pairs the targets of issue 4 are about
@@ -18,6 +19,35 @@ NORM_TARGETS = ("softmax", "layernorm", "rmsnorm")
 HOST_OVERHEAD_US = 20.0
 COLD_COMPILE_S = 0.5
 WARM_COMPILE_S = 0.005
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a figure (a number in the results) measures, and which values it may take."""
+
+    symbol: str
+    values: str = "positive"  # "positive" (> 0), "count" (a whole number >= 0), "non-negative" or "any"
+
+
+# The unit of every figure in the results, by the end of its name (the longest end that matches), so that a new
+# figure named by these conventions (plan_bytes, nvrtc_s, dask_us, ...) is checked by tests/test_benchmarks.py
+# (finite, its sign, a whole number, shown in RESULTS.md as in the JSON) with no new test.
+UNITS = {
+    "_s": Unit("s"), "_ms": Unit("ms"), "_us": Unit("µs"), "us_per_call": Unit("µs"),
+    "overhead_us": Unit("µs", "any"),  # a difference of two times
+    "gbps": Unit("GB/s"), "tflops": Unit("TFLOP/s"), "pct_copy": Unit("%"),
+    "ratio": Unit("×"), "speedup": Unit("×"),
+    "bytes": Unit("B", "count"), "flops": Unit("flop", "count"), "kernels": Unit("kernels", "count"),
+    "library_calls": Unit("calls", "count"), "samples": Unit("samples", "count"), "sms": Unit("SMs", "count"),
+    "cache_files_after_cold_run": Unit("files", "count"), "schema": Unit("version", "count"),
+    "rel_error": Unit("", "non-negative"), "measured": Unit("the target's unit"),
+}
+
+
+def unit_of(name: str) -> Unit | None:
+    """The unit of the figure called ``name`` (see UNITS), or None when its name follows no convention."""
+    ends = [end for end in UNITS if name.endswith(end)]
+    return UNITS[max(ends, key=len)] if ends else None
 
 
 def is_number(x: Any) -> bool:

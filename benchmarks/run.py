@@ -357,7 +357,9 @@ def compile_worker(spec: dict) -> dict:
     arch = spec["arch"]
     result: dict[str, Any] = {"status": "ok", "kernels": [k.name for k in kernels]}
     result["nvrtc"] = _timed_builds(kernels, lambda k: k.compile(arch), first=lambda: _first_compile(arch))
-    if spec.get("emulate") and importlib.util.find_spec("gputrace.backends.host_compiler") is not None:
+    if not spec.get("emulate"):
+        result["emulate"] = {"status": "not measured (--no-emulate)"}
+    elif importlib.util.find_spec("gputrace.backends.host_compiler") is not None:
         from gputrace.backends.host_compiler import build_host_module
         result["emulate"] = _timed_builds(kernels, lambda k: build_host_module(k.source, [k.name]))
     else:

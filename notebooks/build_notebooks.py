@@ -26,8 +26,12 @@ def md(text: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(textwrap.dedent(text).strip())
 
 
-def code(text: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_code_cell(textwrap.dedent(text).strip())
+def code(text: str, tag: str | None = None) -> nbformat.NotebookNode:
+    """A code cell; ``tag`` names it for tests/test_notebooks.py, which checks its outputs."""
+    cell = nbformat.v4.new_code_cell(textwrap.dedent(text).strip())
+    if tag:
+        cell.metadata["tags"] = [tag]
+    return cell
 
 
 # Every notebook starts by choosing its backends: the GPU where there is one, the emulator always.
@@ -38,7 +42,7 @@ SETUP = code("""
 
     BACKENDS = ("numpy", "emulate", "cuda") if gpu_available() else ("numpy", "emulate")
     print("checking", " and ".join(BACKENDS[1:]), "against numpy")
-""")
+""", "setup")
 
 TRACING_MYCELL = [
     md("""
@@ -66,7 +70,7 @@ TRACING_MYCELL = [
         x, h = rng.random((3, 4), dtype=np.float32), rng.random((3, 4), dtype=np.float32)
         traced_cell = gputrace.trace(my_cell, (x, h))
         print(traced_cell)
-    """),
+    """, "trace"),
     md("Calling the traced cell gives what the module gives:"),
     code("""
         eager, traced = my_cell(x, h), traced_cell(x, h)
@@ -81,12 +85,12 @@ TRACING_MYCELL = [
         value carries its dtype, shape, strides and device. The comment on each line is the source line
         that made it.
     """),
-    code("print(traced_cell.graph)"),
+    code("print(traced_cell.graph)", "graph"),
     md("`.inlined_graph` flattens the call into the `Linear`, and `.code` prints the graph as Python:"),
     code("""
         print(traced_cell.inlined_graph)
         print(traced_cell.code)
-    """),
+    """, "inlined-graph-and-code"),
     md("""
         ## What the compiler made of it
 
@@ -96,15 +100,14 @@ TRACING_MYCELL = [
     """),
     code("""
         program = traced_cell.lower(x, h)
-        steps = [type(step).__name__ for step in program.plan]
-        assert steps == ["LibraryCall", "Kernel"], steps  # matmul, then one kernel for + b, + h and tanh
+        print("launch plan:", [type(step).__name__ for step in program.plan])  # the matmul, then one kernel
         program.graph
-    """),
+    """, "lowered"),
     md("""
         The traced cell itself shows the launch plan: what each step reads and writes, the bytes a kernel
         must move, and its registers and spills on sm_90 (compiled by NVRTC, no GPU needed).
     """),
-    code("traced_cell"),
+    code("traced_cell", "traced-cell"),
     md("""
         ## Other shapes, save and load
 
@@ -122,7 +125,7 @@ TRACING_MYCELL = [
         loaded = gputrace.load(path)
         np.testing.assert_array_equal(loaded(x, h)[0], traced_cell(x, h)[0])
         print(loaded.graph)
-    """),
+    """, "saved-and-loaded"),
     md("""
         ## Running the kernel
 
@@ -135,7 +138,7 @@ TRACING_MYCELL = [
         report = gputrace.check_trace(traced_cell, (x, h), backends=BACKENDS)
         assert report.ok
         report
-    """),
+    """, "check-trace"),
 ]
 
 FUSION_AND_KERNELS = [
@@ -168,7 +171,7 @@ FUSION_AND_KERNELS = [
         weight, bias = rng.standard_normal(512, dtype=np.float32), rng.standard_normal(512, dtype=np.float32)
         examples = {"gelu": (gelu, (x,)), "softmax": (softmax, (x,)), "layernorm": (layernorm, (x, weight, bias))}
         traced = {name: gputrace.trace(fn, args) for name, (fn, args) in examples.items()}
-    """),
+    """, "examples"),
     md("""
         ## GELU: eight operations, one kernel
 
@@ -177,9 +180,9 @@ FUSION_AND_KERNELS = [
     """),
     code("""
         gelu_program = traced["gelu"].lower(x)
-        assert len(gelu_program.kernels) == 1 and len(gelu_program.plan) == 1  # every op in one kernel
+        print("launch plan:", [step.name for step in gelu_program.plan])  # every op in one kernel
         print(graph_text(gelu_program.graph))
-    """),
+    """, "gelu-graph"),
     md("""
         The kernel displays its CUDA source; PTX, SASS and its resources for sm_90 are one click away
         (NVRTC compiles them when the cell is displayed).
@@ -187,41 +190,36 @@ FUSION_AND_KERNELS = [
     code("""
         gelu_kernel = gelu_program.kernels[0]
         gelu_kernel
-    """),
+    """, "gelu-kernel"),
     md("NVRTC compiles for an explicit architecture, so PTX and SASS need no GPU:"),
     code("""
         ptx = gelu_kernel.ptx("sm_90")
-        assert gelu_kernel.name in ptx and ".target sm_90" in ptx
         print("\\n".join(line for line in ptx.splitlines() if line.strip())[:1500])
-    """),
+    """, "ptx"),
     code("""
         sass = gelu_kernel.sass("sm_90")
         instructions = [line.strip() for line in sass.splitlines() if line.strip().startswith("/*0")]
-        assert instructions, "no SASS instructions"
         print(f"{len(instructions)} SASS instructions; the first 20:")
         print("\\n".join(instructions[:20]))
-    """),
+    """, "sass"),
     code("""
-        resources = gelu_kernel.resources("sm_90")
-        print(resources)
-        assert resources.registers > 0 and resources.spill_stores == resources.spill_loads == 0
-    """),
+        print(gelu_kernel.resources("sm_90"))
+    """, "resources"),
     md("""
         ## Softmax and layer norm: reductions in row kernels
 
         A reduction joins the group of the elementwise work before it (a prologue) and after it (an
         epilogue): softmax's max, subtract, exp, sum and divide become one row kernel, and so does layer
-        norm with its two means: one kernel each (issue 4's target), asserted below.
+        norm with its two means: one kernel each (issue 4's target), as their launch plans show.
     """),
     code("""
         for name in ("softmax", "layernorm"):
             fn, args = examples[name]
             program = traced[name].lower(*args)
-            print(f"--- {name}: launch plan {[step.name for step in program.plan]}")
+            print(f"--- {name}: launch plan {[step.name for step in program.plan]}")  # one row kernel
             print(graph_text(program.graph))
-            assert len(program.kernels) == 1, program.plan  # one row kernel: prologue, reductions, epilogue
-    """),
-    code("traced['layernorm']"),
+    """, "row-kernels"),
+    code("traced['layernorm']", "layernorm"),
     md("""
         ## Attention written with `np.einsum`: two matmuls and one kernel
 
@@ -237,11 +235,9 @@ FUSION_AND_KERNELS = [
 
         q, k, v = (rng.standard_normal((2, 4, 64, 32), dtype=np.float32) for _ in range(3))
         attention_program = gputrace.trace(attention, (q, k, v)).lower(q, k, v)
-        steps = [step.name for step in attention_program.plan]
-        print(steps)
+        print("launch plan:", [step.name for step in attention_program.plan])
         print(graph_text(attention_program.graph))
-        assert len(steps) == 3 and len(attention_program.kernels) == 1
-    """),
+    """, "attention"),
     md("""
         ## `emulate` against `numpy`
 
@@ -273,7 +269,7 @@ FUSION_AND_KERNELS = [
                 runs = "NumPy, op by op" if backend == "numpy" else f"{len(traced[name].kernels)} generated kernel(s)"
                 rows.append([name, backend, runs, f"{first_ms:.1f}", f"{second_ms:.1f}", f"{difference.max_abs:.2g}"])
         print(text_table(["program", "backend", "runs", "1st call ms", "2nd call ms", "max abs error vs eager"], rows))
-    """),
+    """, "backends"),
     md("""
         What `emulate` does for each kernel can be done by hand: build the GELU kernel's source shown above
         with the host compiler and launch it on NumPy arrays, as `cudaLaunchKernel` would on the GPU.
@@ -288,7 +284,7 @@ FUSION_AND_KERNELS = [
         module.launch(gelu_kernel.name, grid, gelu_kernel.block, gelu_kernel.arguments([x], [out]))
         print(f"{grid} blocks of {gelu_kernel.block} threads; max abs error vs NumPy {np.abs(out - gelu(x)).max():.2g}")
         assert compare_arrays(gelu(x), out, tolerance=1e-5).ok
-    """),
+    """, "by-hand"),
     md("""
         `check_trace` does the comparison for every output and shows it as a table, with the largest absolute
         and relative error per backend:
@@ -299,7 +295,7 @@ FUSION_AND_KERNELS = [
             assert report.ok, report
             print(name)
             display(report)
-    """),
+    """, "check-trace"),
 ]
 
 VALIDATION = [
@@ -323,9 +319,8 @@ VALIDATION = [
         arrays += (rng.random(10_000, dtype=np.float32),)
         traced_adam = gputrace.trace(adam_step, arrays)
         report = gputrace.check_trace(traced_adam, arrays, backends=BACKENDS)
-        assert report.ok and len(report.rows) == 3 * (len(BACKENDS) - 1)  # three outputs per backend
         report
-    """),
+    """, "check-trace"),
     md("""
         With a tolerance of zero the table shows how far the kernels are from NumPy, bit for bit. Kernels
         are compiled without fused multiply-add and call NumPy-exact device functions, so arithmetic like this
@@ -333,9 +328,8 @@ VALIDATION = [
     """),
     code("""
         exact = gputrace.check_trace(traced_adam, arrays, backends=BACKENDS, tolerance=0.0, raise_on_mismatch=False)
-        assert max(row.difference.max_rel for row in exact.rows) < 1e-5
         exact
-    """),
+    """, "exact"),
     md("""
         ## A data-dependent function
 
@@ -353,15 +347,13 @@ VALIDATION = [
             warnings.simplefilter("always")
             traced = gputrace.trace(double_if_positive, x)
         messages = [str(w.message) for w in caught if issubclass(w.category, gputrace.TracerWarning)]
-        assert messages and "Python bool" in messages[0]
         print(messages[0])
-    """),
+    """, "warning"),
     md("The trace took the positive branch, so it is wrong for a negative input:"),
     code("""
         print("eager: ", double_if_positive(-x))
         print("traced:", traced(-x))
-        assert not np.allclose(traced(-x), double_if_positive(-x))
-    """),
+    """, "wrong-branch"),
     md("""
         Giving `check_inputs` that take the other branch turns the warning into a `TracingCheckError` that
         shows the first operator where the two traces part:
@@ -373,9 +365,8 @@ VALIDATION = [
             message = str(error)
         else:
             raise AssertionError("the check did not fail")
-        assert "data-dependent control flow" in message and "np::negative" in message
         print(message)
-    """),
+    """, "check-inputs"),
     md("A random array drawn inside the function is a constant of the trace, and differs between traces:"),
     code("""
         def noisy(x):
@@ -387,9 +378,8 @@ VALIDATION = [
             message = str(error)
         else:
             raise AssertionError("the check did not fail")
-        assert "a constant differs between traces" in message
         print(message)
-    """),
+    """, "noisy"),
 ]
 
 PERFORMANCE = [
@@ -421,7 +411,7 @@ PERFORMANCE = [
         have_results = (folder / "results.json").is_file() and (folder / "RESULTS.md").is_file()
         results = json.loads((folder / "results.json").read_text()) if have_results else {}
         print(f"results from {folder}:", results.get("device", {}).get("summary", "none yet: run `python -m gputrace bench`"))
-    """),
+    """, "results"),
     md("""
         ## The benchmark table
 
@@ -437,7 +427,7 @@ PERFORMANCE = [
 
         if have_results:
             display(Markdown(results_table("main")))
-    """),
+    """, "main-table"),
     md("""
         ## Achieved bandwidth
 
@@ -470,7 +460,7 @@ PERFORMANCE = [
         else:
             print("No GPU numbers in these results yet: every GPU row says",
                   repr(next((r["status"] for r in results.get("rows", [])), "not measured")))
-    """),
+    """, "bandwidth"),
     code("""
         trace = [r for r in results.get("trace", []) if r.get("status") == "ok"]
         if not measured and trace:
@@ -487,7 +477,7 @@ PERFORMANCE = [
             ax.legend()
             plt.show()
             display(Markdown(results_table("trace")))
-    """),
+    """, "cpu-costs"),
 ]
 
 NOTEBOOKS = {
