@@ -90,13 +90,15 @@ class _Letters:
                 self.tainted.setdefault(a, why)
 
 
-def _broadcast_labels(letters: _Letters, inputs: Sequence[Value], shape: tuple) -> list:
+def _broadcast_labels(letters: _Letters, operands: Sequence[tuple], shape: tuple) -> list:
+    """The letters of an elementwise result of ``shape`` from operands (shape, letters), broadcast as NumPy does:
+    the letters that meet on one axis are one letter from then on."""
     out = []
     for i in range(len(shape)):
         found = []
-        for v, labels in inputs:
-            j = len(v.type.shape) - (len(shape) - i)
-            if j >= 0 and v.type.shape[j] == shape[i] and shape[i] > 1:
+        for operand_shape, labels in operands:
+            j = len(operand_shape) - (len(shape) - i)
+            if j >= 0 and operand_shape[j] == shape[i] and shape[i] > 1:
                 found.append(labels[j])
         if None in found:  # an axis whose chunking no input gives (a slice's, a reshape's) meets these letters
             letters.taint(found, "it meets an axis made by a slice or reshape")
@@ -140,7 +142,7 @@ def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[di
     labels: dict[Value, list] = dict(zip(graph.inputs, input_labels))
     reduces: dict[Any, list] = {}
     for node in graph.nodes:
-        tensors = [(v, labels[v]) for v in node.inputs if isinstance(v.type, TensorType)]
+        tensors = [(v.type.shape, labels[v]) for v in node.inputs if isinstance(v.type, TensorType)]
         out_types = [v.type for v in node.outputs]
         category = ops.OPS[node.kind].category if node.kind in ops.OPS else None
         if node.kind in ("prim::Constant", "prim::Param"):
@@ -160,16 +162,19 @@ def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[di
             k = letters.union([al[-1], bl[-2] if len(bl) >= 2 else bl[-1]])
             reduces[node] = [k]
             batch_shape = out_types[0].shape[:len(out_types[0].shape) - (len(al) >= 2) - (len(bl) >= 2)]
-            batch = _broadcast_labels(letters, [(_Shaped(a.type.shape[:-2]), al[:-2]),
-                                                (_Shaped(b.type.shape[:-2]), bl[:-2])], batch_shape)
+            batch = _broadcast_labels(letters, [(a[:-2], al[:-2]), (b[:-2], bl[:-2])], batch_shape)
             outs = [batch + ([al[-2]] if len(al) >= 2 else []) + ([bl[-1]] if len(bl) >= 2 else [])]
-        elif node.kind == "np::T" or (node.kind == "np::transpose" and len(tensors) == 1):
+        elif node.kind in ("np::T", "np::transpose", "np::swapaxes"):
             (x, xl), = tensors
-            order = node.attrs.get("axes") or tuple(reversed(range(len(xl))))
+            order = list(node.attrs.get("axes") or reversed(range(len(xl))))
+            if node.kind == "np::swapaxes":
+                order = list(range(len(xl)))
+                i, j = node.attrs["axis1"] % len(xl), node.attrs["axis2"] % len(xl)
+                order[i], order[j] = j, i
             outs = [[xl[a] for a in order]]
-        elif node.kind == "np::getitem" and _getitem_labels(letters, tensors[0][1], node.attrs.get("index")) \
-                is not None:
-            outs = [_getitem_labels(letters, tensors[0][1], node.attrs.get("index"))]
+        elif node.kind == "np::getitem" and (sliced := _getitem_labels(letters, tensors[0][1],
+                                                                         node.attrs.get("index"))) is not None:
+            outs = [sliced]
         else:  # reshapes, gathers, scans, joins: a program sees only whole axes
             for _, xl in tensors:
                 letters.taint(xl, f"{node.kind} reads across it")
@@ -180,15 +185,6 @@ def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[di
                 letters.taint(roots, f"{node.kind} gives it two axes")
             labels[v] = ls
     return labels, reduces
-
-
-@dataclass
-class _Shaped:  # a stand-in value with a type, for matmul's batch axes
-    shape: tuple
-
-    @property
-    def type(self):
-        return self
 
 
 # ----------------------------------------------------------------------------- the lowering
@@ -245,9 +241,15 @@ class _Plan:
         for node, reduced in self.reduces.items():
             meets = self._letters_downstream(node)
             for a in reduced:
-                if a is not None and letters.find(a) in meets:
-                    why.setdefault(letters.find(a), f"{node.kind} reduces it and its result meets it again (a row "
-                                                    f"split across chunks)")
+                root = letters.find(a) if a is not None else None
+                if root in meets and root not in why:
+                    # whole rows in one chunk where they fit; otherwise two passes (a tree reduction, then the rest)
+                    limit = _parse_bytes(self.da, "array.chunk-size")
+                    if self._block_bytes(arrays, input_labels, {*why, root}) <= limit:
+                        why[root] = f"{node.kind} reduces it and its result meets it again (a row split across chunks)"
+                    else:
+                        self._log(f"two passes: {node.kind} reduces an axis its result meets again, and one chunk "
+                                  f"of that axis would exceed array.chunk-size ({limit} bytes)")
         self.chunks: dict[int, tuple] = {}
         result = []
         for k, (x, xl) in enumerate(zip(arrays, input_labels)):
@@ -269,6 +271,13 @@ class _Plan:
                                   f"meets: {self.chunks[root]}")
             result.append(x.rechunk(wanted) if wanted else x)
         return result
+
+    def _block_bytes(self, arrays: list, input_labels: list, whole: set) -> int:
+        """The largest input block if the letters in ``whole`` were one chunk each."""
+        find = self.letters.find
+        return max((int(np.prod([n if a is not None and find(a) in whole else max(ch)
+                                 for a, n, ch in zip(xl, x.shape, x.chunks)], dtype=np.int64)) * x.dtype.itemsize
+                    for x, xl in zip(arrays, input_labels)), default=0)
 
     def _letters_downstream(self, node) -> set:
         """The letters of the values computed from ``node``'s result."""
@@ -500,6 +509,13 @@ class _Plan:
             layer = {key: task for key, task in dsk.items() if key[0] in (out, name)}
             graph = HighLevelGraph.from_collections(out, layer, dependencies=deps)
             available[v] = self.da.Array(graph, out, chunks, meta=self._meta(v.type))
+
+
+def _parse_bytes(da, key: str) -> int:
+    import dask
+    from dask.utils import parse_bytes
+    value = dask.config.get(key)
+    return parse_bytes(value) if isinstance(value, str) else int(value)
 
 
 def _token(fn, sources: list, available: dict) -> str:

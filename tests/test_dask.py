@@ -163,6 +163,25 @@ def test_matmul_with_chunked_inner_axis_and_epilogue(rng, threads):
     np.testing.assert_allclose(lowering.outputs.compute(), dense(a_np, b_np, bias), rtol=1e-5, atol=1e-5)
 
 
+def centre(x):
+    return x - x.mean(axis=0), ((x - x.mean()) ** 2).mean(), np.swapaxes(x, 0, 1).max(axis=1), x.T.argmin(), x.T @ x
+
+
+def test_a_reduction_whose_result_meets_its_axis_again(rng, threads):
+    x_np = rng.standard_normal((40, 6)).astype(np.float32)
+    traced = gputrace.trace(centre, x_np)
+    x = da.from_array(x_np, chunks=(9, 4))
+    lowering = traced.lower(x)  # small: the rows are rechunked into one chunk
+    assert "rechunk x axis 0 into one chunk: np::mean reduces it and its result meets it again (a row split across " \
+           "chunks)" in lowering.steps
+    assert_matches(dask.compute(*lowering.outputs), centre(x_np))
+    with dask.config.set({"array.chunk-size": "256B"}):  # too large for one chunk: a tree reduction, then the rest
+        lowering = traced.lower(x)
+    assert lowering.steps[0].startswith("two passes: np::mean reduces an axis its result meets again")
+    assert lowering.outputs[0].chunks == ((9, 9, 9, 9, 4), (6,))
+    assert_matches(dask.compute(*lowering.outputs), centre(x_np))
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
@@ -233,7 +252,7 @@ def test_emulate_on_two_worker_processes(rng, cluster):
 @pytest.mark.slow
 def test_out_of_core_reduction_on_workers_with_1_gib(tmp_path):
     """4 GiB of float32, generated lazily in 64 MiB chunks, reduced by two workers limited to 1 GiB each."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0",
                                   silence_logs=logging.ERROR, local_directory=str(tmp_path)) as cluster, \
             distributed.Client(cluster) as client:
         x = da.random.default_rng(0).standard_normal((1 << 16, 1 << 14), chunks=(1 << 10, 1 << 14),
@@ -244,3 +263,12 @@ def test_out_of_core_reduction_on_workers_with_1_gib(tmp_path):
         assert abs(std - 1) < 1e-3 and abs(sample.std() - 1) < 0.01
         assert centred.shape == (1 << 14,) and np.all(np.abs(centred / x.shape[0] - 1.25) < 0.05)
         assert top >= sample.max()
+
+
+def test_the_readme_example_runs():
+    from pathlib import Path
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Beyond one GPU"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(example, "README.md", "exec"), {"__name__": "readme"})

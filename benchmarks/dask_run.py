@@ -1,0 +1,116 @@
+"""gputrace on Dask against Dask's own evaluation of the same NumPy code, on LocalClusters of 1 and 2 worker
+processes: softmax, layer norm and x.std() over a row-chunked float32 array (the numpy backend per chunk).
+
+    PYTHONPATH=. python benchmarks/dask_run.py [--sizes small,large] [--repeat 3]
+
+Writes its table into benchmarks/RESULTS.md between the "dask" markers (the rest of the file is run.py's).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
+
+import gputrace  # noqa: E402
+
+SIZES = {"small": ((4096, 256), 1024), "large": ((65536, 1024), 4096)}  # shape, rows per chunk (16 MiB)
+BEGIN, END = "<!-- dask: begin (benchmarks/dask_run.py) -->", "<!-- dask: end -->"
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layer_norm(x):
+    mu = x.mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+
+
+def std(x):
+    return x.std()
+
+
+PROGRAMS = {"softmax": softmax, "layer_norm": layer_norm, "std": std}
+
+
+def tasks(array, prefix: str | None = None) -> int:
+    keys = [k[0] if isinstance(k, tuple) else k for k in dict(array.__dask_graph__())]
+    return sum(1 for k in keys if prefix is None or k.startswith(prefix))
+
+
+def timed(client, make, repeat: int) -> float:
+    import distributed
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = make().persist()
+        distributed.wait(result)
+        times.append(time.perf_counter() - start)
+        del result
+    return statistics.median(times)
+
+
+def main() -> None:
+    import dask.array as da
+    import distributed
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="small,large")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    for workers in (1, 2):
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+            for size in args.sizes.split(","):
+                shape, rows_per_chunk = SIZES[size]
+                x = da.random.default_rng(0).standard_normal(shape, chunks=(rows_per_chunk, -1),
+                                                             dtype=np.float32).persist()
+                distributed.wait(x)
+                for name, fn in PROGRAMS.items():
+                    traced = gputrace.trace(fn, x)
+                    timed(client, lambda: traced(x), 1)  # compile on the workers first
+                    ours = timed(client, lambda: traced(x), args.repeat)
+                    own = timed(client, lambda: fn(x), args.repeat)
+                    chunks = x.numblocks[0]
+                    rows.append((name, size, workers, ours, own, tasks(traced(x), "gputrace-") / chunks,
+                                 (tasks(fn(x)) - tasks(x)) / chunks))
+                    print(rows[-1], file=sys.stderr)
+                del x
+    lines = [BEGIN, "## gputrace on Dask (CPU, numpy chunks)", "",
+             "Median wall time to persist the result on a LocalCluster of worker processes (1 thread each); "
+             "tasks per chunk counted in the graph (Dask's own: every op's task, without the input's).", "",
+             "| program | size | workers | gputrace s | Dask's own s | speed-up | gputrace tasks/chunk | "
+             "Dask tasks/chunk |", "|---|---|---|---|---|---|---|---|"]
+    for name, size, workers, ours, own, t_ours, t_own in rows:
+        lines.append(f"| {name} | {size} | {workers} | {ours:.3f} | {own:.3f} | {own / ours:.2f}x | {t_ours:.2f} | "
+                     f"{t_own:.2f} |")
+    scaling = []
+    for name, size, workers, ours, *_ in rows:
+        if workers == 2:
+            one = next(r[3] for r in rows if r[:2] == (name, size) and r[2] == 1)
+            scaling.append(f"{name} {size}: {one / ours:.2f}x")
+    lines += ["", "Scaling from 1 to 2 workers (gputrace): " + ", ".join(scaling) + ".", END]
+    path = REPO / "benchmarks" / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    section = "\n".join(lines)
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda m: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
