@@ -182,6 +182,15 @@ def test_a_reduction_whose_result_meets_its_axis_again(rng, threads):
     assert_matches(dask.compute(*lowering.outputs), centre(x_np))
 
 
+def test_axes_a_reshape_makes_are_not_split(rng, threads):
+    x_np, y_np = rng.standard_normal(24).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
+    traced = gputrace.trace(lambda x, y: np.tanh(x.reshape(6, 4) + y), (x_np, y_np))
+    lowering = traced.lower(da.from_array(x_np, chunks=8), da.from_array(y_np, chunks=(2, 4)))
+    assert lowering.steps[:2] == ["rechunk x axis 0 into one chunk: np::reshape reads across it",
+                                  "rechunk y axis 0 into one chunk: it meets an axis made by a slice or reshape"]
+    np.testing.assert_allclose(lowering.outputs.compute(), np.tanh(x_np.reshape(6, 4) + y_np), rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
