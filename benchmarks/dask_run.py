@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import statistics
 import sys
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rows = []
+    load = os.getloadavg()[0]
     for workers in (1, 2):
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
                                       silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
@@ -86,10 +88,11 @@ def main() -> None:
                     rows.append((name, size, workers, ours, own, tasks(traced(x), "gputrace-") / chunks,
                                  (tasks(fn(x)) - tasks(x)) / chunks))
                     print(rows[-1], file=sys.stderr)
-                del x
     lines = [BEGIN, "## gputrace on Dask (CPU, numpy chunks)", "",
              "Median wall time to persist the result on a LocalCluster of worker processes (1 thread each); "
-             "tasks per chunk counted in the graph (Dask's own: every op's task, without the input's).", "",
+             "tasks per chunk counted in the graph (Dask's own: every op's task, without the input's). "
+             f"Load average before and after: {load:.1f}, {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+             "(other processes on the machine skew these times, the scaling most).", "",
              "| program | size | workers | gputrace s | Dask's own s | speed-up | gputrace tasks/chunk | "
              "Dask tasks/chunk |", "|---|---|---|---|---|---|---|---|"]
     for name, size, workers, ours, own, t_ours, t_own in rows:

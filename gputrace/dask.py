@@ -232,7 +232,7 @@ class _Plan:
 
     # -- which letters are chunked how
     def _chunk_letters(self, arrays: list, input_labels: list) -> list:
-        letters, da = self.letters, self.da
+        letters = self.letters
         why: dict[int, str] = {}
         for a, reason in letters.tainted.items():
             why.setdefault(letters.find(a), reason)
@@ -369,10 +369,12 @@ class _Plan:
         sub.meta["output_tree"] = {"tuple": list(range(len(outputs)))}
         return sub, sources
 
-    def _function(self, sub: Graph) -> Any:
+    def _function(self, sub: Graph) -> "_Shipped":
+        from .serialize import dumps
         from .traced import TracedFunction
         names = [n.attrs["name"] for n in sub.nodes if n.kind == "prim::Param"]
-        return TracedFunction(sub, fn=None, params={k: self.params[k] for k in names}, name=sub.name)
+        fn = TracedFunction(sub, fn=None, params={k: self.params[k] for k in names}, name=sub.name)
+        return _Shipped(fn, dumps(fn))
 
     def _grid(self, sources: list) -> list[int]:
         """The chunked letters of a stage's inputs, in order of first appearance: its block grid's axes."""
@@ -518,10 +520,24 @@ def _parse_bytes(da, key: str) -> int:
     return parse_bytes(value) if isinstance(value, str) else int(value)
 
 
-def _token(fn, sources: list, available: dict) -> str:
+def _token(fn: "_Shipped", sources: list, available: dict) -> str:
     from dask.base import tokenize
-    from .serialize import dumps
-    return tokenize(dumps(fn), [available[v].name for v in sources])
+    return tokenize(fn.data, [available[v].name for v in sources])
+
+
+class _Shipped:
+    """A stage's TracedFunction with its pickled bytes, made once: distributed pickles every task that holds it."""
+
+    def __init__(self, fn: Any, data: bytes):
+        self.fn, self.data, self.name = fn, data, fn.name
+
+    def __reduce__(self) -> tuple:
+        return _unpickle_shipped, (self.data,)
+
+
+def _unpickle_shipped(data: bytes) -> _Shipped:
+    from .serialize import loads
+    return _Shipped(loads(data), data)
 
 
 # ----------------------------------------------------------------------------- what the tasks run
@@ -531,7 +547,8 @@ def _xp(a: Any) -> Any:
     return sys.modules[type(a).__module__.split(".")[0]] if type(a).__module__.startswith("cupy") else np
 
 
-def _run_step(fn, backend, *blocks) -> tuple:
+def _run_step(shipped: _Shipped, backend, *blocks) -> tuple:
+    fn = shipped.fn
     return fn(*blocks) if backend is None else fn.run(*blocks, backend=backend)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gputrace
+from gputrace.backends import nvrtc
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -281,3 +282,19 @@ def test_the_readme_example_runs():
     section = readme[readme.index("## Beyond one GPU"):]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not nvrtc.gpu_available(), reason="needs a CUDA GPU")
+def test_cupy_chunks_on_a_local_cuda_cluster(rng):
+    cupy = pytest.importorskip("cupy")
+    dask_cuda = pytest.importorskip("dask_cuda")
+    x_np = rng.standard_normal((4096, 512)).astype(np.float32)
+    x = da.from_array(x_np, chunks=(1000, 512)).map_blocks(cupy.asarray)
+    traced = gputrace.trace(lambda x: (softmax(x), x.std(), x.argmax(axis=0), x.T @ x), x)
+    with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, distributed.Client(cluster) as client:
+        got = client.compute(list(traced(x)), sync=True)
+    assert all(isinstance(g, cupy.ndarray) for g in got)
+    want = (softmax(x_np), x_np.std(), x_np.argmax(axis=0), x_np.T @ x_np)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-4, atol=1e-3)
