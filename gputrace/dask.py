@@ -437,7 +437,6 @@ class _Plan:
         from dask.highlevelgraph import HighLevelGraph
         reduced = {self.letters.find(a) for a in self.reduces[c] if a is not None and self._chunked(a)}
         along = [grid.index(a) for a in reduced]
-        out_labels = self.labels[c.output]
         level, layer = 0, {g: (chunk_name, *g) for g in blocks}
         name = f"{chunk_name}-{k}-{c.op}"
         tasks = {}
@@ -454,21 +453,27 @@ class _Plan:
                 new_layer[g] = key
             layer, extents, level = new_layer, new_extents, level + 1
         out_name = f"{name}-aggregate"
-        chunks = []
-        for a, n in zip(out_labels, c.output.type.shape):
-            chunks.append(self.chunks[self.letters.find(a)] if a is not None and self._chunked(a) else (n,))
+        chunks = self._chunks_of(c.output)
         for b in itertools.product(*[range(len(ch)) for ch in chunks]):
-            g = [0] * len(grid)
-            for a, j in zip(out_labels, b):
-                if a is not None and self._chunked(a):
-                    g[grid.index(self.letters.find(a))] = j
-            g = tuple(0 if i in along else j for i, j in enumerate(g))
+            g = self._grid_index(c.output, b, grid)
             source = layer[g] if level else (chunk_name, *g)
             tasks[(out_name, *b)] = (_aggregate_step, info, k, source, level == 0)
         self._log(f"tree reduction: {c.op} over {len(along)} chunked ax{'es' if len(along) != 1 else 'is'}, "
                   f"{level} combine level{'s' * (level != 1)}")
         graph = HighLevelGraph.from_collections(out_name, {**dsk, **tasks}, dependencies=deps)
         return self.da.Array(graph, out_name, tuple(chunks), meta=self._meta(c.output.type))
+
+    def _chunks_of(self, v: Value) -> tuple:
+        return tuple(self.chunks[self.letters.find(a)] if a is not None and self._chunked(a) else (n,)
+                     for a, n in zip(self.labels[v], v.type.shape))
+
+    def _grid_index(self, v: Value, b: tuple, grid: list) -> tuple:
+        """The block of the grid that computes block ``b`` of ``v`` (block 0 along the letters ``v`` lacks)."""
+        g = [0] * len(grid)
+        for a, j in zip(self.labels[v], b):
+            if a is not None and self._chunked(a):
+                g[grid.index(self.letters.find(a))] = j
+        return tuple(g)
 
     def _meta(self, t: TensorType) -> Any:
         xp = _xp(self.arrays[0]._meta) if self.arrays else np
@@ -482,21 +487,11 @@ class _Plan:
         token = _token(fn, sources, available)
         deps = [available[v] for v in sources]
         name = f"gputrace-{fn.name}-{token}"
-        out_chunks = []
-        for v in targets:
-            out_chunks.append(tuple(self.chunks[self.letters.find(a)] if a is not None and self._chunked(a) else (n,)
-                                    for a, n in zip(self.labels[v], v.type.shape)))
-
-        def grid_of(v, b):
-            g = [0] * len(grid)
-            for a, j in zip(self.labels[v], b):
-                if a is not None and self._chunked(a):
-                    g[grid.index(self.letters.find(a))] = j
-            return tuple(g)
+        out_chunks = [self._chunks_of(v) for v in targets]
         dsk = {}
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             for b in itertools.product(*[range(len(ch)) for ch in chunks]):
-                g = grid_of(v, b)
+                g = self._grid_index(v, b, grid)
                 run = (_run_step, fn, self.backend, *self._block_keys(sources, available, grid, g))
                 if len(targets) == 1:
                     dsk[(name, *b)] = (_run_one, *run[1:])
