@@ -663,6 +663,10 @@ def _dask_arguments(traced, args: Sequence[Any], kwargs: dict) -> list:
             raise SignatureError(f"{traced.name}() argument {i}: with Dask arrays, expected a dask.array.Array or an "
                                  f"array, got {type(x).__name__}")
     traced._check_arguments([x._meta for x in arrays])  # count, dtypes, ndims, devices, against the trace
+    for i, x in enumerate(arrays):
+        if any(math.isnan(n) for n in x.shape):
+            raise ValueError(f"{traced.name}() argument {i}: a Dask array of unknown chunk sizes {x.chunks} (from "
+                             f"boolean indexing, say); call x.compute_chunk_sizes() first")
     return arrays
 
 

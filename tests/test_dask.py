@@ -205,6 +205,8 @@ def test_bad_dask_inputs_raise_clear_errors(rng, threads, monkeypatch):
         traced(x, [1])
     with pytest.raises(gputrace.UnsupportedOperationError, match="arrays by position only"):
         traced(x=x)
+    with pytest.raises(ValueError, match=r"unknown chunk sizes .* call x.compute_chunk_sizes\(\) first"):
+        traced(x[x[:, 0] > 0])
     reads_shape = gputrace.trace(lambda x: x.sum(axis=0) / x.shape[0], x)
     with pytest.raises(gputrace.UnsupportedOperationError, match=r"reads array shapes .* traced at \[\(5, 6\)\]"):
         reads_shape(x)
@@ -238,6 +240,9 @@ def test_programs_run_on_two_worker_processes(rng, cluster):
     np.testing.assert_allclose(outputs[11], softmax(x_np), rtol=1e-6)
     assert_matches(outputs[12:], lstm_step(*args))
     assert len(cluster.scheduler_info()["workers"]) == 2
+    # each worker unpickles each step once and compiles it once per chunk shape (9 pairs in all), not per task
+    compiled = cluster.run(lambda: sum(len(f._programs) for f in gputrace.serialize._UNPICKLED.values()))
+    assert 0 < sum(compiled.values()) and all(n <= 9 for n in compiled.values())
 
 
 @pytest.mark.slow
