@@ -251,6 +251,7 @@ class _Plan:
                         self._log(f"two passes: {node.kind} reduces an axis its result meets again, and one chunk "
                                   f"of that axis would exceed array.chunk-size ({limit} bytes)")
         self.chunks: dict[int, tuple] = {}
+        self.starts: dict[int, tuple] = {}
         result = []
         for k, (x, xl) in enumerate(zip(arrays, input_labels)):
             wanted = {}
@@ -414,8 +415,9 @@ class _Plan:
         grid = self._grid(sources)
         blocks = list(itertools.product(*[range(len(self.chunks[a])) for a in grid]))
         name = f"gputrace-chunk-{stage}-{_token(fn, sources, available)}"
-        infos = [self._reduction_info(c, grid) for c in frontier]
-        dsk = {(name, *g): (_chunk_step, fn, self.backend, infos, partial_of, g,
+        infos = [self._reduction_info(c) for c in frontier]
+        dsk = {(name, *g): (_chunk_step, fn, self.backend, infos, partial_of,
+                            [self._place(c.inputs[0], g, grid) for c in frontier],
                             *self._block_keys(sources, available, grid, g)) for g in blocks}
         deps = [available[v] for v in sources]
         ops_text = ", ".join(f"{c.op}" for c in frontier)
@@ -423,15 +425,25 @@ class _Plan:
         for k, c in enumerate(frontier):
             available[c.output] = self._tree(c, k, infos[k], name, grid, blocks, dsk, deps)
 
-    def _reduction_info(self, c, grid: list) -> dict:
-        x = c.inputs[0]
-        find = self.letters.find
-        xl = [find(a) if a is not None and self._chunked(a) else None for a in self.labels[x]]
+    def _reduction_info(self, c) -> dict:
         return {"kind": _PARTIAL[c.op], "op": c.op, "axes": _reduced_axes(c), "keepdims": c.attrs.get("keepdims"),
-                "ddof": c.attrs.get("ddof", 0), "dtype": c.output.type.dtype, "shape": x.type.shape,
-                "axis_grid": [grid.index(a) if a is not None else None for a in xl],
-                "axis_chunks": [self.chunks[a] if a is not None else None for a in xl],
+                "ddof": c.attrs.get("ddof", 0), "dtype": c.output.type.dtype, "shape": c.inputs[0].type.shape,
                 "flat": c.attrs.get("axis") is None}
+
+    def _place(self, v: Value, g: tuple, grid: list) -> tuple[list, list]:
+        """The sizes and offsets, per axis, of the block of ``v`` that block ``g`` of the grid computes."""
+        sizes, offsets = [], []
+        for a, n in zip(self.labels[v], v.type.shape):
+            if a is not None and self._chunked(a):
+                root = self.letters.find(a)
+                j = g[grid.index(root)]
+                starts = self.starts.setdefault(root, tuple(itertools.accumulate(self.chunks[root], initial=0)))
+                sizes.append(self.chunks[root][j])
+                offsets.append(starts[j])
+            else:
+                sizes.append(n)
+                offsets.append(0)
+        return sizes, offsets
 
     def _tree(self, c, k: int, info: dict, chunk_name: str, grid: list, blocks: list, dsk: dict, deps: list) -> Any:
         from dask.highlevelgraph import HighLevelGraph
@@ -551,14 +563,13 @@ def _run_one(fn, backend, *blocks) -> Any:
     return _run_step(fn, backend, *blocks)[0]
 
 
-def _chunk_step(fn, backend, infos: list, partial_of: list, g: tuple, *blocks) -> list:
-    """The partial states of a stage's reductions over one block of the grid."""
+def _chunk_step(fn, backend, infos: list, partial_of: list, places: list, *blocks) -> list:
+    """The partial states of a stage's reductions over one block of the grid (``places``: the sizes and offsets
+    of the block of each reduction's input)."""
     outputs = _run_step(fn, backend, *blocks)
     states = []
-    for info, (start, stop) in zip(infos, partial_of):
+    for info, (start, stop), (sizes, offsets) in zip(infos, partial_of, places):
         values = outputs[start:stop]
-        sizes = [ch[g[i]] if i is not None else n
-                 for i, ch, n in zip(info["axis_grid"], info["axis_chunks"], info["shape"])]
         count = int(np.prod([sizes[a] for a in info["axes"]], dtype=np.int64))
         kind = info["kind"]
         if kind == "mean":
@@ -567,15 +578,15 @@ def _chunk_step(fn, backend, infos: list, partial_of: list, g: tuple, *blocks) -
             m, v = (a.astype(np.float64) for a in values)
             states.append({"n": count, "m": m, "M2": v * count})
         elif kind == "arg":
-            states.append({"i": _global_index(info, g, sizes, values[0]), "v": values[1]})
+            states.append({"i": _global_index(info, sizes, offsets, values[0]), "v": values[1]})
         else:
             states.append({"v": values[0]})
     return states
 
 
-def _global_index(info: dict, g: tuple, sizes: list, local: Any) -> Any:
+def _global_index(info: dict, sizes: list, offsets: list, local: Any) -> Any:
+    """An arg reduction's index in its block made an index in the whole array."""
     xp = _xp(local)
-    offsets = [sum(ch[:g[i]]) if i is not None else 0 for i, ch in zip(info["axis_grid"], info["axis_chunks"])]
     local = local.astype(np.int64)
     if not info["flat"]:
         (a,) = info["axes"]

@@ -55,6 +55,15 @@ def gputrace_tasks(array) -> dict:
     return layers
 
 
+def first_step_kernels(array, *blocks) -> int:
+    """The generated kernels of the first gputrace step in ``array``'s graph, on blocks like ``blocks``."""
+    for key, task in dict(array.__dask_graph__()).items():
+        if isinstance(key, tuple) and key[0].startswith("gputrace-") and "combine" not in key[0] and \
+                "aggregate" not in key[0]:
+            return len(task[1].fn.lower(*blocks).kernels)  # (function, the step's program, backend, blocks...)
+    raise AssertionError("no gputrace step in the graph")
+
+
 def assert_matches(got, want, rtol=1e-5):
     for g, w in zip(got, want):
         g, w = np.asarray(g), np.asarray(w)
@@ -95,6 +104,7 @@ def test_row_wise_programs_run_once_per_chunk(rng, threads, caplog):
     out = traced(x)
     assert isinstance(out, da.Array) and out.chunks == x.chunks
     assert list(gputrace_tasks(out).values()) == [3]  # one task per chunk; Dask's own code: one per op
+    assert first_step_kernels(out, x_np[:20]) == 1  # the task is one kernel
     own = sum(1 for k in dict(softmax(x).__dask_graph__()) if "from-array" not in str(k) and "array-" not in str(k))
     assert 3 * 3 <= own  # at most a third of the tasks of Dask's own evaluation (7 per chunk)
     np.testing.assert_allclose(out.compute(), softmax(x_np), rtol=1e-6)
@@ -135,6 +145,9 @@ def test_reductions_over_chunked_axes_keep_numpy_results(rng, threads):
         assert gputrace_tasks(lowering.outputs[0])[chunk_layers[0]] == 6  # one fused chunk step for all of them
         assert not any("rechunk" in s for s in lowering.steps)
         assert_matches(dask.compute(*lowering.outputs), reductions(data, np.float32(0.5)))
+    # every reduction of x reads it in one chunk step, and one kernel where they reduce alike
+    stats = gputrace.trace(lambda x: (x.std(), ((x - 0.5) ** 2).sum(), np.nanmax(x)), x_np)
+    assert first_step_kernels(stats(x)[0], x_np[:20, :5]) == 1
     ints = rng.integers(-50, 50, (30, 7)).astype(np.int32)
     summed = gputrace.trace(lambda x: (x.sum(), x.mean(axis=0), x.argmax(axis=0), x.max()), ints)
     assert_matches(dask.compute(*summed(da.from_array(ints, chunks=(8, 3)))),
