@@ -4,7 +4,8 @@ Each axis of the inputs gets a letter, as in ``da.blockwise``; letters flow thro
 keep them, reductions and matmul consume them). Where no op needs data across chunks the whole program runs
 once per chunk; a reduction (or matmul) over a chunked letter becomes a tree reduction whose chunk step is a
 gputrace program with its prologue, combined in float64 (Chan's merge for var/std, NaN rules for max and
-argmax); a letter a program cannot split (a softmax row, a reshape) is rechunked to one chunk, and logged.
+argmax); a letter a program cannot split (a softmax row, a reshape's axis) is rechunked to one chunk, or, for
+a row too large for one chunk, reduced first and the rest run in a second pass; the fusion log says which.
 """
 from __future__ import annotations
 
@@ -293,11 +294,11 @@ class _Plan:
         self.lowering.steps.append(step)
         log.info("dask: %s", step)
 
-    def block_count(self, a: int | None) -> int:
+    def _block_count(self, a: int | None) -> int:
         return 1 if a is None else len(self.chunks.get(self.letters.find(a), (0,)))
 
     def _chunked(self, a: int | None) -> bool:
-        return self.block_count(a) > 1
+        return self._block_count(a) > 1
 
     # -- stages
     def build(self) -> Any:
