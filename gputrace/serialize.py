@@ -8,6 +8,7 @@ stored ones. Anything else raises :class:`GraphFormatError`.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import json
@@ -16,7 +17,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def _encode_graph(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
                      "updated_inputs": list(graph.meta.get("updated_inputs", ()))}}
 
 
-def save(traced: Any, path: str | Path) -> None:
+def save(traced: Any, path: str | Path | BinaryIO) -> None:
     """Write ``traced`` (a TracedFunction or TracedModule) to ``path``.
 
     >>> import numpy as np, gputrace, tempfile, os
@@ -126,6 +127,27 @@ def save(traced: Any, path: str | Path) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("graph.json", json.dumps(document, indent=1))
         archive.writestr("params.npz", buffer.getvalue())
+
+
+def dumps(traced: Any) -> bytes:
+    """The bytes :func:`save` writes: how a TracedFunction pickles (to ship it to Dask workers, say)."""
+    buffer = io.BytesIO()
+    save(traced, buffer)
+    return buffer.getvalue()
+
+
+_UNPICKLED: dict[bytes, Any] = {}  # digest -> TracedFunction: one per process, so its compiled programs are reused
+
+
+def loads(data: bytes) -> Any:
+    """A TracedFunction from :func:`dumps`'s bytes; the same bytes give the same object in one process."""
+    key = hashlib.sha256(data).digest()
+    traced = _UNPICKLED.get(key)
+    if traced is None:
+        if len(_UNPICKLED) >= 256:
+            del _UNPICKLED[next(iter(_UNPICKLED))]
+        traced = _UNPICKLED.setdefault(key, load(io.BytesIO(data)))
+    return traced
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -345,7 +367,7 @@ def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
     return data
 
 
-def load(path: str | Path):
+def load(path: str | Path | BinaryIO):
     """Read a trace written by :func:`save`; returns a TracedFunction that runs without the Python code."""
     from .traced import TracedFunction
     try:

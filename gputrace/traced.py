@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import check as checking
+from . import check as checking, dask as _dask
 from .errors import (DeviceMismatchError, SignatureError, TracerWarning, TracingCheckError, UnsupportedOperationError)
 from .ir import SUPPORTED_DTYPES, Graph, ObjectType, TensorType
 from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_point
@@ -34,6 +34,8 @@ def _example_call(fn: Any, example_inputs: Any, where: str, example_kwargs: Mapp
         raise SignatureError(f"{where}_kwargs: expected a dict of keyword arguments, "
                              f"got {type(example_kwargs).__name__}")
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    # on Dask arrays, trace on one chunk (as JAX traces on abstract values): a program runs per chunk
+    args = tuple(_dask.first_chunk(a) if _dask.is_dask_array(a) else a for a in args)
     return Call(fn, args, dict(example_kwargs or {}), where=where)
 
 
@@ -183,7 +185,10 @@ class TracedFunction:
         return call
 
     def lower(self, *args: Any, **kwargs: Any) -> Program:
-        """The Program for the signature of the arguments (compiled once, then cached)."""
+        """The Program for the signature of the arguments (compiled once, then cached); on Dask arrays, the
+        Dask lowering: its steps (per chunk, tree reductions, rechunks) and its lazy outputs."""
+        if _dask.has_dask_arrays(args, kwargs):
+            return _dask.lower_on_dask(self, args, kwargs)
         call = self._bind(args, kwargs)
         return self._program([TensorType.of(x) for x in call.leaves], call)
 
@@ -255,7 +260,8 @@ class TracedFunction:
         return self._run(args, kwargs, None)
 
     def run(self, *args: Any, backend: str = "numpy", **kwargs: Any) -> Any:
-        """Run on a chosen backend: ``numpy`` (reference), ``emulate`` (CUDA on the CPU) or ``cuda``."""
+        """Run on a chosen backend: ``numpy`` (reference), ``emulate`` (CUDA on the CPU) or ``cuda``; on Dask
+        arrays, the backend each chunk runs on."""
         if backend not in BACKENDS:
             raise ValueError(f"run(backend=...): expected one of {', '.join(BACKENDS)}, got {backend!r}")
         return self._run(args, kwargs, backend)
@@ -263,6 +269,8 @@ class TracedFunction:
     def _run(self, args: Sequence[Any], kwargs: Mapping[str, Any], backend: str | None) -> Any:
         # A signature seen before (same array types, dtypes, shapes, strides, static values and parameter
         # layouts) goes straight to its executor: the checks and the compilation happened on its first call.
+        if not self._takes_plain(args, kwargs) and _dask.has_dask_arrays(args, kwargs):
+            return _dask.run_on_dask(self, args, kwargs, backend)
         call = None if self._takes_plain(args, kwargs) else self._bind(args, kwargs)
         arrays = args if call is None else call.leaves
         key = (backend, _layouts(arrays), call.specialization if call is not None else (),
@@ -288,6 +296,12 @@ class TracedFunction:
 
     def check(self, *args: Any, backends: Sequence[str] = ("numpy", "emulate"), tolerance: float = 1e-5):
         return check_trace(self, args, backends=backends, tolerance=tolerance)
+
+    def __reduce__(self) -> tuple:
+        """Pickles as :func:`gputrace.save` writes it (graph and parameters); compiled kernels are rebuilt, or read
+        from the kernel cache, where it is unpickled."""
+        from .serialize import dumps, loads
+        return loads, (dumps(self),)
 
     # -- printing
     def __repr__(self) -> str:
