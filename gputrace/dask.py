@@ -54,6 +54,18 @@ def first_chunk(x: Any) -> Any:
     return x.blocks[(0,) * x.ndim].compute()
 
 
+def note_traced_on_first_chunks(error: Exception, example_inputs: Any) -> None:
+    """A NumPy shape or index error raised while tracing on Dask arrays' first chunks is about those chunks, not
+    the whole arrays: the note says so, and how to trace at the whole shapes instead."""
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    chunked = [f"{tuple(a.shape)} traced as its first chunk {tuple(c[0] for c in a.chunks)}"
+               for a in args if is_dask_array(a)]
+    if chunked:
+        error.add_note(f"gputrace.trace ran the function on the Dask arguments' first chunks ({'; '.join(chunked)}); "
+                       "a function that indexes, reshapes or broadcasts by the whole arrays' sizes can be traced on "
+                       "NumPy arrays of those sizes (or small ones of the same rank) and then called on the Dask arrays")
+
+
 # ----------------------------------------------------------------------------- letters
 
 

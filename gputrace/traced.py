@@ -362,7 +362,11 @@ def trace(fn_or_module: Any, example_inputs: Any, *, example_kwarg_inputs: Mappi
         raise TypeError(f"trace(fn_or_module): expected a function or a gputrace.nn.Module, "
                         f"got {type(fn_or_module).__name__}")
     call = _example_call(fn_or_module, example_inputs, "example_inputs", example_kwarg_inputs)
-    state = trace_graph(fn_or_module, call, strict=strict)
+    try:
+        state = trace_graph(fn_or_module, call, strict=strict)
+    except (ValueError, IndexError) as error:
+        _dask.note_traced_on_first_chunks(error, example_inputs)
+        raise
     traced = TracedFunction(state.graph, fn=fn_or_module, params=state.params, strict=strict, call=call)
     if check_trace:
         checks = [call] if check_inputs is None else \

@@ -225,6 +225,10 @@ def test_bad_dask_inputs_raise_clear_errors(rng, threads, monkeypatch):
         reads_shape(x)
     with pytest.raises(gputrace.BackendUnavailableError):  # a worker without CUDA asked for it
         traced.run(x, backend="cuda").compute()
+    # tracing on Dask arrays runs on their first chunks: NumPy's error about those chunks' shapes says so
+    with pytest.raises(ValueError, match=r"could not be broadcast") as error:
+        gputrace.trace(lambda x, b: x * b, (x, np.ones((20, 1), np.float32)))
+    assert "(20, 6) traced as its first chunk (5, 6)" in "".join(error.value.__notes__)
     monkeypatch.setitem(__import__("sys").modules, "dask.array", None)
     with pytest.raises(ImportError, match=r'pip install "gputrace\[dask\]"'):
         gputrace.dask.require_dask()
