@@ -18,8 +18,8 @@ import numpy as np
 
 import gputrace
 
-from .program import EXACT, Evaluation, Program, evaluate
-from .reference import Reference, reference
+from .program import EXACT, Evaluation, Program
+from .reference import Reference, evaluate_with_reference
 
 K = 4      # an element may be K times as far from the reference as NumPy's value or a perturbed run is
 ULPS = 4   # ... plus a few ulp of the output's dtype at the element's magnitude
@@ -73,10 +73,12 @@ class Expected:
     double reference with its perturbed runs (reference.py)."""
     value: Any
     exactness: str = EXACT
-    undefined: bool = False      # NumPy's own result is undefined (a NaN or out-of-range cast to an integer)
+    undefined: bool = False      # NumPy's result comes from an undefined one (a NaN or out-of-range cast to an
+                                 # integer): floats unchecked, integers where every run agrees (if scrambled)
     exact: Any = None            # the reference; None where it could not be computed
     samples: Sequence[Any] = ()
     zero_sign_free: bool = False  # a sum, maximum, sort... on the way: the sign of a zero is not compared
+    unscrambled: bool = False    # undefined, and alike in every run of the reference (reference.SCRAMBLED)
 
 
 CLASSES = ("exact", "bound", "unchecked")
@@ -123,11 +125,12 @@ def compare_output(expected: Expected, actual: Any, checks: Checks | None = None
         return f"shape {a.shape}, NumPy gives {e.shape}"
     classes = np.full(e.shape, "unchecked", dtype=object)
     wrong, bound = np.zeros(e.shape, bool), None
-    if expected.undefined:
+    if expected.undefined and (e.dtype.kind == "f" or expected.unscrambled):
         pass
-    elif expected.exactness == EXACT:
+    elif expected.exactness == EXACT and not expected.undefined:
         classes[...], wrong = "exact", _differs(e, a, zero_signs=not expected.zero_sign_free)
-    elif e.dtype.kind != "f":  # a discontinuous function of inexact values: where every run agrees with NumPy
+    elif e.dtype.kind != "f":  # a discontinuous function of inexact values, or an integer from an undefined cast
+        # (which each perturbed run makes up anew): where every run agrees with NumPy
         robust = _all_runs_agree(expected, e)
         classes[robust], wrong = "exact", robust & (e != a)
     else:
@@ -222,7 +225,7 @@ def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")
                 checks: Checks | None = None) -> list[Mismatch]:
     """Every disagreement between NumPy and gputrace on ``program`` (empty: all agree); ``checks`` counts how the
     outputs of the first backend on the program's own inputs were compared."""
-    evaluation = evaluate(program)
+    evaluation, ref = evaluate_with_reference(program)
     inputs = program.make_inputs()
     pristine = [x.copy() for x in inputs]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -247,7 +250,7 @@ def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")
         changed = [i for i, (x, y) in enumerate(zip(inputs, pristine)) if not _identical(x, y)]
         if changed:
             mismatches.append(Mismatch("trace", f"tracing modified input arrays {changed}"))
-        expected = expectations(program, evaluation)
+        expected = expectations(evaluation, ref)
         first = Checks()
         for k, backend in enumerate(backends):  # each on fresh inputs: a program may update its inputs in place
             mismatches += _run_backend(program, expected, traced, program.make_inputs(), backend,
@@ -264,21 +267,21 @@ def run_program(program: Program, backends: Sequence[str] = ("numpy", "emulate")
     return mismatches
 
 
-def expectations(program: Program, evaluation: Evaluation) -> list[Expected]:
-    """What each value of ``program`` (a program NumPy accepts) must be: inputs as the call leaves them."""
-    ref: Reference = reference(program)
-    return [Expected(value, exactness, undefined, ref.exact[i], ref.samples[i], ref.zero_sign_free[i])
+def expectations(evaluation: Evaluation, ref: Reference) -> list[Expected]:
+    """What each value of a program NumPy accepts must be (inputs: as the call leaves them)."""
+    return [Expected(value, exactness, undefined, ref.exact[i], ref.samples[i], ref.zero_sign_free[i],
+                     ref.unscrambled[i])
             for i, (value, exactness, undefined) in
             enumerate(zip(evaluation.values, evaluation.exactness, evaluation.undefined))]
 
 
 def _run_variant(variant: Program, traced, backends: Sequence[str], what: str) -> list[Mismatch]:
     """Run ``traced`` on ``variant``'s inputs: NumPy's rejections must be gputrace's, results must agree."""
-    evaluation = evaluate(variant)
+    evaluation, ref = evaluate_with_reference(variant)
     mismatches = []
     if evaluation.error is not None and variant.has_value_dependent_errors():
         return []  # e.g. integer ** negative: NumPy checks values, a compiled kernel does not
-    expected = expectations(variant, evaluation) if evaluation.error is None else []
+    expected = expectations(evaluation, ref) if evaluation.error is None else []
     for backend in backends:
         if evaluation.error is not None:
             try:

@@ -18,14 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from .program import (ACCUMULATING, EXACT, TRANSCENDENTAL, UNSTABLE, DType, Evaluator, NumpyScalar, Op, Program, Ref,
-                      render_statement)
+from .program import (ACCUMULATING, EXACT, TRANSCENDENTAL, UNSTABLE, DType, Evaluation, Evaluator, NumpyScalar, Op,
+                      Program, Ref, evaluate, render_statement)
 
 WIDE = np.longdouble      # 64 significant bits on x86 (113 on aarch64): 11 more than float64's
 SAMPLES = 3               # perturbed runs
 LIBM_ULPS = 4             # error of a math-library function of an exact operand, in ulp of its result
 # accumulations whose terms' magnitudes add up to the same accumulation of their operands' magnitudes
 LINEAR_ACCUMULATIONS = frozenset("matmul @ dot einsum sum mean nansum nanmean cumsum nancumsum add.at".split())
+# operations whose undefined elements (a NaN cast to an integer, the sign of a NaN) each perturbed run makes up anew
+SCRAMBLED = frozenset(("astype", "signbit"))
 # operations that round their result (others, such as negative, maximum or a view, only pass their operands'
 # errors on)
 ROUNDING = frozenset("add subtract multiply divide true_divide + - * / += -= *= square reciprocal sqrt deg2rad "
@@ -39,40 +41,50 @@ ZERO_SIGN_FREE = ACCUMULATING | frozenset(
 @dataclass
 class Reference:
     """Per value of the program (inputs: their state after the call): the long double result, its perturbed
-    results (None where the reference could not run the statement) and whether a zero's sign is defined."""
+    results (None where the reference could not run the statement), whether a zero's sign is defined, and whether
+    NumPy's undefined elements are left alike in every run."""
     exact: list[Any]
     samples: list[list[Any]]
     zero_sign_free: list[bool]
+    unscrambled: list[bool]  # undefined in NumPy (a cast in an assignment, copysign of a NaN) and in every run alike
 
 
-def reference(program: Program, inputs: tuple | None = None) -> Reference:
-    """Run ``program`` in long double alongside NumPy (``inputs``: NumPy's own, fresh if None); the program must
-    be one NumPy accepts."""
-    inputs = program.make_inputs() if inputs is None else inputs
-    numpy_side = Evaluator(inputs, program.names, program.scalar)
+def evaluate_with_reference(program: Program) -> tuple[Evaluation, Reference | None]:
+    """NumPy's evaluation of ``program`` and, where NumPy accepts the program, its long double reference."""
+    inputs = program.make_inputs()
     runs = [_Run(program, inputs, None)] + [_Run(program, inputs, np.random.default_rng(s)) for s in
                                             range(1, SAMPLES + 1)]
     runs[-1].marks_overflow = True
-    n = len(program.inputs)
-    zero_sign_free = [False] * n
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        for op in program.ops:
-            numpy_side.step(op)
-            index = len(numpy_side.values) - 1
-            exact = numpy_side.exactness[index] == EXACT and not numpy_side.undefined[index]
-            unstable = numpy_side.exactness[index] == UNSTABLE
+    zero_sign_free = [False] * len(inputs)
+    unscrambled = [False] * len(inputs)  # undefined where the perturbed runs do not make up other values
+
+    def after_step(op: Op, numpy_side: Evaluator) -> None:
+        index = len(numpy_side.values) - 1
+        exact = numpy_side.exactness[index] == EXACT and not numpy_side.undefined[index]
+        unstable = numpy_side.exactness[index] == UNSTABLE
+        statement = render_statement(wide_op(op), program.names, program.names[index])
+        code = compile(statement, "<reference>", "exec")
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
             for run in runs:
-                run.step(op, numpy_side.values[index] if exact else None, numpy_side.values[index], unstable)
-            name = "" if op.form == "assign" and op.name != "add.at" else op.name
-            free = name in ZERO_SIGN_FREE or any(zero_sign_free[i] for i in op.refs())
-            zero_sign_free.append(free)
-            if op.form == "assign" and op.copy_style == "inplace":
-                zero_sign_free[op.args[0].index] = free
+                run.step(op, code, numpy_side.values[index] if exact else None, numpy_side.values[index], unstable)
+        name = "" if op.form == "assign" and op.name != "add.at" else op.name
+        free = name in ZERO_SIGN_FREE or any(zero_sign_free[i] for i in op.refs())
+        made_undefined = numpy_side.undefined[index] and not any(numpy_side.undefined[i] for i in op.refs())
+        unexplained = made_undefined and op.name not in SCRAMBLED or any(unscrambled[i] for i in op.refs())
+        zero_sign_free.append(free)
+        unscrambled.append(unexplained)
+        if op.form == "assign" and op.copy_style == "inplace":
+            zero_sign_free[op.args[0].index], unscrambled[op.args[0].index] = free, unexplained
+
+    evaluation = evaluate(program, inputs, after_step)
+    if evaluation.error is not None:
+        return evaluation, None
     for run in runs:
         run.finish()
-    return Reference(runs[0].values, [[run.values[i] for run in runs[1:]] for i in range(len(runs[0].values))],
-                     zero_sign_free)
+    return evaluation, Reference(runs[0].values, [[run.values[i] for run in runs[1:]]
+                                                  for i in range(len(runs[0].values))], zero_sign_free,
+                                  unscrambled)
 
 
 def widen(x: Any) -> Any:
@@ -113,20 +125,20 @@ class _Run:
         self.broken = set()  # values (and inputs updated in place) the reference could not compute
         self.marks_overflow = False  # NaN where another order of accumulation may overflow (or meet inf * 0)
 
-    def step(self, op: Op, exact_value: Any, numpy_value: Any, unstable: bool = False) -> None:
-        """Run ``op``; ``exact_value``: NumPy's result where it is exactly computed (taken as it is); ``unstable``:
-        the program's classing found that the operation may overflow in some order of evaluation."""
+    def step(self, op: Op, code, exact_value: Any, numpy_value: Any, unstable: bool = False) -> None:
+        """Run ``op`` (``code``: its statement on long doubles, compiled); ``exact_value``: NumPy's result where it
+        is exactly computed (taken as it is); ``unstable``: the program's classing found that the operation may
+        overflow in some order of evaluation."""
         name = self.names[len(self.values)]
         inplace = op.form == "assign" and op.copy_style == "inplace"
         target = self.names[op.args[0].index] if inplace else None
         if any(i in self.broken for i in op.refs()):
             return self._fail(op, name, target)
-        statement = render_statement(wide_op(op), self.names, name)
         namespace = self.namespace
         if self.rng is not None and exact_value is None and _accumulates(op):
             namespace = {**namespace, **self._jittered_operands(op, numpy_value)}
         try:
-            exec(statement, namespace)
+            exec(code, namespace)
             result = namespace[name]
         except Exception:
             if exact_value is None:
@@ -137,10 +149,10 @@ class _Run:
         else:
             result = widen(result) if not isinstance(result, np.ndarray) or result.dtype.kind == "f" else result
             if self.rng is not None:
-                result = self._perturbed(op, result, numpy_value)
+                result = self._undefined_scrambled(op, self._perturbed(op, result, numpy_value))
             result = _overflowed(result, numpy_value)
             if self.marks_overflow and _accumulates(op) and np.asarray(result).dtype.kind == "f":
-                result = self._overflow_marked(op, name, result, numpy_value, unstable)
+                result = self._overflow_marked(op, code, name, result, numpy_value, unstable)
         self.namespace[name] = result
         if inplace:
             self.namespace[target] = result
@@ -168,9 +180,9 @@ class _Run:
                 jittered[self.names[arg.index]] = x * (1 + depth * eps * self._signs(x.shape))
         return jittered
 
-    def _overflow_marked(self, op: Op, name: str, result: Any, numpy_value: Any, unstable: bool) -> Any:
-        """``result`` with NaN where the sum of the magnitudes of an element's terms reaches the largest finite
-        value of NumPy's dtype (another order may overflow where NumPy's did not, or the other way round) and,
+    def _overflow_marked(self, op: Op, code, name: str, result: Any, numpy_value: Any, unstable: bool) -> Any:
+        """``result`` with NaN where the sum of the magnitudes of an element's terms would round to inf in NumPy's
+        dtype (another order may overflow where NumPy's did not, or the other way round) and,
         for a contraction, where an infinity meets other terms (inf * 0 in one order, a finite product in
         another); for the other accumulations the program's classing decides for the whole value."""
         dtype = np.asarray(numpy_value).dtype
@@ -183,19 +195,40 @@ class _Run:
                 magnitudes[self.names[arg.index]] = np.abs(np.asarray(x, dtype=WIDE))
                 finite_magnitudes[self.names[arg.index]] = np.nan_to_num(magnitudes[self.names[arg.index]],
                                                                          nan=0.0, posinf=0.0)
-        statement = render_statement(wide_op(op), self.names, name)
         try:
-            whole = _run_statement(statement, {**self.namespace, **magnitudes}, name)
-            finite = _run_statement(statement, {**self.namespace, **finite_magnitudes}, name)
+            whole = _run_statement(code, {**self.namespace, **magnitudes}, name)
+            finite = _run_statement(code, {**self.namespace, **finite_magnitudes}, name)
         except Exception:
             return _unlike(result)
         if op.name in ("mean", "nanmean"):  # the sum before the division may overflow
             finite = finite * (max(np.size(self.namespace[self.names[op.args[0].index]]), 1) / max(finite.size, 1))
-        risky = ~(finite < float(np.finfo(dtype).max) / 2)
+        largest = np.finfo(dtype).max
+        overflow = WIDE(largest) + (WIDE(largest) - WIDE(np.nextafter(largest, dtype.type(0)))) / 2  # rounds to inf
+        risky = ~(finite < overflow)
         if op.name == "einsum":  # which sums einsum does before multiplying is its choice (and gputrace's)
             risky |= ~np.isfinite(whole)
         marked = np.where(risky, _unlike(result), result)
         return marked if np.ndim(result) else WIDE(marked)
+
+    def _undefined_scrambled(self, op: Op, result: Any) -> Any:
+        """``result`` with other values where NumPy leaves it undefined (a NaN or out-of-range float cast to an
+        integer, the sign of a NaN): another machine's choice, so that what comes of it differs between runs."""
+        value = np.asarray(result)
+        if op.name not in ("astype", "signbit") or value.dtype.kind not in "biu" or not isinstance(op.args[0], Ref):
+            return result
+        x = np.asarray(self.namespace[self.names[op.args[0].index]])
+        if x.dtype.kind != "f":
+            return result
+        if op.name == "signbit":
+            undefined, flips = np.isnan(x), np.True_
+        else:
+            info = np.iinfo(value.dtype)
+            undefined = ~np.isfinite(x) | (x <= info.min - 1) | (x >= info.max + 1)
+            flips = self.rng.integers(1, info.max, size=value.shape, endpoint=True, dtype=value.dtype)
+        if not undefined.any():
+            return result
+        scrambled = np.where(undefined, value ^ flips, value).astype(value.dtype)  # (never NumPy's value)
+        return scrambled if isinstance(result, np.ndarray) else scrambled[()]
 
     def _perturbed(self, op: Op, result: Any, numpy_value: Any) -> Any:
         """``result`` off by the operation's own rounding (or the math library's few ulp), at random."""
@@ -228,8 +261,8 @@ def _unlike(result: Any) -> Any:
     return np.where(np.isnan(result), WIDE(np.inf), WIDE(np.nan))
 
 
-def _run_statement(statement: str, namespace: dict, name: str) -> Any:
-    exec(statement, namespace)
+def _run_statement(code, namespace: dict, name: str) -> Any:
+    exec(code, namespace)
     return np.asarray(namespace[name])
 
 

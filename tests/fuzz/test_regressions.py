@@ -162,7 +162,11 @@ def test_known_failure(name):
     assert not mismatches, f"{name}:\n" + "\n".join(map(str, mismatches)) + "\n" + program.source()
 
 
-@pytest.mark.parametrize("path", KEPT_REPRODUCERS, ids=[p.stem for p in KEPT_REPRODUCERS])
+SLOW_REPRODUCERS = {"fuzz_seed703"}  # many kernels to build on emulate
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_REPRODUCERS else p
+                                  for p in KEPT_REPRODUCERS], ids=[p.stem for p in KEPT_REPRODUCERS])
 def test_kept_reproducer(path):
     program, backends = load_reproducer(path)
     mismatches = run_program(program, backends)
