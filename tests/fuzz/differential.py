@@ -23,7 +23,7 @@ from .reference import Reference, evaluate_with_reference
 
 K = 4      # an element may be K times as far from the reference as NumPy's value or a perturbed run is
 ULPS = 4   # ... plus a few ulp of the output's dtype at the element's magnitude
-# a bound wider than this share of the value means NumPy itself is far off there: the element counts as unchecked
+# K times NumPy's own error beyond this share of the value: NumPy is far off there, the element counts as unchecked
 LOOSE = {np.dtype(np.float16): 2 ** -5, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
 MAX_UNCHECKED = 0.05  # a run with more unchecked outputs than this fails: its green would say little
 ERROR_KINDS = (IndexError, ValueError, TypeError, OverflowError, ZeroDivisionError, FloatingPointError)
