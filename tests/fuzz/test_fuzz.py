@@ -19,8 +19,8 @@ import gputrace
 from tests.fuzz.differential import (MAX_UNCHECKED, Checks, Expected, Mismatch, available_backends,
                                      compare_output, run_program)
 from tests.fuzz.generate import programs
-from tests.fuzz.program import (EXACT, INEXACT, UNSTABLE, Arange, ArrayInput, DType, Index, IntList, Op, Param, Program, Ref,
-                               SelfMask, evaluate, value_exactness)
+from tests.fuzz.program import (EXACT, INEXACT, UNSTABLE, Arange, ArrayInput, DType, Index, IntList, Op, Param,
+                               Program, Ref, SelfMask, evaluate, value_exactness)
 from tests.fuzz.reproducer import load_reproducer, write_reproducer
 
 NUMPY_PROGRAMS = 250
