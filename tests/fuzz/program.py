@@ -673,13 +673,16 @@ class Evaluator:
             del values[count:]
 
 
-def evaluate(program: Program, inputs: tuple | None = None) -> Evaluation:
-    """Run ``program`` eagerly with NumPy: every value, or NumPy's error and the statement that raised it."""
+def evaluate(program: Program, inputs: tuple | None = None, after_step=None) -> Evaluation:
+    """Run ``program`` eagerly with NumPy: every value, or NumPy's error and the statement that raised it;
+    ``after_step(op, evaluator)`` follows each statement NumPy ran (reference.py runs its own beside)."""
     inputs = program.make_inputs() if inputs is None else inputs
     evaluator = Evaluator(inputs, program.names, program.scalar)
     for op in program.ops:
         try:
             evaluator.step(op)
+            if after_step is not None:
+                after_step(op, evaluator)
         except FuzzerError:
             raise
         except Exception as error:  # NumPy rejected the program: gputrace must reject it alike

@@ -35,6 +35,14 @@ from tests.fuzz.reproducer import load_reproducer
 # fuzz_seed34003: two float64 outputs of a row kernel stored by vectors: where a pointer was misaligned or a row's
 #   last vector cut short, the element-by-element loop stored only the first (a missing brace; the host
 #   compiler refused the kernel: `r` out of scope) (codegen/reduction.py).
+# fuzz_seed43009, fuzz_seed43024: trace's own check met NaN where an einsum over infinities gives NaN in NumPy's
+#   order (multiply, then sum) and inf in gputrace's (sum, then multiply); the fuzzer then compared nothing. Now
+#   traced again without the check and compared element by element: 43009 asserts 5 of its 6 outputs, 43024's
+#   one element is order-dependent (NumPy's NaN, gputrace's inf) and stays unchecked.
+# fuzz_seed703: the fuzzer's own tolerance: x1 = -3.2e29 to the 5th power in float64 (1e146), its variance and an
+#   outer product (1e264) rounded an ulp apart in NumPy's order and the kernel's, then a logsumexp over them is
+#   2.7 in one and 2e264 in the other (issue 16's note: "triaged as numerical instability"); the reference finds
+#   those 2 elements ill-conditioned (its perturbed runs disagree) and checks the rest (6 of 7 outputs).
 KEPT_REPRODUCERS = sorted((Path(__file__).parent / "reproducers").glob("fuzz_*.py"))
 
 REGRESSIONS = {
@@ -154,7 +162,11 @@ def test_known_failure(name):
     assert not mismatches, f"{name}:\n" + "\n".join(map(str, mismatches)) + "\n" + program.source()
 
 
-@pytest.mark.parametrize("path", KEPT_REPRODUCERS, ids=[p.stem for p in KEPT_REPRODUCERS])
+SLOW_REPRODUCERS = {"fuzz_seed703"}  # many kernels to build on emulate
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_REPRODUCERS else p
+                                  for p in KEPT_REPRODUCERS], ids=[p.stem for p in KEPT_REPRODUCERS])
 def test_kept_reproducer(path):
     program, backends = load_reproducer(path)
     mismatches = run_program(program, backends)
