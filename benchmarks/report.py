@@ -209,6 +209,16 @@ def markdown(results: dict) -> str:
               [[r["implementation"], r.get("kernels"), r.get("us_per_call"), r.get("status")]
                for r in results.get("host_overhead", [])])))
     parts.append(section("compile", "Compile time per kernel", _compile_intro(results), _compile_table(results)))
+    first = results.get("compile", {}).get("first_call", {})
+    parts.append(section(
+        "first_call", "First call up to the launch (CPU side)",
+        "A program's first call on the cuda backend up to its first kernel launch, measured on the CPU without "
+        "launching: `gputrace.trace` (with the default check), `lower`, and NVRTC for the architecture shown, in "
+        "the cold-cache compile process after NVRTC is loaded (the first compile in process above).",
+        table(["program", "size", "arch", "trace (ms)", "lower (ms)", "NVRTC (ms)", "total (ms)", "kernels", "status"],
+              [[first.get("program"), first.get("size"), first.get("arch"), _ms(first.get("trace_s")),
+                _ms(first.get("lower_s")), _ms(first.get("nvrtc_s")), _ms(first.get("total_s")), first.get("kernels"),
+                first.get("status", "not measured")]])))
     parts.append(section(
         "trace", "Trace and lowering time per program (CPU)",
         "Median wall time: `gputrace.trace` without and with the default trace check, then `lower` (specialise, "
@@ -226,6 +236,16 @@ def markdown(results: dict) -> str:
               [[r["program"], r["size"], r.get("eager_us"), r.get("traced_us"), r.get("overhead_us"),
                 r.get("ratio"), r.get("status")] for r in results.get("reference", [])])))
     return "\n".join(parts)
+
+
+KEPT = "<!-- gputrace:kept -->"
+
+
+def kept_sections(text: str) -> str:
+    """What follows the ``<!-- gputrace:kept -->`` line of an earlier report (hand-written before/after records),
+    which a new run carries over unchanged."""
+    at = text.find(KEPT)
+    return "\n" + text[at:] if at >= 0 else ""
 
 
 def _kernel_text(row: dict) -> str | None:

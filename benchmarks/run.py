@@ -357,12 +357,46 @@ def compile_worker(spec: dict) -> dict:
     arch = spec["arch"]
     result: dict[str, Any] = {"status": "ok", "kernels": [k.name for k in kernels]}
     result["nvrtc"] = _timed_builds(kernels, lambda k: k.compile(arch), first=lambda: _first_compile(arch))
+    if result["nvrtc"]["status"] == "ok":  # NVRTC is loaded now; its own start-up is the row above
+        result["first_call"] = first_call_figure(spec.get("first_call", spec["programs"][0]), spec["size"], arch)
     if spec.get("emulate") and importlib.util.find_spec("gputrace.backends.host_compiler") is not None:
         from gputrace.backends.host_compiler import build_host_module
         result["emulate"] = _timed_builds(kernels, lambda k: build_host_module(k.source, [k.name]))
     else:
         result["emulate"] = {"status": "n/a (gputrace.backends.host_compiler not present)"}
     return result
+
+
+def _compile_for_launch(kernels: list, arch: str) -> None:
+    """NVRTC for ``arch`` as the cuda backend compiles a program's kernels before its first launch."""
+    from gputrace.backends import nvrtc
+    if hasattr(nvrtc, "compile_kernels"):
+        nvrtc.compile_kernels(kernels, arch=arch)
+    else:  # a gputrace from before issue 17: one compile per kernel, as load_raw_module did
+        for kernel in kernels:
+            nvrtc.compile_cuda(kernel.source, arch=arch)
+
+
+def first_call_figure(name: str, size: str, arch: str) -> dict:
+    """CPU side of a program's first call on the cuda backend up to its first launch, with an empty cache:
+    trace (with the default check), lower, NVRTC for ``arch``. Nothing is launched (no GPU needed)."""
+    import gputrace
+    bench = BENCHMARKS[name]
+    args = bench.inputs(np.random.default_rng(3), size)
+    row: dict[str, Any] = {"program": name, "size": size, "arch": arch}
+    try:
+        start = time.perf_counter()
+        traced = gputrace.trace(bench.fn, args)
+        traced_at = time.perf_counter()
+        kernels = traced.lower(*args).kernels
+        lowered_at = time.perf_counter()
+        _compile_for_launch(kernels, arch)
+        done = time.perf_counter()
+        row.update(trace_s=traced_at - start, lower_s=lowered_at - traced_at, nvrtc_s=done - lowered_at,
+                   total_s=done - start, kernels=len(kernels), status="ok")
+    except Exception as exc:
+        row["status"] = status_of(exc)
+    return row
 
 
 def _run_worker(spec: dict, cache: str, timeout: float) -> dict:
@@ -382,7 +416,9 @@ def _run_worker(spec: dict, cache: str, timeout: float) -> dict:
 
 def compile_figures(benchmarks: list[Benchmark], size: str, arch: str, *, emulate: bool, timeout: float) -> dict:
     """Cold (empty cache folder, fresh process), warm from disk (second fresh process) and warm from memory."""
-    spec = {"programs": [b.name for b in benchmarks], "size": size, "arch": arch, "emulate": emulate}
+    names = [b.name for b in benchmarks]
+    spec = {"programs": names, "size": size, "arch": arch, "emulate": emulate,
+            "first_call": "mycell" if "mycell" in names else names[0]}
     cache = tempfile.mkdtemp(prefix="gputrace-bench-cache-")
     try:
         cold = _run_worker(spec, cache, timeout)
@@ -391,7 +427,8 @@ def compile_figures(benchmarks: list[Benchmark], size: str, arch: str, *, emulat
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     figures: dict[str, Any] = {"size": size, "arch": arch, "kernels": cold.get("kernels", []),
-                               "cache_files_after_cold_run": entries}
+                               "cache_files_after_cold_run": entries,
+                               "first_call": cold.get("first_call", {"status": cold.get("status", "not measured")})}
     for backend in ("nvrtc", "emulate"):
         first, second = cold.get(backend, {}), warm.get(backend, {})
         status = next((s for s in (cold.get("status"), first.get("status"), warm.get("status"), second.get("status"))
@@ -781,7 +818,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["compile"] = compile_figures(benchmarks[:1] if args.quick else benchmarks, cpu_sizes[0], arch,
                                          emulate=not args.no_emulate, timeout=150)
     say("reference executor overhead")
-    results["reference"] = reference_figures(benchmarks, sorted({"tiny", *cpu_sizes}, key=SIZES.index), args.quick)
+    results["reference"] = reference_figures(benchmarks, sorted({"tiny", *args.sizes}, key=SIZES.index), args.quick)
 
     if gpu_here:
         gpu = Gpu(results["device"])
@@ -813,7 +850,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = Path(args.json) if args.json else out.with_name("results.json")
-    out.write_text(report.markdown(results))
+    kept = report.kept_sections(out.read_text()) if out.is_file() else ""
+    out.write_text(report.markdown(results) + kept)
     json_path.write_text(json.dumps(finite(results), indent=1, default=str, allow_nan=False) + "\n")
     print(report.console_text(results))
     say(f"wrote {out} and {json_path}")
