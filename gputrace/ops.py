@@ -9,6 +9,8 @@ function of ``cuda_templates/gputrace_ops.cuh`` computes it.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import operator
 import warnings
@@ -875,6 +877,12 @@ def run_op(kind: str, xp: Any, inputs: list, attrs: dict) -> Any:
     """Run ``kind`` with the array module ``xp``; the one place that calls an op's impl."""
     with np.errstate(all="ignore"):
         return lookup(kind).impl(xp, *inputs, **attrs)
+
+
+def bind_op(kind: str, xp: Any, attrs: dict) -> Callable[..., Any]:
+    """``kind``'s impl with ``xp`` and ``attrs`` bound, for executors that call it many times; call it inside
+    ``np.errstate(all="ignore")``, as :func:`run_op` does."""
+    return functools.partial(lookup(kind).impl, xp, **attrs)
 
 
 def is_elementwise(kind: str) -> bool:
