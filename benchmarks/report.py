@@ -215,10 +215,11 @@ def markdown(results: dict) -> str:
         "A program's first call on the cuda backend up to its first kernel launch, measured on the CPU without "
         "launching: `gputrace.trace` (with the default check), `lower`, and NVRTC for the architecture shown, in "
         "the cold-cache compile process after NVRTC is loaded (the first compile in process above).",
-        table(["program", "size", "arch", "trace (ms)", "lower (ms)", "NVRTC (ms)", "total (ms)", "kernels", "status"],
+        table(["program", "size", "arch", "trace (ms)", "lower (ms)", "NVRTC (ms)", "total (ms)", "total CPU (ms)",
+               "kernels", "status"],
               [[first.get("program"), first.get("size"), first.get("arch"), _ms(first.get("trace_s")),
-                _ms(first.get("lower_s")), _ms(first.get("nvrtc_s")), _ms(first.get("total_s")), first.get("kernels"),
-                first.get("status", "not measured")]])))
+                _ms(first.get("lower_s")), _ms(first.get("nvrtc_s")), _ms(first.get("total_s")),
+                _ms(first.get("total_cpu_s")), first.get("kernels"), first.get("status", "not measured")]])))
     parts.append(section(
         "trace", "Trace and lowering time per program (CPU)",
         "Median wall time: `gputrace.trace` without and with the default trace check, then `lower` (specialise, "
@@ -288,11 +289,13 @@ def _compile_table(results: dict) -> str:
         for key, label in [("cold_s", "cold"), ("warm_disk_s", "warm (disk cache, fresh process)"),
                            ("warm_memory_s", "warm (memory cache)")]:
             times = b.get(key) or []
+            cpu = (b.get("cold_cpu_s") or []) if key == "cold_s" else []
             rows.append([backend, label, len(times) or None,
                          statistics.median(times) * 1e3 if times else None, max(times) * 1e3 if times else None,
+                         statistics.median(cpu) * 1e3 if cpu else None,
                          _ms(first) if key == "cold_s" else None, b.get("status", "not measured")])
-    return table(["backend", "cache", "kernels", "median (ms)", "slowest (ms)", "first compile in process (ms)",
-                  "status"], rows)
+    return table(["backend", "cache", "kernels", "median (ms)", "slowest (ms)", "median CPU time (ms)",
+                  "first compile in process (ms)", "status"], rows)
 
 
 def console_text(results: dict) -> str:

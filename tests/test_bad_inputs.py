@@ -373,7 +373,7 @@ def cold_nvrtc(tmp_path, monkeypatch):
     if not nvrtc.nvrtc_available():
         pytest.skip("NVRTC (cupy) is not available")
     nvrtc.cuda_include_dirs()
-    nvrtc._no_driver_cache()  # probed before the test breaks NVRTC
+    nvrtc._version_options()  # probed before the test breaks NVRTC
     monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
     from cupy.cuda import nvrtc as cupy_nvrtc

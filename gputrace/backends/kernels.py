@@ -19,7 +19,7 @@ from .. import ops
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType
 from .build import BODY_ENTRY, build_bodies
-from .reference import Interpreter, fresh_outputs, stored_outputs
+from .reference import Interpreter, assignment_targets, fresh_outputs, stored_outputs
 
 
 def host_arrays(arrays: Sequence[Any]) -> list[Any]:
@@ -223,7 +223,7 @@ class Plan:
                                      "prepare": executor.on_device}
         body: list[str] = []
         if graph.inputs:
-            body.append(f"{_targets([name(v) for v in graph.inputs])} = inputs")
+            body.append(f"{assignment_targets([name(v) for v in graph.inputs])} = inputs")
         for node in graph.nodes:
             if node.kind == "prim::Constant":  # array constants move to the device once
                 value = node.attrs["value"]
@@ -234,18 +234,13 @@ class Plan:
                 step = step_names[node]
                 namespace[step] = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
                 args = ", ".join(name(v) for v in node.inputs)
-                body.append(f"{_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
+                body.append(f"{assignment_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
         self.stored = stored_outputs(graph)
         results = [f"copy_output({name(v)})" if stored else name(v) for v, stored in zip(graph.outputs, self.stored)]
         body.append(f"return [{', '.join(results)}]")
         self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
         exec(compile(self.source, f"<gputrace plan of {graph.name}>", "exec"), namespace)
         self.run = namespace["run_plan"]
-
-
-def _targets(names: list[str]) -> str:
-    """The left side of an assignment unpacking ``names`` from a sequence."""
-    return ", ".join(names) + ("," if len(names) == 1 else "") if names else "_"
 
 
 def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:

@@ -147,7 +147,7 @@ class ReferencePlan:
         self.steps: list[Any] = [None] * len(self.nodes)
         self.ufuncs: list[Any] = [None] * len(self.nodes)
         outputs = [self._named(v) for v in graph.outputs]
-        body = [f"{_targets([self._named(v) for v in graph.inputs])} = inputs"] if graph.inputs else []
+        body = [f"{assignment_targets([self._named(v) for v in graph.inputs])} = inputs"] if graph.inputs else []
         body += self._schedule(set(outputs))
         body.append(f"return [{', '.join(outputs)}]")
         self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
@@ -180,7 +180,7 @@ class ReferencePlan:
             dying = [a for a in dict.fromkeys((*args, *targets))
                      if last[a] == k and a not in outputs and a not in self.constants]
             split = node.kind in ops.OPS and ops.lookup(node.kind).category == ops.SPLIT
-            lines.append(f"{_targets(targets) if split else targets[0]} = {self._call(k, node, args, dying)}"
+            lines.append(f"{assignment_targets(targets) if split else targets[0]} = {self._call(k, node, args, dying)}"
                          f"  # {node.kind}")
             if dying:
                 lines.append(f"del {', '.join(dying)}")
@@ -219,6 +219,6 @@ class ReferencePlan:
         return None
 
 
-def _targets(names: list[str]) -> str:
+def assignment_targets(names: list[str]) -> str:
     """The left side of an assignment unpacking ``names`` from a sequence."""
     return ", ".join(names) + ("," if len(names) == 1 else "") if names else "_"
