@@ -181,8 +181,8 @@ def _ufunc_op(name: str, cuda: str) -> OpDef:
     return OpDef(name, ELEMENTWISE, impl, _elementwise_infer(getattr(np, name)), cuda=cuda)
 
 
-for _name, _cuda in UFUNCS.items():
-    register(_ufunc_op(_name, _cuda))
+# the ops whose impl is the array module's ufunc of that name called on the inputs, and nothing else
+PLAIN_UFUNC_OPS = {_name: register(_ufunc_op(_name, _cuda)) for _name, _cuda in UFUNCS.items()}
 
 
 def ufunc_loop_dtypes(kind: str, types: Sequence[Type]) -> tuple[list[np.dtype], np.dtype]:

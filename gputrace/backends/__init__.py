@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..ir import Graph
-from .reference import Interpreter, ReferencePlan, fresh_outputs, stored_outputs
+from .reference import Interpreter, ReferencePlan, fresh_outputs, host_arrays, stored_outputs
 
 
 class ReferenceExecutor:
@@ -25,7 +25,6 @@ class ReferenceExecutor:
         self.stored = stored_outputs(graph)
 
     def run(self, inputs: Sequence[Any], param: Callable[[str], Any], record: dict | None = None) -> list[Any]:
-        from .kernels import host_arrays
         inputs = host_arrays(inputs)
         host_param = lambda name: host_arrays([param(name)])[0]  # noqa: E731
         if record is not None:  # check_trace's search for the first diverging node: every value kept

@@ -19,12 +19,7 @@ from .. import ops
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType
 from .build import BODY_ENTRY, build_bodies
-from .reference import Interpreter, assignment_targets, fresh_outputs, stored_outputs
-
-
-def host_arrays(arrays: Sequence[Any]) -> list[Any]:
-    """NumPy versions of the arrays (CuPy arrays are copied to the host)."""
-    return [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+from .reference import Interpreter, assignment_targets, fresh_outputs, host_arrays, stored_outputs
 
 
 class EmulatedLauncher:

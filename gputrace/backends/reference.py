@@ -15,9 +15,9 @@ import numpy as np
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value
 
-# The result of a ufunc overwrites a dying operand's buffer (``out=``) only from this size on, as NumPy's own
-# temporary elision: below it, fresh memory is cheap and the checks would cost more than they save.
-IN_PLACE_BYTES = 256 * 1024
+# The result of a ufunc overwrites a dying operand's buffer (``out=``) only from this size on (NumPy's own
+# temporary elision starts at 256 KiB): below it, fresh memory is cheap and the check costs more than it saves.
+IN_PLACE_BYTES = 64 * 1024
 
 
 class Interpreter:
@@ -80,6 +80,11 @@ def last_uses(graph: Graph) -> dict[Node, list[Value]]:
     return dying
 
 
+def host_arrays(arrays: Sequence[Any]) -> list[Any]:
+    """NumPy versions of the arrays (CuPy arrays are copied to the host)."""
+    return [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+
+
 def stored_outputs(graph: Graph) -> list[bool]:
     """For each output: is it (a view of) an input, a parameter or a constant, which callers must not get back?"""
     def stored(value: Value) -> bool:
@@ -128,7 +133,7 @@ class ReferencePlan:
             x, = inputs
             _2 = steps[0](c, x)  # np::multiply
             _4 = steps[1](x, c_1)  # np::power
-            _6 = ufuncs[2](c_2, _4, out=_4) if sole_owner(_4) else steps[2](c_2, _4)  # np::multiply
+            _6 = steps[2](c_2, _4, out=_4) if sole_owner(_4) else steps[2](c_2, _4)  # np::multiply
             del _4
             ...
 
@@ -138,20 +143,19 @@ class ReferencePlan:
     def __init__(self, graph: Graph, xp: Any = np):
         from ..codegen.python import Identifiers
         self.name = Identifiers()
-        self.name.taken |= {"inputs", "steps", "ufuncs", "sole_owner", "getattr"}
+        self.name.taken |= {"inputs", "steps", "sole_owner", "getattr"}
         self.xp = xp
         self.aliases: dict[Value, str] = {}  # a fusion group's values, named as the values they stand for
         self.constants: dict[str, Any] = {}
         self.nodes: list[tuple[Node, list[str], list[str]]] = []  # (node, targets, arguments)
         self._flatten(graph)
         self.steps: list[Any] = [None] * len(self.nodes)
-        self.ufuncs: list[Any] = [None] * len(self.nodes)
         outputs = [self._named(v) for v in graph.outputs]
         body = [f"{assignment_targets([self._named(v) for v in graph.inputs])} = inputs"] if graph.inputs else []
         body += self._schedule(set(outputs))
         body.append(f"return [{', '.join(outputs)}]")
         self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
-        namespace = {**self.constants, "steps": self.steps, "ufuncs": self.ufuncs, "sole_owner": _sole_owner}
+        namespace = {**self.constants, "steps": self.steps, "sole_owner": _sole_owner}
         exec(compile(self.source, f"<gputrace reference plan of {graph.name}>", "exec"), namespace)
         self.run: Callable[[Sequence[Any], Callable[[str], Any]], list[Any]] = namespace["run_plan"]
 
@@ -192,21 +196,26 @@ class ReferencePlan:
             return f"params({node.attrs['name']!r})"
         if node.kind == "prim::GetAttr":
             return f"getattr({text}, {node.attrs['name']!r})"
-        self.steps[k] = ops.bind_op(node.kind, self.xp, node.attrs)
-        target = self._reusable(node, args, dying)
+        ufunc = self._ufunc(node)
+        # a ufunc op's impl is the array module's ufunc called on the inputs: called directly, it costs a call less
+        self.steps[k] = ufunc if ufunc is not None else ops.bind_op(node.kind, self.xp, node.attrs)
+        target = self._reusable(node, args, dying) if ufunc is not None else None
         if target is None:
             return f"steps[{k}]({text})"
-        self.ufuncs[k] = getattr(np, ops.lookup(node.kind).name)
-        return f"ufuncs[{k}]({text}, out={target}) if sole_owner({target}) else steps[{k}]({text})"
+        return f"steps[{k}]({text}, out={target}) if sole_owner({target}) else steps[{k}]({text})"
+
+    def _ufunc(self, node: Node) -> Any:
+        """The NumPy ufunc that ``node`` calls with its inputs alone, or None."""
+        op = ops.OPS.get(node.kind)
+        if self.xp is not np or op is None or ops.PLAIN_UFUNC_OPS.get(op.name) is not op or node.attrs:
+            return None
+        ufunc = getattr(np, op.name, None)
+        return ufunc if isinstance(ufunc, np.ufunc) and ufunc.nout == 1 else None
 
     def _reusable(self, node: Node, args: list[str], dying: list[str]) -> str | None:
         """An operand the ufunc ``node`` may write its result into: an array of the result's dtype, shape and
         (contiguous) layout that nothing reads later and this node reads once; the run checks that nothing
         else holds it (``sole_owner``)."""
-        op = ops.lookup(node.kind)
-        if self.xp is not np or op.category != ops.ELEMENTWISE or op.name not in ops.UFUNCS or node.attrs \
-                or len(node.outputs) != 1 or not isinstance(getattr(np, op.name, None), np.ufunc):
-            return None
         result = node.output.type
         if not isinstance(result, TensorType) or result.ndim == 0 or result.nbytes < IN_PLACE_BYTES \
                 or not result.is_contiguous:
