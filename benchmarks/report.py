@@ -239,6 +239,17 @@ def markdown(results: dict) -> str:
               [[r["implementation"], r.get("kernels"), r.get("us_per_call"), r.get("status")]
                for r in results.get("host_overhead", [])])))
     parts.append(section("compile", "Compile time per kernel", _compile_intro(results), _compile_table(results)))
+    first = results.get("compile", {}).get("first_call", {})
+    parts.append(section(
+        "first_call", "First call up to the launch (CPU side)",
+        "A program's first call on the cuda backend up to its first kernel launch, measured on the CPU without "
+        "launching: `gputrace.trace` (with the default check), `lower`, and NVRTC for the architecture shown, in "
+        "the cold-cache compile process after NVRTC is loaded (the first compile in process above).",
+        table(["program", "size", "arch", "trace (ms)", "lower (ms)", "NVRTC (ms)", "total (ms)", "total CPU (ms)",
+               "kernels", "status"],
+              [[first.get("program"), first.get("size"), first.get("arch"), _ms(first.get("trace_s")),
+                _ms(first.get("lower_s")), _ms(first.get("nvrtc_s")), _ms(first.get("total_s")),
+                _ms(first.get("total_cpu_s")), first.get("kernels"), first.get("status", "not measured")]])))
     parts.append(section(
         "trace", "Trace and lowering time per program (CPU)",
         "Median wall time: `gputrace.trace` without and with the default trace check, then `lower` (specialise, "
@@ -256,6 +267,16 @@ def markdown(results: dict) -> str:
               [[r["program"], r["size"], r.get("eager_us"), r.get("traced_us"), r.get("overhead_us"),
                 r.get("ratio"), r.get("status")] for r in results.get("reference", [])])))
     return "\n".join(parts)
+
+
+KEPT = "<!-- gputrace:kept -->"
+
+
+def kept_sections(text: str) -> str:
+    """What follows the ``<!-- gputrace:kept -->`` line of an earlier report (hand-written before/after records),
+    which a new run carries over unchanged."""
+    at = text.find(KEPT)
+    return "\n" + text[at:] if at >= 0 else ""
 
 
 def _kernel_text(row: dict) -> str | None:
@@ -298,11 +319,13 @@ def _compile_table(results: dict) -> str:
         for key, label in [("cold_s", "cold"), ("warm_disk_s", "warm (disk cache, fresh process)"),
                            ("warm_memory_s", "warm (memory cache)")]:
             times = b.get(key) or []
+            cpu = (b.get("cold_cpu_s") or []) if key == "cold_s" else []
             rows.append([backend, label, len(times) or None,
                          statistics.median(times) * 1e3 if times else None, max(times) * 1e3 if times else None,
+                         statistics.median(cpu) * 1e3 if cpu else None,
                          _ms(first) if key == "cold_s" else None, b.get("status", "not measured")])
-    return table(["backend", "cache", "kernels", "median (ms)", "slowest (ms)", "first compile in process (ms)",
-                  "status"], rows)
+    return table(["backend", "cache", "kernels", "median (ms)", "slowest (ms)", "median CPU time (ms)",
+                  "first compile in process (ms)", "status"], rows)
 
 
 def console_text(results: dict) -> str:

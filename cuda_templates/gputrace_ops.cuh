@@ -56,8 +56,8 @@
 //                                       (so -1.0 -> uint8 is 255, 300.0 -> int8 is 44, NaN -> int32 is
 //                                       MIN, NaN -> int8 is 0); uint64 takes [2^63, 2^64) exactly and
 //                                       gives 0 above, 2^63 for NaN and below -2^63. Never UB or a trap.
-//   gt_round_half(float|double) round to float16 (nearest even) and back; double rounds once
-//   gt_load_half / gt_store_half
+//   gt_round_half(float|double) round to float16 (nearest even) and back; double rounds once (gputrace_half.cuh)
+//   gt_load_half / gt_store_half                                                        (gputrace_half.cuh)
 //
 // Transcendentals are the platform's libm on the host and CUDA's math library on the GPU; neither is
 // bit-exact with NumPy (whose float32 exp/log/sin/cos and, on AVX-512 machines, many float64 functions
@@ -77,7 +77,8 @@ typedef unsigned long long uint64_t;
 #include <cmath>
 #include <cstdint>
 #endif
-#include <cuda_fp16.h>
+// float16 (gt_round_half, gt_load_half, gt_store_half) is in gputrace_half.cuh: cuda_fp16.h costs a float32
+// kernel's NVRTC compile about a sixth of its time, so only kernels that use __half include it.
 
 // Functions are static too, so the header stays linkable when the host build defines __forceinline__ empty.
 #define GT_FN static __device__ __forceinline__
@@ -461,9 +462,3 @@ template <class T> GT_FN gt_if<T, GT_ALL, bool> gt_isfinite(T a)
     else return true;
 }
 template <class T> GT_FN gt_if<T, GT_F, bool> gt_signbit(T a) { return (gt_to_bits(a) & gt_sign_mask<T>()) != 0; }
-
-// -- float16: values are held as float and rounded to half after every op
-GT_FN float gt_round_half(float x) { return __half2float(__float2half_rn(x)); }
-GT_FN float gt_round_half(double x) { return __half2float(__double2half(x)); }  // one rounding, as NumPy's double -> half
-GT_FN float gt_load_half(const __half* p) { return __half2float(*p); }
-GT_FN void gt_store_half(__half* p, float v) { *p = __float2half_rn(v); }

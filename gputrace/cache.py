@@ -15,8 +15,10 @@ import logging
 import os
 import struct
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Generic, Iterable, TypeVar
 
 log = logging.getLogger("gputrace.cache")
 
@@ -91,6 +93,59 @@ class DiskCache:
         else:
             log.debug("cache hit %s/%s", self.namespace, key)
         return payload
+
+
+T = TypeVar("T")
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def named_lock(name: str) -> threading.Lock:
+    """One lock per name in this process: threads building the same entry wait for one build."""
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
+
+
+class BuildCache(Generic[T]):
+    """Build artefacts (NVRTC output, host libraries) in memory, then on disk, else built: one build per key at
+    a time in a process, and ``builds`` counts them. ``load`` turns a payload into what callers get; a payload
+    it rejects with OSError (a checksummed library that still does not load) is rebuilt."""
+
+    def __init__(self, namespace: str):
+        self.namespace = namespace
+        self.memory: dict[str, T] = {}
+        self.builds = 0
+
+    def get(self, key: str, build: Callable[[], bytes], load: Callable[[bytes], T], what: str = "") -> T:
+        hit = self.memory.get(key)
+        if hit is not None:
+            return hit
+        with named_lock(f"{self.namespace}/{key}"):
+            hit = self.memory.get(key)
+            if hit is None:
+                hit = self.memory[key] = self._load_or_build(key, build, load, what)
+        return hit
+
+    def _load_or_build(self, key: str, build: Callable[[], bytes], load: Callable[[bytes], T], what: str) -> T:
+        disk = DiskCache(self.namespace)
+        payload = disk.get(key)
+        if payload is not None:
+            try:
+                loaded = load(payload)
+                log.debug("cache hit %s/%s %s", self.namespace, key, what)
+                return loaded
+            except OSError as exc:
+                log.warning("cached library %s/%s does not load (%s); rebuilding", self.namespace, key, exc)
+        started = time.perf_counter()
+        payload = build()
+        self.builds += 1
+        log.debug("cache miss %s/%s %s: built in %.3f s", self.namespace, key, what, time.perf_counter() - started)
+        disk.put(key, payload)
+        return load(payload)
+
+    def forget(self) -> None:
+        """Drop what is held in memory (as a new process would start), keeping the disk entries."""
+        self.memory.clear()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -9,6 +9,8 @@ function of ``cuda_templates/gputrace_ops.cuh`` computes it.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import operator
 import warnings
@@ -179,8 +181,8 @@ def _ufunc_op(name: str, cuda: str) -> OpDef:
     return OpDef(name, ELEMENTWISE, impl, _elementwise_infer(getattr(np, name)), cuda=cuda)
 
 
-for _name, _cuda in UFUNCS.items():
-    register(_ufunc_op(_name, _cuda))
+# the ops whose impl is the array module's ufunc of that name called on the inputs, and nothing else
+PLAIN_UFUNC_OPS = {_name: register(_ufunc_op(_name, _cuda)) for _name, _cuda in UFUNCS.items()}
 
 
 def ufunc_loop_dtypes(kind: str, types: Sequence[Type]) -> tuple[list[np.dtype], np.dtype]:
@@ -875,6 +877,12 @@ def run_op(kind: str, xp: Any, inputs: list, attrs: dict) -> Any:
     """Run ``kind`` with the array module ``xp``; the one place that calls an op's impl."""
     with np.errstate(all="ignore"):
         return lookup(kind).impl(xp, *inputs, **attrs)
+
+
+def bind_op(kind: str, xp: Any, attrs: dict) -> Callable[..., Any]:
+    """``kind``'s impl with ``xp`` and ``attrs`` bound, for executors that call it many times; call it inside
+    ``np.errstate(all="ignore")``, as :func:`run_op` does."""
+    return functools.partial(lookup(kind).impl, xp, **attrs)
 
 
 def is_elementwise(kind: str) -> bool:

@@ -587,7 +587,7 @@ def _float64_outputs(program: Program, inputs: Sequence[Any], param: Callable[[s
     """The program's outputs computed by NumPy with float16/float32 inputs and parameters widened to
     float64: close to the exact values, to judge which of two float32 results is the more accurate.
     None where the program does not run on widened arrays (a float32 bit view, say)."""
-    from .backends.kernels import host_arrays
+    from .backends.reference import host_arrays
 
     def widened(array: Any) -> Any:
         array = host_arrays([array])[0]

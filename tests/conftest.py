@@ -48,23 +48,25 @@ def my_cell():
 # source checked on the CPU is the source that must build for the GPU. A failure fails the session.
 NVRTC_ARCHS = ("sm_90",)
 SLOW_TIER_NVRTC_ARCHS = ("sm_80", "sm_90")
-_emulated_kernels: dict[str, object] = {}  # source -> Kernel, the first one run with that source
+_emulated_kernels: dict[str, object] = {}  # body -> Kernel, the first one run with that body
 _session_cache: list = []  # the session's private cache folder, for the compiles after the last test
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _record_emulated_kernels(tmp_path_factory):
+    from gputrace.backends.build import kernel_body
     from gputrace.backends.kernels import EmulatedLauncher
     _session_cache.append(tmp_path_factory.getbasetemp() / "cache")
-    load = EmulatedLauncher.load
+    load_all = EmulatedLauncher.load_all
 
-    def recording_load(self, kernel):
-        _emulated_kernels.setdefault(kernel.source, kernel)
-        return load(self, kernel)
+    def recording_load_all(self, kernels):
+        for kernel in kernels:  # kernels that differ only in their names are one body: compiled once
+            _emulated_kernels.setdefault(kernel_body(kernel), kernel)
+        return load_all(self, kernels)
 
-    EmulatedLauncher.load = recording_load
+    EmulatedLauncher.load_all = recording_load_all
     yield
-    EmulatedLauncher.load = load
+    EmulatedLauncher.load_all = load_all
 
 
 def pytest_sessionfinish(session, exitstatus):

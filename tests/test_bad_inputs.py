@@ -373,9 +373,9 @@ def cold_nvrtc(tmp_path, monkeypatch):
     if not nvrtc.nvrtc_available():
         pytest.skip("NVRTC (cupy) is not available")
     nvrtc.cuda_include_dirs()
-    nvrtc._no_driver_cache()  # probed before the test breaks NVRTC
+    nvrtc._version_options()  # probed before the test breaks NVRTC
     monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(nvrtc, "_memory", {})
+    monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
     from cupy.cuda import nvrtc as cupy_nvrtc
     return cupy_nvrtc
 
@@ -429,7 +429,7 @@ def test_host_compiler_failing(tmp_path, monkeypatch):
         pytest.skip("no host C++ compiler")
     real = host_compiler.host_compiler().command[0]
     script = tmp_path / "failing-g++"
-    script.write_text(f'#!/bin/sh\ncase "$*" in *gt_fused_*) echo "$*: error: out of memory" >&2; exit 1;; esac\n'
+    script.write_text(f'#!/bin/sh\ncase "$*" in *gt_kernel.cu*) echo "$*: error: out of memory" >&2; exit 1;; esac\n'
                       f'exec {real} "$@"\n')
     script.chmod(0o755)
     monkeypatch.setenv("CXX", str(script))

@@ -28,7 +28,7 @@ from benchmarks import report  # noqa: E402
 from benchmarks.programs import BENCHMARKS  # noqa: E402
 from benchmarks.run import IMPLEMENTATIONS, finite, gpu_available, main  # noqa: E402
 
-SECTIONS = ("targets", "main", "programs", "host_overhead", "compile", "trace", "reference")
+SECTIONS = ("targets", "main", "programs", "host_overhead", "compile", "first_call", "trace", "reference")
 PROGRAMS, SIZES = ["gelu", "softmax"], ["tiny", "small"]
 # --no-emulate: the cold host-compiler build of a kernel takes 10-20 s on 2 busy cores; the slow tier measures it
 QUICK = ["--sizes", ",".join(SIZES), "--programs", ",".join(PROGRAMS), "--repeat", "3", "--quick", "--no-emulate"]
@@ -420,6 +420,9 @@ def test_cpu_figures_are_measured(quick_run):
     if importlib.util.find_spec("gputrace.backends.nvrtc") is not None:
         assert compiled["nvrtc"]["status"] == "ok", compiled["nvrtc"]
         assert compiled["nvrtc"]["process_first_s"] > 0
+        first = compiled["first_call"]  # gelu's first call: trace, lower, NVRTC, each timed
+        assert first["status"] == "ok" and first["program"] == "gelu" and first["kernels"] == 1, first
+        assert 0 < first["trace_s"] + first["lower_s"] + first["nvrtc_s"] <= first["total_s"]
     plan_only = [r for r in results["host_overhead"] if r["implementation"].startswith("gputrace launch plan only")]
     assert len(plan_only) == 1 and plan_only[0]["status"] == "ok", results["host_overhead"]
     assert plan_only[0]["kernels"] == 1 and plan_only[0]["us_per_call"] > 0
@@ -499,3 +502,9 @@ def test_gpu_rows_are_timed(tmp_path):
             assert row["rel_error"] <= 1e-3
     host = next(r for r in results["host_overhead"] if r["implementation"] == "gputrace")
     assert host["status"] == "ok" and host["us_per_call"] > 0
+
+
+def test_a_new_report_keeps_the_hand_written_records_after_the_kept_marker(tmp_path):
+    old = "# old report\n| stale | table |\n" + report.KEPT + "\n## Before and after\n\n| a | b |\n"
+    assert report.kept_sections(old) == "\n" + old[old.index(report.KEPT):]
+    assert report.kept_sections("# a report without records\n") == ""

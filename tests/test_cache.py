@@ -213,7 +213,7 @@ def compiler_runs(monkeypatch):
         return real(compiler, arguments, files)
 
     monkeypatch.setattr(host_compiler, "_run_compiler", counted)
-    monkeypatch.setattr(host_compiler, "_modules", {})
+    monkeypatch.setattr(host_compiler.modules, "memory", {})
     return runs
 
 
@@ -231,7 +231,7 @@ def test_a_damaged_emulate_library_is_rebuilt(compiler_runs, monkeypatch, caplog
     else:  # an entry that passes its checksum but is no library (an older writer, a full disk ...)
         disk.put(module.key, b"\x7fELF but not really a shared library")
         expected = f"cached library emulate/{module.key} does not load"
-    monkeypatch.setattr(host_compiler, "_modules", {})
+    monkeypatch.setattr(host_compiler.modules, "memory", {})
     rebuilt = host_compiler.build_host_module(source, ["add_one"])
     assert expected in caplog.text and [r for r in compiler_runs if r != "runtime"] == ["add_one.cu"] * 2
     add_one_works(rebuilt)
@@ -261,12 +261,12 @@ def test_a_damaged_precompiled_header_is_dropped_and_the_build_succeeds(tmp_path
 @pytest.mark.parametrize("damage", [lambda b: b[:len(b) // 2], lambda b: flip(b, len(b) - 100)], ids=["cut", "flipped"])
 def test_a_damaged_cubin_entry_is_rebuilt(folder, monkeypatch, caplog, damage):
     import gputrace
-    monkeypatch.setattr(nvrtc, "_memory", {})
+    monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
     [kernel] = gputrace.trace(lambda x: np.exp(x) + 1, np.ones(3, np.float32)).kernels
     cubin = kernel.cubin()
     [entry] = (folder / "nvrtc").glob("*.bin")
     entry.write_bytes(damage(entry.read_bytes()))
-    monkeypatch.setattr(nvrtc, "_memory", {})  # as in a new process
+    monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})  # as in a new process
     assert kernel.cubin() == cubin and f"cache entry {entry} is corrupted; rebuilding" in caplog.text
     assert DiskCache("nvrtc").get(entry.stem) is not None  # rewritten whole
 

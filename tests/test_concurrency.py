@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import gputrace
+from gputrace.backends.build import BODY_ENTRY, kernel_body
 from gputrace.backends import host_compiler, nvrtc
 
 THREADS = 8
@@ -99,7 +100,7 @@ def test_numpy_backend_from_eight_threads(counted):
 @needs_compiler
 def test_emulate_backend_from_eight_threads_compiles_each_kernel_once(counted):
     traced, programs = check_threads("emulate", counted)
-    kernels = {hashlib.sha256(host_compiler._host_source(k.source, [k.name]).encode()).hexdigest()
+    kernels = {hashlib.sha256(host_compiler._host_source(kernel_body(k), [BODY_ENTRY]).encode()).hexdigest()
                for p in programs for k in p.kernels}
     built = {source: n for source, n in counted["host"].items() if source != "runtime"}
     assert built == {source: 1 for source in kernels}  # every kernel compiled, none twice
@@ -118,7 +119,7 @@ def test_cuda_backend_from_eight_threads(counted, monkeypatch):
 
     monkeypatch.setattr(nvrtc, "_run_nvrtc", run_nvrtc)
     _, programs = check_threads("cuda", counted, cupy)
-    assert set(compiled) == {k.source for p in programs for k in p.kernels} and set(compiled.values()) == {1}
+    assert set(compiled) == {kernel_body(k) for p in programs for k in p.kernels} and set(compiled.values()) == {1}
 
 
 @needs_compiler

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 import logging
 import os
 import re
@@ -27,17 +26,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..cache import DiskCache, cache_key, write_atomic
+from ..cache import BuildCache, DiskCache, cache_key, named_lock, write_atomic
 from ..codegen.templates import templates_dir
 from ..errors import BackendUnavailableError, GputraceError, KernelCompileError
-from .nvrtc import cuda_include_dirs, numbered
+from .build import headers_fingerprint, host_cuda_dirs
+from .nvrtc import numbered
 
 log = logging.getLogger("gputrace.cache")
 
@@ -98,7 +97,7 @@ def host_compiler_info() -> dict[str, Any]:
         compiler = host_compiler()
     except BackendUnavailableError as exc:
         return {"available": False, "error": str(exc)}
-    cuda = _cuda_include_dirs()
+    cuda = host_cuda_dirs()
     return {
         "available": True,
         "compiler": " ".join(compiler.command),
@@ -117,51 +116,14 @@ def environment_flags() -> list[str]:
     return shlex.split(os.environ.get("GPUTRACE_EMULATE_FLAGS", ""))
 
 
-@functools.lru_cache(maxsize=None)
-def _cuda_include_dirs() -> tuple[str, ...]:
-    """cuda_fp16.h's folder (NVRTC's), plus one with <nv/target>, which it includes outside NVRTC."""
-    fp16 = [Path(d) for d in cuda_include_dirs() if Path(d, "cuda_fp16.h").is_file()]
-    if not fp16:
-        return ()
-    candidates = [fp16[0], fp16[0] / "cccl"]
-    for root in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if root:
-            candidates += [Path(root) / "include", Path(root) / "include" / "cccl"]
-    cupy = importlib.util.find_spec("cupy")
-    if cupy is not None and cupy.submodule_search_locations:
-        candidates.append(Path(cupy.submodule_search_locations[0]) / "_core" / "include" / "cupy" / "_cccl" / "libcudacxx")
-    target = next((c for c in candidates if (c / "nv" / "target").is_file()), None)
-    if target is None:
-        return ()
-    return tuple(dict.fromkeys([str(fp16[0]), str(target)]))
-
-
-def _include_dirs() -> list[str]:
-    return [str(templates_dir()), *_cuda_include_dirs()]
-
-
-@functools.lru_cache(maxsize=None)
-def _headers_fingerprint() -> str:
-    """Everything a build reads besides its source: our headers and CUDA's."""
-    parts: list[str | bytes] = [*_include_dirs()]
-    parts += [p.read_bytes() for p in sorted(templates_dir().glob("*.cuh"))]
-    for folder in _cuda_include_dirs()[:1]:
-        parts += [(Path(folder) / name).read_bytes() for name in ("cuda_fp16.h", "cuda_fp16.hpp", "vector_types.h")
-                  if (Path(folder) / name).is_file()]
-    return cache_key(parts)
+def _include_dirs() -> tuple[str, ...]:
+    return (str(templates_dir()), *host_cuda_dirs())
 
 
 # -- building
 
-_modules: dict[str, "HostModule"] = {}
-_runtimes: dict[str, "_Runtime"] = {}
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(key: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+modules: BuildCache["HostModule"] = BuildCache("emulate")
+runtimes: BuildCache["_Runtime"] = BuildCache("emulate")
 
 
 def build_host_module(source: str, kernel_names: Sequence[str], *, extra_flags: Sequence[str] = ()) -> "HostModule":
@@ -175,18 +137,13 @@ def build_host_module(source: str, kernel_names: Sequence[str], *, extra_flags: 
         raise ValueError(f"kernel_names must name extern \"C\" kernels, got {names!r}")
     compiler = host_compiler()
     flags = (*COMPILE_FLAGS, *extra_flags, *environment_flags())
-    key = cache_key([source, "\0".join(names), "\0".join(flags), compiler.version, _headers_fingerprint()])
-    module = _modules.get(key)
+    key = cache_key([source, "\0".join(names), "\0".join(flags), compiler.version, headers_fingerprint(_include_dirs())])
+    module = modules.memory.get(key)
     if module is not None:
         return module
-    with _lock(key):
-        if key in _modules:
-            return _modules[key]
-        runtime = _runtime(compiler, flags)
-        library = _cached_library(key, ", ".join(names), lambda: _build_module(source, names, flags, compiler, runtime))[1]
-        module = HostModule(library, names, key)
-        _modules[key] = module
-        return module
+    runtime = _runtime(compiler, flags)
+    return modules.get(key, lambda: _build_module(source, names, flags, compiler, runtime),
+                       lambda payload: HostModule(_load(payload, key), names, key), ", ".join(names))
 
 
 @dataclass(frozen=True)
@@ -198,41 +155,19 @@ class _Runtime:
 
 def _runtime(compiler: HostCompiler, flags: tuple[str, ...]) -> _Runtime:
     """The runtime library for these flags, loaded: modules link against it."""
-    key = cache_key(["runtime", "\0".join(flags), compiler.version, _headers_fingerprint()])
-    with _lock(key):
-        if key not in _runtimes:
-            soname = f"libgputrace_emulate_{key[:16]}.so"
-            arguments = [*flags, "-shared", "-DGT_EMU_RUNTIME", f"-Wl,-soname,{soname}", *_include_flags(),
-                         "-include", str(templates_dir() / HEADER), "-x", "c++", "/dev/null"]
+    key = cache_key(["runtime", "\0".join(flags), compiler.version, headers_fingerprint(_include_dirs())])
+    soname = f"libgputrace_emulate_{key[:16]}.so"
+    arguments = [*flags, "-shared", "-DGT_EMU_RUNTIME", f"-Wl,-soname,{soname}", *_include_flags(),
+                 "-include", str(templates_dir() / HEADER), "-x", "c++", "/dev/null"]
 
-            def build() -> bytes:
-                done, payload = _run_compiler(compiler, arguments, {})
-                if payload is None:
-                    raise KernelCompileError(f"{compiler.name} could not build the emulation runtime from "
-                                             f"{templates_dir() / HEADER}:\n{done.stderr.strip()}")
-                return payload
+    def build() -> bytes:
+        done, payload = _run_compiler(compiler, arguments, {})
+        if payload is None:
+            raise KernelCompileError(f"{compiler.name} could not build the emulation runtime from "
+                                     f"{templates_dir() / HEADER}:\n{done.stderr.strip()}")
+        return payload
 
-            payload, library = _cached_library(key, "emulation runtime", build)
-            _runtimes[key] = _Runtime(soname, payload, library)
-        return _runtimes[key]
-
-
-def _cached_library(key: str, what: str, build: Callable[[], bytes]) -> tuple[bytes, ctypes.CDLL]:
-    """The library stored under ``key``, loaded; built (and stored) when missing, corrupted or unloadable."""
-    disk = DiskCache("emulate")
-    payload = disk.get(key)
-    if payload is not None:
-        try:
-            library = _load(payload, disk.folder, key)
-            log.debug("cache hit emulate/%s (%s)", key, what)
-            return payload, library
-        except OSError as exc:  # a checksummed entry that still does not load: rebuild it
-            log.warning("cached library emulate/%s does not load (%s); rebuilding", key, exc)
-    started = time.perf_counter()
-    payload = build()
-    log.debug("built emulate/%s (%s) in %.2f s", key, what, time.perf_counter() - started)
-    disk.put(key, payload)
-    return payload, _load(payload, disk.folder, key)
+    return runtimes.get(key, build, lambda payload: _Runtime(soname, payload, _load(payload, key)), "emulation runtime")
 
 
 # `extern __shared__ T name[];` has no g++ meaning: it becomes a pointer to the block's dynamic shared memory.
@@ -292,9 +227,9 @@ def _precompiled_header(compiler: HostCompiler, flags: tuple[str, ...]) -> Path:
     Both are plain files of the cache folder, so ``gputrace cache clear`` removes them with the rest.
     """
     folder = DiskCache("emulate").folder
-    header = folder / f"pch-{cache_key(['pch', chr(0).join(flags), compiler.version, _headers_fingerprint()])}.cuh"
+    header = folder / f"pch-{cache_key(['pch', chr(0).join(flags), compiler.version, headers_fingerprint(_include_dirs())])}.cuh"
     compiled = header.with_name(header.name + ".gch")
-    with _lock(header.name):
+    with named_lock(f"emulate/{header.name}"):
         if not compiled.is_file():
             write_atomic(header, (templates_dir() / HEADER).read_bytes())
             scratch = header.with_name(f"{header.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -308,8 +243,9 @@ def _precompiled_header(compiler: HostCompiler, flags: tuple[str, ...]) -> Path:
     return header if compiled.is_file() else templates_dir() / HEADER
 
 
-def _load(payload: bytes, folder: Path, key: str) -> ctypes.CDLL:
+def _load(payload: bytes, key: str) -> ctypes.CDLL:
     """dlopen the library from a fresh path (dlopen caches by path), deleted once mapped."""
+    folder = DiskCache("emulate").folder
     folder.mkdir(parents=True, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=folder, prefix=f"{key}.", suffix=".so")
     try:

@@ -17,13 +17,9 @@ import numpy as np
 
 from .. import ops
 from ..errors import BackendUnavailableError
-from ..ir import Node, TensorType, Value
-from .reference import Interpreter, fresh_outputs, stored_outputs
-
-
-def host_arrays(arrays: Sequence[Any]) -> list[Any]:
-    """NumPy versions of the arrays (CuPy arrays are copied to the host)."""
-    return [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+from ..ir import Node, TensorType
+from .build import BODY_ENTRY, build_bodies
+from .reference import Interpreter, assignment_targets, fresh_outputs, host_arrays, stored_outputs
 
 
 class EmulatedLauncher:
@@ -41,13 +37,14 @@ class EmulatedLauncher:
         workers = int(os.environ.get("GPUTRACE_EMULATE_THREADS", 0) or os.cpu_count() or 1)
         self.max_blocks = 8 * workers
 
-    def load(self, kernel):
-        return self._build(kernel.source, [kernel.name])
+    def load_all(self, kernels):
+        """One host module per distinct kernel body (see ``build_bodies``)."""
+        return build_bodies(kernels, lambda body: self._build(body, [BODY_ENTRY]))
 
     def bind(self, module, kernel) -> Callable[[list], None]:
         """A function launching ``kernel`` on an argument list, with its grid worked out once."""
         grid, block, shared_mem = kernel.grid(self.max_blocks), kernel.block, kernel.shared_mem
-        return lambda args: module.launch(kernel.name, grid, block, args, shared_mem=shared_mem)
+        return lambda args: module.launch(BODY_ENTRY, grid, block, args, shared_mem=shared_mem)
 
     def prepare(self, arrays):
         return host_arrays(arrays)
@@ -57,17 +54,18 @@ class CudaLauncher:
     """Compiles kernels with NVRTC and launches them through CuPy on CuPy arrays."""
 
     def __init__(self):
-        from .nvrtc import gpu_available, load_raw_module
+        from .nvrtc import gpu_available
         if not gpu_available():
             raise BackendUnavailableError("the cuda backend needs a CUDA GPU, and none is available here; "
                                           "use backend='emulate' to run the generated kernels on the CPU")
         import cupy
         self.xp = cupy
-        self._load = load_raw_module
         self.max_blocks = 32 * cupy.cuda.Device().attributes["MultiProcessorCount"]
 
-    def load(self, kernel):
-        return self._load(kernel.source).get_function(kernel.name)
+    def load_all(self, kernels):
+        """Each kernel's function, compiled by NVRTC once per distinct body for this device."""
+        from .nvrtc import compile_kernels, device_arch, load_compiled
+        return [load_compiled(c).get_function(BODY_ENTRY) for c in compile_kernels(kernels, arch=device_arch())]
 
     def bind(self, function, kernel) -> Callable[[list], None]:
         grid, block, shared_mem = (kernel.grid(self.max_blocks),), (kernel.block,), kernel.shared_mem
@@ -83,8 +81,8 @@ class NoLaunch:
 
     xp = np
 
-    def load(self, kernel):
-        return None
+    def load_all(self, kernels):
+        return [None] * len(kernels)
 
     def bind(self, module, kernel) -> Callable[[tuple], None]:
         return lambda args: None
@@ -113,7 +111,9 @@ class KernelExecutor(Interpreter):
         self.launcher = launcher
         groups = [n for n in program.graph.nodes if n.kind == "gt::FusionGroup"]
         self.kernels = dict(zip(groups, kernels_of(program)))
-        self.groups = {node: self._group_runner(node, kernel, launcher.load(kernel)) for node, kernel in self.kernels.items()}
+        loaded = launcher.load_all(list(self.kernels.values()))
+        self.groups = {node: self._group_runner(node, kernel, module)
+                       for (node, kernel), module in zip(self.kernels.items(), loaded)}
         self.plan = Plan(self)
 
     def _group_runner(self, node: Node, kernel: Any, loaded: Any) -> Callable[..., list]:
@@ -218,7 +218,7 @@ class Plan:
                                      "prepare": executor.on_device}
         body: list[str] = []
         if graph.inputs:
-            body.append(f"{_targets([name(v) for v in graph.inputs])} = inputs")
+            body.append(f"{assignment_targets([name(v) for v in graph.inputs])} = inputs")
         for node in graph.nodes:
             if node.kind == "prim::Constant":  # array constants move to the device once
                 value = node.attrs["value"]
@@ -229,18 +229,13 @@ class Plan:
                 step = step_names[node]
                 namespace[step] = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
                 args = ", ".join(name(v) for v in node.inputs)
-                body.append(f"{_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
+                body.append(f"{assignment_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
         self.stored = stored_outputs(graph)
         results = [f"copy_output({name(v)})" if stored else name(v) for v, stored in zip(graph.outputs, self.stored)]
         body.append(f"return [{', '.join(results)}]")
         self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
         exec(compile(self.source, f"<gputrace plan of {graph.name}>", "exec"), namespace)
         self.run = namespace["run_plan"]
-
-
-def _targets(names: list[str]) -> str:
-    """The left side of an assignment unpacking ``names`` from a sequence."""
-    return ", ".join(names) + ("," if len(names) == 1 else "") if names else "_"
 
 
 def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:

@@ -25,15 +25,15 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from ..cache import DiskCache, cache_dir, cache_key
+from ..cache import BuildCache, cache_dir, cache_key
 from ..codegen.templates import templates_dir
 from ..errors import BackendUnavailableError, KernelCompileError
+from .build import BODY_ENTRY, build_bodies, cuda_fp16_dir, cuda_toolkits, headers_fingerprint, nvidia_roots
 
 logger = logging.getLogger("gputrace.kernels")
 
@@ -66,59 +66,39 @@ def nvrtc_available() -> bool:
     return nvrtc_version() is not None
 
 
-@functools.lru_cache(maxsize=None)
-def _no_driver_cache() -> tuple[str, ...]:
-    """``("--no-cache",)`` where NVRTC knows it, else ``()``.
+def _version_options() -> tuple[str, ...]:
+    """Options this NVRTC knows that every compile gets.
 
-    With a driver present, NVRTC 13 reuses cubins from the driver's ComputeCache
-    (~/.nv), and a reused cubin comes with an empty log: no registers, no spills.
-    Our own cache takes its place.
+    ``--no-cache``: with a driver present, NVRTC 13 reuses cubins from the driver's ComputeCache (~/.nv), and a
+    reused cubin comes with an empty log: no registers, no spills; our own cache takes its place.
+    ``-minimal``: leaves out texture, surface and device-runtime declarations no generated kernel uses, about a
+    sixth of a small kernel's compile (the PTX is the same).
     """
+    return tuple(option for option in ("--no-cache", "-minimal") if _accepts(option))
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts(option: str) -> bool:
     nvrtc = _nvrtc()
     program = nvrtc.createProgram("", "probe.cu", [], [])
     try:
         # Options are checked in order before anything compiles (0.1 ms): the log names the first unknown one.
-        nvrtc.compileProgram(program, ["--no-cache", "--gputrace-probe"])
+        nvrtc.compileProgram(program, [option, "--gputrace-probe"])
     except nvrtc.NVRTCError:
         pass
     try:
-        return () if "--no-cache" in _text(nvrtc.getProgramLog(program)) else ("--no-cache",)
+        return option not in _text(nvrtc.getProgramLog(program))
     finally:
         nvrtc.destroyProgram(program)
 
 
-@functools.lru_cache(maxsize=None)
-def _nvidia_roots() -> tuple[Path, ...]:
-    """The folders of the ``nvidia`` namespace package, where NVIDIA's wheels put headers and tools."""
-    try:
-        import nvidia
-    except ImportError:
-        return ()
-    return tuple(Path(p) for p in nvidia.__path__)
-
-
-def _cuda_header_candidates() -> list[Path]:
-    found = []
-    for root in _nvidia_roots():
-        found += [root / "cu13" / "include", root / "cuda_runtime" / "include"]  # CUDA 13 and CUDA 12 wheel layouts
-    for toolkit in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if toolkit:
-            found.append(Path(toolkit) / "include")
-    return found
-
-
-@functools.lru_cache(maxsize=None)
 def cuda_include_dirs() -> list[str]:
-    """The folder with ``cuda_fp16.h`` (NVIDIA's wheels, ``$CUDA_PATH``, ``/usr/local/cuda``), then our templates.
-
-    Without any, NVRTC >= 13 unpacks the headers it carries into the cache folder.
-    """
-    cuda = next((str(d) for d in _cuda_header_candidates() if (d / "cuda_fp16.h").is_file()), None)
-    cuda = cuda or _bundled_headers()
+    """The folder with ``cuda_fp16.h`` (see :mod:`.build`), then our templates."""
+    cuda = cuda_fp16_dir()
     return [*([cuda] if cuda else []), str(templates_dir())]
 
 
-def _bundled_headers() -> str | None:
+def bundled_headers() -> str | None:
     """Unpack NVRTC's own copy of CUDA's headers (``--use-bundled-headers``, NVRTC 13) once; None if unsupported."""
     version = nvrtc_version()
     if version is None:
@@ -141,17 +121,6 @@ def _bundled_headers() -> str | None:
     return str(folder)
 
 
-@functools.lru_cache(maxsize=None)
-def _headers_fingerprint() -> str:
-    """What the headers a kernel may include contribute to its cache key: ours by content, CUDA's fp16 ones too."""
-    parts: list[str | bytes] = []
-    for folder in map(Path, cuda_include_dirs()):
-        for header in sorted([*folder.glob("*.cuh"), folder / "cuda_fp16.h", folder / "cuda_fp16.hpp"]):
-            if header.is_file():
-                parts += [header.name, header.read_bytes()]
-    return cache_key(parts)
-
-
 # -- compiling
 
 @dataclass(frozen=True)
@@ -168,9 +137,7 @@ class CompiledCuda:
         return f"<CompiledCuda {self.arch}: {self.ptx.count(chr(10))} lines of PTX, {cubin}>"
 
 
-_memory: dict[str, CompiledCuda] = {}
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+compiled_cache: BuildCache[CompiledCuda] = BuildCache("nvrtc")
 
 
 def compile_cuda(source: str, *, name: str = "kernel.cu", arch: str = "sm_90",
@@ -178,7 +145,7 @@ def compile_cuda(source: str, *, name: str = "kernel.cu", arch: str = "sm_90",
     """Compile ``source`` with NVRTC for ``arch`` (``sm_XX``: PTX and cubin; ``compute_XX``: PTX only).
 
     Always passes ``-std=c++17 --fmad=false`` (fused multiply-add would break
-    NumPy-exact results), ``--no-cache``, the include folders, and ``-Xptxas -v``
+    NumPy-exact results), ``--no-cache -minimal``, the include folders, and ``-Xptxas -v``
     for ``sm_XX`` so the log reports registers and spills. Cached in memory and
     on disk by source, name, flags, headers and NVRTC version; threads asking
     for the same kernel wait for one build. Raises KernelCompileError with
@@ -187,22 +154,18 @@ def compile_cuda(source: str, *, name: str = "kernel.cu", arch: str = "sm_90",
     """
     nvrtc = _nvrtc()
     want_cubin = arch.startswith("sm_")
-    flags = ("-std=c++17", "--fmad=false", f"-arch={arch}", *_no_driver_cache(),
-             *(f"-I{d}" for d in cuda_include_dirs()), *(("-Xptxas", "-v") if want_cubin else ()), *options)
-    key = cache_key([ENTRY_FORMAT, source, name, *flags, repr(nvrtc_version()), _headers_fingerprint()])
-    hit = _memory.get(key)
-    if hit is not None:
-        return hit
-    with _locks_guard:
-        lock = _locks.setdefault(key, threading.Lock())
-    with lock:
-        hit = _memory.get(key)
-        if hit is None:
-            payload = DiskCache("nvrtc").get_or_build(
-                key, lambda: _encode(*_run_nvrtc(nvrtc, source, name, flags, want_cubin)))
-            ptx, cubin, compile_log = _decode(payload)
-            hit = _memory[key] = CompiledCuda(ptx, cubin, compile_log, arch, flags)
-    return hit
+    folders = cuda_include_dirs()
+    flags = ("-std=c++17", "--fmad=false", f"-arch={arch}", *_version_options(),
+             *(f"-I{d}" for d in folders), *(("-Xptxas", "-v") if want_cubin else ()), *options)
+    key = cache_key([ENTRY_FORMAT, source, name, *flags, repr(nvrtc_version()), headers_fingerprint(tuple(folders))])
+    return compiled_cache.get(key, lambda: _encode(*_run_nvrtc(nvrtc, source, name, flags, want_cubin)),
+                              lambda payload: CompiledCuda(*_decode(payload), arch, flags), name)
+
+
+def compile_kernels(kernels: Sequence[Any], *, arch: str) -> list[CompiledCuda]:
+    """What the cuda backend loads for ``kernels`` (generated :class:`Kernel` objects): per kernel, the NVRTC
+    output of its body (entry ``BODY_ENTRY``); kernels that differ only in their names share one compile."""
+    return build_bodies(kernels, lambda body: compile_cuda(body, name=f"{BODY_ENTRY}.cu", arch=arch))
 
 
 def _run_nvrtc(nvrtc: Any, source: str, name: str, flags: tuple[str, ...],
@@ -334,8 +297,8 @@ def _read_resources(line: str, into: dict[str, int]) -> None:
 
 
 def _nvdisasm() -> str | None:
-    candidates = [root / sub / "bin" / "nvdisasm" for root in _nvidia_roots() for sub in ("cu13", "cuda_nvdisasm")]
-    candidates += [Path(t) / "bin" / "nvdisasm" for t in (os.environ.get("CUDA_PATH"), "/usr/local/cuda") if t]
+    candidates = [root / sub / "bin" / "nvdisasm" for root in nvidia_roots() for sub in ("cu13", "cuda_nvdisasm")]
+    candidates += [toolkit / "bin" / "nvdisasm" for toolkit in cuda_toolkits()]
     found = next((str(c) for c in candidates if c.is_file()), None)
     return found or shutil.which("nvdisasm")
 
@@ -373,7 +336,7 @@ def gpu_available() -> bool:
         return False
 
 
-_modules: dict[tuple[str, tuple[str, ...], int], Any] = {}
+_modules: dict[tuple[bytes, int], Any] = {}
 
 
 def load_raw_module(source: str, *, options: tuple[str, ...] = ()) -> Any:
@@ -382,15 +345,24 @@ def load_raw_module(source: str, *, options: tuple[str, ...] = ()) -> Any:
     Loads the cubin that :func:`compile_cuda` built (and cached) for the device's
     own architecture, so the program runs exactly the code ``.sass()`` shows.
     """
+    return load_compiled(compile_cuda(source, arch=device_arch(), options=tuple(options)))
+
+
+def device_arch() -> str:
+    """``sm_XX`` of the current CUDA device."""
+    import cupy
+    return f"sm_{cupy.cuda.Device().compute_capability}"
+
+
+def load_compiled(compiled: CompiledCuda) -> Any:
+    """``compiled``'s cubin loaded on the current device (cuModuleLoadData), once per cubin and device."""
     import cupy
     from cupy.cuda.function import Module
 
-    device = cupy.cuda.Device()
-    key = (source, tuple(options), device.id)
+    key = (hashlib.sha256(compiled.cubin or b"").digest(), cupy.cuda.Device().id)
     module = _modules.get(key)
     if module is None:
-        compiled = compile_cuda(source, arch=f"sm_{device.compute_capability}", options=tuple(options))
         module = Module()
-        module.load(compiled.cubin)  # cuModuleLoadData into the current device's context
+        module.load(compiled.cubin)
         module = _modules.setdefault(key, module)
     return module

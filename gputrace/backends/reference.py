@@ -1,16 +1,23 @@
 """The reference executor: interprets a graph node by node with NumPy (or any ``xp``).
 
 Like torch.fx's Interpreter, one ``run_node`` dispatch that other executors
-extend: the kernel executor overrides fusion groups and reuses the rest.
+extend: the kernel executor overrides fusion groups and reuses the rest. Each
+value is dropped after its last use, so NumPy can reuse its memory as it does
+for an eager program's temporaries.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, Value
+from ..ir import Graph, Node, TensorType, Value
+
+# The result of a ufunc overwrites a dying operand's buffer (``out=``) only from this size on (NumPy's own
+# temporary elision starts at 256 KiB): below it, fresh memory is cheap and the check costs more than it saves.
+IN_PLACE_BYTES = 64 * 1024
 
 
 class Interpreter:
@@ -35,9 +42,12 @@ class Interpreter:
         env: dict[Value, Any] = dict(zip(graph.inputs, inputs))
         if self.record is not None:
             self.record.update(env)
+        dying = last_uses(graph) if self.record is None else {}
         for node in graph.nodes:
             results = self.run_node(node, [env[v] for v in node.inputs])
             env.update(zip(node.outputs, results))
+            for value in dying.get(node, ()):  # as torch.fx's Interpreter: free each value after its last use
+                del env[value]
             if self.record is not None:
                 self.record.update(zip(node.outputs, results))
         return [env[v] for v in graph.outputs]
@@ -56,6 +66,25 @@ class Interpreter:
         return list(result) if ops.lookup(kind).category == ops.SPLIT else [result]
 
 
+def last_uses(graph: Graph) -> dict[Node, list[Value]]:
+    """For each node, the values nothing reads after it (outputs of the graph excepted)."""
+    last: dict[Value, Node] = {}
+    for node in graph.nodes:
+        for value in (*node.inputs, *node.outputs):
+            last[value] = node
+    dying: dict[Node, list[Value]] = {}
+    kept = set(graph.outputs)
+    for value, node in last.items():
+        if value not in kept:
+            dying.setdefault(node, []).append(value)
+    return dying
+
+
+def host_arrays(arrays: Sequence[Any]) -> list[Any]:
+    """NumPy versions of the arrays (CuPy arrays are copied to the host)."""
+    return [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+
+
 def stored_outputs(graph: Graph) -> list[bool]:
     """For each output: is it (a view of) an input, a parameter or a constant, which callers must not get back?"""
     def stored(value: Value) -> bool:
@@ -71,3 +100,134 @@ def fresh_outputs(graph: Graph, outputs: Sequence[Any], xp: Any, stored: Sequenc
     """Outputs that are (views of) inputs, parameters or constants, copied: callers never get those arrays back."""
     stored = stored_outputs(graph) if stored is None else stored
     return [xp.array(o, copy=True) if s else o for s, o in zip(stored, outputs)]
+
+
+# -- the numpy backend's plan: the graph as straight-line Python
+
+def _refcount(array: Any) -> int:
+    return sys.getrefcount(array)
+
+
+def _sole_owner(array: Any) -> bool:
+    """Is ``array`` a NumPy array that owns its memory and that only the calling plan's local names?
+    A view of it, or any other holder (the caller, a record), owns a reference of its own."""
+    return type(array) is np.ndarray and array.base is None and sys.getrefcount(array) == _SOLE_COUNT
+
+
+def _count_of_a_local() -> int:
+    """What ``sys.getrefcount`` reports, inside a function like ``_sole_owner``, for an array only a local holds."""
+    namespace = {"refcount": _refcount, "np": np}
+    exec("def probe():\n    local = np.empty(1)\n    return refcount(local)\n", namespace)
+    return namespace["probe"]()
+
+
+_SOLE_COUNT = _count_of_a_local()
+
+
+class ReferencePlan:
+    """A graph as straight-line NumPy code, made once (as torch.fx generates ``forward``): fusion groups are
+    inlined, each value is deleted after its last use, and a ufunc whose array operand dies there writes its
+    result into that operand's buffer when nothing else can see it. ``source`` shows the function::
+
+        def run_plan(inputs, params):
+            x, = inputs
+            _2 = steps[0](c, x)  # np::multiply
+            _4 = steps[1](x, c_1)  # np::power
+            _6 = steps[2](c_2, _4, out=_4) if sole_owner(_4) else steps[2](c_2, _4)  # np::multiply
+            del _4
+            ...
+
+    Run it inside ``np.errstate(all="ignore")``, as ``ops.run_op`` runs each op.
+    """
+
+    def __init__(self, graph: Graph, xp: Any = np):
+        from ..codegen.python import Identifiers
+        self.name = Identifiers()
+        self.name.taken |= {"inputs", "steps", "sole_owner", "getattr"}
+        self.xp = xp
+        self.aliases: dict[Value, str] = {}  # a fusion group's values, named as the values they stand for
+        self.constants: dict[str, Any] = {}
+        self.nodes: list[tuple[Node, list[str], list[str]]] = []  # (node, targets, arguments)
+        self._flatten(graph)
+        self.steps: list[Any] = [None] * len(self.nodes)
+        outputs = [self._named(v) for v in graph.outputs]
+        body = [f"{assignment_targets([self._named(v) for v in graph.inputs])} = inputs"] if graph.inputs else []
+        body += self._schedule(set(outputs))
+        body.append(f"return [{', '.join(outputs)}]")
+        self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
+        namespace = {**self.constants, "steps": self.steps, "sole_owner": _sole_owner}
+        exec(compile(self.source, f"<gputrace reference plan of {graph.name}>", "exec"), namespace)
+        self.run: Callable[[Sequence[Any], Callable[[str], Any]], list[Any]] = namespace["run_plan"]
+
+    def _named(self, value: Value) -> str:
+        return self.aliases.get(value) or self.name(value)
+
+    def _flatten(self, graph: Graph) -> None:
+        for node in graph.nodes:
+            if node.kind == "prim::Constant":
+                self.constants[self._named(node.output)] = node.attrs["value"]
+            elif node.kind in ("prim::CallMethod", "gt::FusionGroup"):
+                sub = node.subgraph
+                self.aliases.update(zip(sub.inputs, [self._named(v) for v in node.inputs]))
+                self._flatten(sub)
+                self.aliases.update(zip(node.outputs, [self._named(v) for v in sub.outputs]))
+            else:
+                self.nodes.append((node, [self._named(v) for v in node.outputs], [self._named(v) for v in node.inputs]))
+
+    def _schedule(self, outputs: set[str]) -> list[str]:
+        last: dict[str, int] = {}
+        for k, (_, targets, args) in enumerate(self.nodes):
+            for text in (*args, *targets):
+                last[text] = k
+        lines = []
+        for k, (node, targets, args) in enumerate(self.nodes):
+            dying = [a for a in dict.fromkeys((*args, *targets))
+                     if last[a] == k and a not in outputs and a not in self.constants]
+            split = node.kind in ops.OPS and ops.lookup(node.kind).category == ops.SPLIT
+            lines.append(f"{assignment_targets(targets) if split else targets[0]} = {self._call(k, node, args, dying)}"
+                         f"  # {node.kind}")
+            if dying:
+                lines.append(f"del {', '.join(dying)}")
+        return lines
+
+    def _call(self, k: int, node: Node, args: list[str], dying: list[str]) -> str:
+        text = ", ".join(args)
+        if node.kind == "prim::Param":
+            return f"params({node.attrs['name']!r})"
+        if node.kind == "prim::GetAttr":
+            return f"getattr({text}, {node.attrs['name']!r})"
+        ufunc = self._ufunc(node)
+        # a ufunc op's impl is the array module's ufunc called on the inputs: called directly, it costs a call less
+        self.steps[k] = ufunc if ufunc is not None else ops.bind_op(node.kind, self.xp, node.attrs)
+        target = self._reusable(node, args, dying) if ufunc is not None else None
+        if target is None:
+            return f"steps[{k}]({text})"
+        return f"steps[{k}]({text}, out={target}) if sole_owner({target}) else steps[{k}]({text})"
+
+    def _ufunc(self, node: Node) -> Any:
+        """The NumPy ufunc that ``node`` calls with its inputs alone, or None."""
+        op = ops.OPS.get(node.kind)
+        if self.xp is not np or op is None or ops.PLAIN_UFUNC_OPS.get(op.name) is not op or node.attrs:
+            return None
+        ufunc = getattr(np, op.name, None)
+        return ufunc if isinstance(ufunc, np.ufunc) and ufunc.nout == 1 else None
+
+    def _reusable(self, node: Node, args: list[str], dying: list[str]) -> str | None:
+        """An operand the ufunc ``node`` may write its result into: an array of the result's dtype, shape and
+        (contiguous) layout that nothing reads later and this node reads once; the run checks that nothing
+        else holds it (``sole_owner``)."""
+        result = node.output.type
+        if not isinstance(result, TensorType) or result.ndim == 0 or result.nbytes < IN_PLACE_BYTES \
+                or not result.is_contiguous:
+            return None
+        for value, text in zip(node.inputs, args):
+            t = value.type
+            if text in dying and args.count(text) == 1 and isinstance(t, TensorType) and t.dtype == result.dtype \
+                    and t.shape == result.shape and t.is_contiguous:
+                return text
+        return None
+
+
+def assignment_targets(names: list[str]) -> str:
+    """The left side of an assignment unpacking ``names`` from a sequence."""
+    return ", ".join(names) + ("," if len(names) == 1 else "") if names else "_"

@@ -1,13 +1,25 @@
 """A generated kernel: its CUDA source, what it reads and writes, and how to inspect it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-
 
 from ..ir import TensorType
 
 DEFAULT_ARCH = "sm_90"
+HALF_HEADER = '#include "gputrace_half.cuh"'
+_USES_HALF = re.compile(r"\b(__half2?|gt_(round|load|store)_half)\b")
+
+
+def with_needed_headers(source: str) -> str:
+    """``source`` with ``gputrace_half.cuh`` included where it uses float16: the templates include only what
+    float32 kernels need (cuda_fp16.h is a sixth of their NVRTC time)."""
+    if HALF_HEADER in source or not _USES_HALF.search(source):
+        return source
+    first = re.search(r"^#include\b", source, re.M)
+    at = first.start() if first else 0
+    return f"{source[:at]}{HALF_HEADER}\n{source[at:]}"
 
 
 @dataclass
@@ -36,6 +48,9 @@ class Kernel:
     # flag the kernel raises for an index out of bounds
     index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.source = with_needed_headers(self.source)
 
     # -- launching
     def grid(self, max_blocks: int) -> int:

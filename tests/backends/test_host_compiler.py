@@ -407,7 +407,7 @@ def test_disk_cache_hit_and_corrupted_entry(monkeypatch, caplog):
     entry = DiskCache("emulate").path(module.key, ".bin")
     assert entry.is_file()
 
-    monkeypatch.setattr(host_compiler, "_modules", {})  # as in a new process
+    monkeypatch.setattr(host_compiler.modules, "memory", {})  # as in a new process
     caplog.set_level(logging.DEBUG, logger="gputrace.cache")
     started = time.perf_counter()
     again = build_host_module(source, names)
@@ -415,7 +415,7 @@ def test_disk_cache_hit_and_corrupted_entry(monkeypatch, caplog):
     assert again is not module and f"cache hit emulate/{module.key}" in caplog.text
 
     entry.write_bytes(b"junk" * 100)
-    monkeypatch.setattr(host_compiler, "_modules", {})
+    monkeypatch.setattr(host_compiler.modules, "memory", {})
     rebuilt = build_host_module(source, names)
     assert "corrupted; rebuilding" in caplog.text or "truncated; rebuilding" in caplog.text
     x = np.arange(10, dtype=np.float32)

@@ -13,6 +13,7 @@ import gputrace
 from gputrace.cache import DiskCache
 from gputrace.codegen.templates import templates_dir
 from gputrace.errors import KernelCompileError
+from gputrace.backends import build
 
 nvrtc = pytest.importorskip("gputrace.backends.nvrtc")
 pytestmark = pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC is not installed")
@@ -46,8 +47,7 @@ def cache(tmp_path, monkeypatch):
     """A private disk cache and an empty memory cache: every compile here starts cold."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(folder))
-    monkeypatch.setattr(nvrtc, "_memory", {})
-    monkeypatch.setattr(nvrtc, "_locks", {})
+    monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
     return folder
 
 
@@ -66,7 +66,7 @@ def builds(monkeypatch):
 
 
 def forget_memory(monkeypatch):
-    monkeypatch.setattr(nvrtc, "_memory", {})
+    monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
@@ -86,7 +86,7 @@ def test_every_compile_reports_resources(tmp_path, monkeypatch):
     """With a GPU driver, NVRTC 13 reuses cubins from ~/.nv/ComputeCache and logs nothing unless told --no-cache."""
     for attempt in range(2):  # a fresh gputrace cache each time: NVRTC itself compiles twice
         monkeypatch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path / str(attempt)))
-        monkeypatch.setattr(nvrtc, "_memory", {})
+        monkeypatch.setattr(nvrtc.compiled_cache, "memory", {})
         assert nvrtc.parse_resources(nvrtc.compile_cuda(SAXPY).log)["saxpy"].registers > 0
 
 
@@ -257,12 +257,12 @@ def test_missing_cupy_says_how_to_install():
 
 @pytest.fixture
 def no_cuda_headers(monkeypatch):
-    monkeypatch.setattr(nvrtc, "_cuda_header_candidates", lambda: [])
-    nvrtc.cuda_include_dirs.cache_clear()
-    nvrtc._headers_fingerprint.cache_clear()
+    monkeypatch.setattr(build, "cuda_header_candidates", lambda: [])
+    for cached in (build.cuda_fp16_dir, build.host_cuda_dirs, build.headers_fingerprint):
+        cached.cache_clear()
     yield
-    nvrtc.cuda_include_dirs.cache_clear()
-    nvrtc._headers_fingerprint.cache_clear()
+    for cached in (build.cuda_fp16_dir, build.host_cuda_dirs, build.headers_fingerprint):
+        cached.cache_clear()
 
 
 def test_without_cuda_headers_nvrtc_unpacks_its_own(cache, no_cuda_headers):
@@ -270,7 +270,7 @@ def test_without_cuda_headers_nvrtc_unpacks_its_own(cache, no_cuda_headers):
     if folder == str(templates_dir()):
         pytest.skip(f"NVRTC {nvrtc.nvrtc_version()} has no --use-bundled-headers")
     assert Path(folder).is_relative_to(cache) and Path(folder, "cuda_fp16.h").is_file()
-    assert nvrtc._bundled_headers() == folder  # unpacked once
+    assert nvrtc.bundled_headers() == folder  # unpacked once
     assert nvrtc.compile_cuda(HALF_SCALE).cubin.startswith(b"\x7fELF")
 
 
@@ -286,4 +286,4 @@ def test_load_raw_module_runs_the_cached_cubin(cache):
     module.get_function("saxpy")((4,), (256,), (np.float32(2.5), cupy.asarray(x), d_y, np.int64(x.size)))
     np.testing.assert_array_equal(d_y.get(), np.float32(2.5) * x + y)  # bit-exact: no fused multiply-add
     arch = f"sm_{cupy.cuda.Device().compute_capability}"
-    assert any(c.arch == arch for c in nvrtc._memory.values())
+    assert any(c.arch == arch for c in nvrtc.compiled_cache.memory.values())

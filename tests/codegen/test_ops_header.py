@@ -106,7 +106,7 @@ HOST_PRELUDE = """
 #define __forceinline__ inline
 #include <type_traits>
 #include <utility>
-#include "gputrace_ops.cuh"
+#include "gputrace_half.cuh"
 #define GT_CHECK(fn, O, ...) static_assert(std::is_same_v<decltype(fn(std::declval<__VA_ARGS__>())), O>);
 #define GT_LOOP1(name, fn, post, O, A) GT_CHECK(fn, O, A) \\
     extern "C" void name(const A* a, O* o, long n) { for (long i = 0; i < n; ++i) o[i] = post(fn(a[i])); }
@@ -117,7 +117,7 @@ HOST_PRELUDE = """
 """
 HOST_COPY_HALF = 'extern "C" void t_copy_half(const __half* a, __half* o, long n) { for (long i = 0; i < n; ++i) gt_store_half(o + i, gt_load_half(a + i)); }\n'
 KERNEL_PRELUDE = """
-#include "gputrace_ops.cuh"
+#include "gputrace_half.cuh"
 #define GT_INDEX const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; if (i >= n) return;
 #define GT_LOOP1(name, fn, post, O, A) \\
     extern "C" __global__ void name(const A* a, O* o, long long n) { GT_INDEX o[i] = post(fn(a[i])); }
@@ -151,10 +151,10 @@ def overload_checks() -> str:
 def cuda_include_dirs() -> list[str]:
     """cuda_fp16.h's folder and the one with <nv/target> it needs outside NVRTC, as the emulate backend finds them."""
     try:
-        from gputrace.backends.host_compiler import _cuda_include_dirs
+        from gputrace.backends.build import host_cuda_dirs
     except ImportError:
         return []
-    return list(_cuda_include_dirs())
+    return list(host_cuda_dirs())
 
 
 def gxx(source: str, path: Path, *flags: str) -> subprocess.Popen:
