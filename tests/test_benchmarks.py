@@ -199,6 +199,12 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[+-]\d+)?")
 SECTION_DATA = {"main": "rows"}  # the JSON list each section shows is results[section name], except these
 
 
+def section_data(results: dict, name: str):
+    if name == "first_call":  # one row, measured in the compile figures' cold process
+        return [results["compile"]["first_call"]]
+    return results[SECTION_DATA.get(name, name)]
+
+
 def shown_as(token: str, value: float) -> bool:
     """Whether ``token`` (as report.fmt writes numbers) is ``value`` to the digits it shows."""
     mantissa, _, exponent = token.replace(",", "").partition("e")
@@ -236,7 +242,7 @@ def check_markdown(results: dict, text: str) -> None:
     assert [name for name, _ in sections] == report_sections(text), "unbalanced markers"
     for name, body in sections:
         header, *rows = markdown_rows(body)
-        data = results[SECTION_DATA.get(name, name)]
+        data = section_data(results, name)
         if isinstance(data, dict):  # compile: a row per backend and cache (a label), from the backend's figures
             paired = [(cells, dict(data[cells[0]], backend=cells[0], label=cells[1])) for cells in rows]
         else:
