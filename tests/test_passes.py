@@ -10,7 +10,7 @@ from gputrace import nn, ops
 from gputrace.backends.host_compiler import host_compiler_info
 from gputrace.ir import Graph, ScalarType, TensorType, contiguous_strides
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
-from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS
+from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, WRITTEN_PLAINLY
 from tests.test_bad_inputs import huge
 
 
@@ -341,6 +341,16 @@ def test_kernel_count_targets(name):
     assert launches(program) == (target.kernels, target.matmuls), program.plan
 
 
+@pytest.mark.parametrize("name", sorted(WRITTEN_PLAINLY))
+def test_kernel_count_targets_of_programs_written_plainly(name):
+    """Issue 17: cross-entropy in 2 kernels, batch norm from running statistics in 1, a GPT-2 block written per
+    head in 6 next to its matmuls (a view of a reduction's result, a per-channel scale computed from vectors and
+    a bias add before np.split used to end or start kernels)."""
+    target = WRITTEN_PLAINLY[name]
+    program = program_of(target.fn, *target.make(np.random.default_rng(0)))
+    assert launches(program) == (target.kernels, target.matmuls), program.plan
+
+
 def test_independent_outputs_of_one_input_share_a_kernel():
     x = np.ones((4, 8), np.float32)
     assert launches(program_of(lambda x: (x + 1, np.exp(x), x > 0), x)) == (1, 0)
@@ -462,6 +472,25 @@ def test_views_of_a_computed_array_move_above_it():
     assert launches(program) == (1, 0)
     assert kinds(program.graph).count("np::multiply") == 0  # only inside the group
     np.testing.assert_array_equal(gputrace.trace(gates, (x, x)).run(x, x), gates(x, x))
+
+
+def test_an_array_split_into_pieces_that_matmuls_read_is_computed_by_one_kernel():
+    """A bias add before np.split into heads, each head read by a matmul: the views stay below the add, which
+    runs once (moving each head's view above it launched a kernel per head). One piece alone still moves up:
+    only its elements are computed."""
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 8)), rng.standard_normal(8)
+
+    def heads(x, w, b):
+        q, k = np.split(x @ w + b, 2, axis=-1)
+        return tuple(qh @ kh.T for qh, kh in zip(np.split(q, 2, axis=-1), np.split(k, 2, axis=-1)))
+
+    program = program_of(heads, x, w, b)
+    assert launches(program) == (1, 3)
+    assert program.kernels[0].output_types[0].shape == (5, 8)
+    np.testing.assert_array_equal(gputrace.trace(heads, (x, w, b)).run(x, w, b), heads(x, w, b))
+    one_piece = program_of(lambda x, w: (x + 1)[:, :2] @ w[:2], x, w)
+    assert launches(one_piece) == (1, 1) and one_piece.kernels[0].output_types[0].shape == (5, 2)
 
 
 def test_a_computed_array_read_whole_is_not_recomputed_per_view():

@@ -304,6 +304,8 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
 
     The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
     array is never written: each slice is computed from its inputs read through the view's strides.
+    Slices of one array that something other than a fusible op reads (heads split from q, k and v for
+    their matmuls) stay below it: moved up, each would be computed by a kernel of its own.
     """
     changed = False
     while _hoist_once(graph):
@@ -329,10 +331,24 @@ def _hoist_once(graph: Graph) -> bool:
         computed = producer.output
         if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
             continue
+        if len(computed.users) > 1 and not all(reader is not None and fusible(reader)
+                                               for reader in _readers_through_views(graph, computed)):
+            continue  # pieces read by a matmul (heads split from q, k, v) would be computed by a kernel each
         inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
         replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
         hoisted = True
     return hoisted
+
+
+def _readers_through_views(graph: Graph, value: Value) -> list[Node | None]:
+    """The nodes that read ``value`` through chains of selecting views (None: a view is a graph output)."""
+    readers: list[Node | None] = []
+    for user in dict.fromkeys(value.users):
+        if _selects(user) and user.inputs[0] is value:
+            readers += ([None] if user.output in graph.outputs else []) + _readers_through_views(graph, user.output)
+        else:
+            readers.append(user)
+    return readers
 
 
 def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> Value:

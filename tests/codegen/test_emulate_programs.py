@@ -16,7 +16,7 @@ from benchmarks import programs as bench
 from gputrace.backends.host_compiler import host_compiler_info
 
 from gputrace.backends.nvrtc import nvrtc_available
-from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, Target
+from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, WRITTEN_PLAINLY, Target
 
 from .backend_agreement import (KERNEL_BACKENDS, REDUCTIONS, TRANSCENDENTAL_RTOL, assert_arrays_agree,
                                 assert_backend_matches, every_reduction, run_on, outputs_of, trace)
@@ -712,4 +712,29 @@ def test_fused_program_matches_numpy(backend, name, rng):
     traced = assert_backend_matches(backend, target.fn, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
     if nvrtc_available():
         for kernel in traced.lower(*inputs).kernels:
+            assert ".entry " + kernel.name in kernel.ptx("sm_90")
+
+
+def test_programs_written_plainly_match_numpy(backend, rng):
+    """Issue 17's programs (cross-entropy, batch norm, a GPT-2 block per head, an RK4 step), traced as one
+    program (one build) at their kernel counts (tests/test_passes.py), agree with eager NumPy, compiled by NVRTC."""
+    targets = list(WRITTEN_PLAINLY.values())
+    inputs = [target.make(rng) for target in targets]
+
+    def every_program(*flat):
+        results, rest = [], list(flat)
+        for target, args in zip(targets, inputs):
+            results.append(target.fn(*rest[:len(args)]))
+            rest = rest[len(args):]
+        return tuple(results)
+
+    flat = [a for args in inputs for a in args]
+    traced = trace(every_program, flat)
+    assert len(traced.lower(*flat).kernels) == sum(t.kernels for t in targets)
+    for target, args, got in zip(targets, inputs, run_on(traced, flat, backend)):
+        want = target.fn(*args)
+        assert_arrays_agree(np.asarray(want), got, rtol=1e-5, atol=2e-6 * float(np.abs(want).max()),
+                            what=target.fn.__name__)
+    if nvrtc_available():
+        for kernel in traced.lower(*flat).kernels:
             assert ".entry " + kernel.name in kernel.ptx("sm_90")
