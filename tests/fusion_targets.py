@@ -124,9 +124,8 @@ def rk4_step(y, t, dt):
     return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def _logits_and_labels(rng):
-    logits = _normal(rng, 50, 13, scale=3)
-    return logits, rng.integers(0, 13, 50)
+def _logits_and_labels(rng, rows=50):
+    return _normal(rng, rows, 13, scale=3), rng.integers(0, 13, rows)
 
 
 def _batchnorm_inputs(rng):
@@ -143,7 +142,7 @@ def _gpt2_block_inputs(rng):
 WRITTEN_PLAINLY = {
     "cross_entropy_onehot": Target(cross_entropy_onehot, lambda rng: (
         lambda logits, y: (logits, np.eye(13, dtype=np.float32)[y]))(*_logits_and_labels(rng)), 2, 0),
-    "cross_entropy_labels": Target(cross_entropy_labels, _logits_and_labels, 2, 0),
+    "cross_entropy_labels": Target(cross_entropy_labels, lambda rng: _logits_and_labels(rng, 40), 2, 0),
     "batchnorm_inference": Target(batchnorm_inference, _batchnorm_inputs, 1, 0),
     "gpt2_block": Target(gpt2_block, _gpt2_block_inputs, 6, 13),  # 13 matmuls: qkv, 2 per head, 3 more
     "rk4_step": Target(rk4_step, lambda rng: (_normal(rng, 2, 40), np.float32(0.3), np.float32(0.01)), 9, 0),

@@ -48,10 +48,11 @@ def test_report_has_every_section_and_the_main_table_parses(quick_run):
     for name in SECTIONS:
         between_markers(text, name)
     header, *rows = between_markers(text, "main")
-    assert header[:5] == ["program", "size", "implementation", "kernels", "time (µs)"]
+    assert header[:6] == ["program", "size", "implementation", "kernels", "plan traffic", "time (µs)"]
     assert [(r[0], r[1], r[2]) for r in rows] == [(p, "tiny", i) for p in ("gelu", "softmax") for i in IMPLEMENTATIONS]
     gputrace_rows = [r for r in rows if r[2] == "gputrace"]
     assert [r[3] for r in gputrace_rows] == ["1", "1"]  # one kernel each, counted by lowering on the CPU
+    assert [r[4] for r in gputrace_rows] == ["1.00", "1.00"]  # each byte moved once
 
 
 def test_json_holds_the_same_rows(quick_run):

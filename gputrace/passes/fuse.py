@@ -252,16 +252,33 @@ class _Partition:
         return any((1,) * (len(space.shape) - len(shape)) + shape != keepdims
                    for shape in self.row_values_read(node, groups, space))
 
+    def join_row_view(self, index: int, node: Node) -> None:
+        """Put a view of a per-row value (``m[:, 0]`` of a keepdims max) into the group that computes the value,
+        when it is the same values in another row shape: an alias in the kernel, not the end of it."""
+        producer = node.inputs[0].producer if node.inputs and is_row_view(node) else None
+        group = self.group_of.get(producer) if producer is not None else None
+        space = self.spaces.get(group) if group is not None else None
+        if space is None or space.axes is None or ops.is_element_load(producer.kind):
+            return
+        rows = space.row_shapes()
+        shape = node.output.type.shape
+        if node.inputs[0].type.shape in rows and shape in rows and shape != space.shape:
+            self.group_of[node] = group
+            self.members[group] += self.members.pop(index)
+
     def join_siblings(self) -> None:
-        """Merge groups of one space that read a common array and do not depend on each other: one kernel
-        reads it once (``x.sum(0), x.max(0)``; independent outputs computed from the same inputs)."""
-        readers: dict[Value, list[Node]] = {}
+        """Merge groups of one space that do not depend on each other and read a common array (one kernel reads
+        it once: ``x.sum(0), x.max(0)``; independent outputs computed from the same inputs) or reduce the same
+        rows (one launch: ``logsumexp(logits)`` and ``(logits2 * onehot).sum(-1)``)."""
+        readers: dict[Value | Space, list[Node]] = {}
         for node in self.graph.nodes:
             if self.group_of[node] not in self.spaces:
                 continue
             for v in node.inputs:
                 if isinstance(v.type, TensorType) and (v.producer is None or v.producer.kind != "prim::Constant"):
                     readers.setdefault(v, []).append(node)
+            if not per_element(node.kind):  # a reduction: rows of its space
+                readers.setdefault(own_space(node), []).append(node)
         succ = self.successors(self.graph.nodes)
         for nodes in readers.values():
             for i, node in enumerate(nodes):
@@ -290,8 +307,34 @@ def partition(graph: Graph) -> list[list[Node]]:
         parts.add(index, node)
         if fusible(node) and not ops.is_element_load(node.kind):  # a gather reads memory: its inputs are not computed in its kernel
             parts.join_producers(index, node)
+        else:
+            parts.join_row_view(index, node)
     parts.join_siblings()
     return parts.groups()
+
+
+def is_row_view(node: Node) -> bool:
+    """Is ``node`` a view that keeps its input's elements in their order, adding or dropping axes of length 1
+    (``m[:, 0]`` of an (n, 1) array, squeeze, expand_dims, a reshape to (n,))?"""
+    if node.kind not in ("np::getitem", "np::squeeze", "np::expand_dims", "np::reshape") or len(node.inputs) != 1 \
+            or not _dtype_ok(node.output.type) or not isinstance(node.inputs[0].type, TensorType):
+        return False
+    before, after = node.inputs[0].type.shape, node.output.type.shape
+    if [n for n in before if n != 1] != [n for n in after if n != 1]:
+        return False
+    if node.kind != "np::getitem":
+        return True
+    items = _index_items(node.attrs["index"], before)  # the order stays where each slice takes its whole axis
+    return all(item is None or isinstance(item, (int, np.integer))
+               or isinstance(item, slice) and item.indices(n) == (0, n, 1) for item, n in items)
+
+
+def _index_items(index: tuple, shape: tuple[int, ...]) -> list[tuple]:
+    """Each item of a basic index with the length of the axis it indexes (None: a new axis, of length 1)."""
+    items, axes = [], iter(shape)
+    for item in ops.expand_index(index, len(shape)):
+        items.append((item, 1 if item is None else next(axes)))
+    return items
 
 
 # views that select or reorder elements (reshape may need a copy, so it stays put)
@@ -360,12 +403,105 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
     return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
 
 
+def reshapes_as_axes(graph: Graph) -> bool:
+    """Write a reshape that only adds or drops axes of length 1 (``scale.reshape(1, -1, 1, 1)``) as squeeze and
+    expand_dims: views with exact strides, free at any strides, which move above elementwise ops like others."""
+    changed = False
+    for node in [n for n in graph.nodes if n.kind == "np::reshape" and is_row_view(n)]:
+        before, after = node.inputs[0].type.shape, node.output.type.shape
+        value = node.inputs[0]
+        for kind, shape in (("np::squeeze", before), ("np::expand_dims", after)):
+            if 1 in shape:
+                axes = tuple(i for i, n in enumerate(shape) if n == 1)
+                value = emit(graph, node, kind, [value], {"axis": axes}).output
+        replace_node(graph, node, [value])
+        changed = True
+    return changed
+
+
+def inline_small_producers(graph: Graph) -> bool:
+    """Compute small operands again inside the elementwise kernels that broadcast them (as Inductor inlines cheap
+    pointwise producers): a per-channel scale ``gamma / np.sqrt(var + eps)`` from vectors is computed per element
+    of the image it scales, not launched alone and read back.
+
+    An operand qualifies when it has fewer elements than its reader, is computed by at most MAX_RECOMPUTED
+    elementwise nodes from values no fusible node computes (inputs, parameters, matmul results: a per-row value
+    of a reduction stays computed once per row) and, once each reader has its copy, nothing else reads those
+    nodes: the small kernel is gone, and the reader's kernel reads the same inputs (through broadcast strides).
+    Readers of one shape share the copies. Returns whether the graph changed."""
+    copies: dict[tuple[Value, tuple[int, ...]], Value] = {}
+    for reader in list(graph.nodes):
+        if not (ops.is_elementwise(reader.kind) and fusible(reader)):
+            continue
+        shape = reader.output.type.shape
+        for value in dict.fromkeys(reader.inputs):
+            cone = _small_cone(graph, value, shape)
+            if cone is None:
+                continue
+            for original in sorted(cone, key=graph.nodes.index):
+                if (original.output, shape) in copies:
+                    continue
+                inputs = [copies.get((v, shape)) or _broadcast(graph, reader, v, shape) for v in original.inputs]
+                copy = emit(graph, reader, original.kind, inputs, original.attrs)
+                assert copy.output.type.dtype == original.output.type.dtype, (original, copy)
+                copies[(original.output, shape)] = copy.output
+            reader.inputs = [copies[(v, shape)] if v is value else v for v in reader.inputs]
+    if copies:
+        dce(graph)
+    return bool(copies)
+
+
+def _small_cone(graph: Graph, value: Value, shape: tuple[int, ...]) -> set[Node] | None:
+    """The elementwise nodes computing ``value`` (fewer elements than ``shape``) that a reader of ``shape`` may
+    compute again (see ``inline_small_producers``), or None."""
+    producer = value.producer
+    if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer) \
+            or not isinstance(value.type, TensorType) or value.type.size >= math.prod(shape):
+        return None
+    cone, stack = set(), [producer]
+    while stack:
+        node = stack.pop()
+        if node in cone:
+            continue
+        if len(cone) == MAX_RECOMPUTED or any(v in graph.outputs for v in node.outputs):
+            return None
+        cone.add(node)
+        for v in node.inputs:
+            base = _viewed(v)
+            if v.producer is not None and ops.is_elementwise(v.producer.kind) and fusible(v.producer):
+                stack.append(v.producer)
+            elif base.producer is not None and base.producer.kind != "prim::Constant" and fusible(base.producer):
+                return None  # computed by a kernel anyway (a reduction's per-row value): read it, computed once
+    for node in cone:  # every reader outside the cone broadcasts it to more elements: it gets a copy too
+        for user in node.output.users:
+            if user not in cone and not (ops.is_elementwise(user.kind) and fusible(user)
+                                         and user.output.type.size > node.output.type.size):
+                return None
+    return cone
+
+
+def _viewed(value: Value) -> Value:
+    """The value that ``value`` is a view of (through views of views), or ``value`` itself."""
+    while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
+            and ops.lookup(value.producer.kind).category == ops.VIEW:
+        value = value.producer.inputs[0]
+    return value
+
+
+def _broadcast(graph: Graph, anchor: Node, value: Value, shape: tuple[int, ...]) -> Value:
+    if not isinstance(value.type, TensorType) or value.type.shape == shape:
+        return value
+    return emit(graph, anchor, "np::broadcast_to", [value], {"shape": shape}).output
+
+
 def fuse(graph: Graph) -> Graph:
     """Replace each group of two or more fusible nodes (or one elementwise node) by a FusionGroup node.
 
     Views read by nothing but views are first hoisted onto the inputs of the elementwise op they view
     (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
+    reshapes_as_axes(graph)
     graph, _ = hoist_views(graph)
+    inline_small_producers(graph)
     split_shared_gathers(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
     if recompute_across_split_rows(graph, groups):

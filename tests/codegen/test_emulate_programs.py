@@ -715,9 +715,31 @@ def test_fused_program_matches_numpy(backend, name, rng):
             assert ".entry " + kernel.name in kernel.ptx("sm_90")
 
 
+def test_views_of_a_rows_result_stay_in_its_kernel(backend, rng):
+    """m[:, 0], squeeze, expand_dims and reshape of a reduction's result are its values in another row shape:
+    the kernel that computes them reads them (they used to end it). On a square array ``x - m[:, 0]`` lines
+    row j's max up with column j (NumPy's broadcasting): that one starts a kernel of its own. A reduction of
+    the same rows of another array joins the kernel too (one launch)."""
+    def row_views(x, y):
+        m, s = x.max(axis=-1, keepdims=True), x.sum(axis=-1)
+        logsumexp = np.log(np.exp(x - m).sum(axis=-1)) + m[:, 0]
+        scaled = x / s[:, None] + np.squeeze(m, 1)[:, None] * np.expand_dims(s, -1) - m.reshape(-1)[..., None]
+        return logsumexp, scaled, m[::-1, 0] + logsumexp, x - m[:, 0], (y * y).mean(axis=-1) - logsumexp
+
+    x, y = rng.standard_normal((2, 6, 6)).astype(np.float32)
+    traced = trace(row_views, (x, y))
+    assert [k.ops for k in traced.lower(x, y).kernels] == [
+        ["max", "sum", "subtract", "exp", "sum", "log", "getitem", "add", "getitem", "divide", "squeeze", "getitem",
+         "expand_dims", "multiply", "add", "squeeze", "getitem", "subtract", "multiply", "mean", "subtract"], ["add"],
+        ["subtract"]]
+    for k, (want, got) in enumerate(zip(row_views(x, y), run_on(traced, (x, y), backend))):
+        assert_arrays_agree(want, got, rtol=1e-6, atol=1e-6, what=f"output {k}")
+
+
 def test_programs_written_plainly_match_numpy(backend, rng):
     """Issue 17's programs (cross-entropy, batch norm, a GPT-2 block per head, an RK4 step), traced as one
-    program (one build) at their kernel counts (tests/test_passes.py), agree with eager NumPy, compiled by NVRTC."""
+    program (one build) at their kernel counts (tests/test_passes.py; no two reduce rows of one shape, which would
+    share a kernel), agree with eager NumPy, compiled by NVRTC."""
     targets = list(WRITTEN_PLAINLY.values())
     inputs = [target.make(rng) for target in targets]
 
