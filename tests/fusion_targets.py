@@ -144,6 +144,6 @@ WRITTEN_PLAINLY = {
         lambda logits, y: (logits, np.eye(13, dtype=np.float32)[y]))(*_logits_and_labels(rng)), 2, 0),
     "cross_entropy_labels": Target(cross_entropy_labels, lambda rng: _logits_and_labels(rng, 40), 2, 0),
     "batchnorm_inference": Target(batchnorm_inference, _batchnorm_inputs, 1, 0),
-    "gpt2_block": Target(gpt2_block, _gpt2_block_inputs, 6, 13),  # 13 matmuls: qkv, 2 per head, 3 more
-    "rk4_step": Target(rk4_step, lambda rng: (_normal(rng, 2, 40), np.float32(0.3), np.float32(0.01)), 9, 0),
+    "gpt2_block": Target(gpt2_block, _gpt2_block_inputs, 6, 12),  # 12 matmuls: qkv, 2 per head, 3 more
+    "rk4_step": Target(rk4_step, lambda rng: (_normal(rng, 2, 40), np.float32(0.3), np.float32(0.01)), 1, 0),
 }

@@ -268,8 +268,9 @@ class _Partition:
 
     def join_siblings(self) -> None:
         """Merge groups of one space that do not depend on each other and read a common array (one kernel reads
-        it once: ``x.sum(0), x.max(0)``; independent outputs computed from the same inputs) or reduce the same
-        rows (one launch: ``logsumexp(logits)`` and ``(logits2 * onehot).sum(-1)``)."""
+        it once: ``x.sum(0), x.max(0)``; independent outputs computed from the same inputs), reduce the same
+        rows (one launch: ``logsumexp(logits)`` and ``(logits2 * onehot).sum(-1)``) or compute pieces of one
+        join (one launch)."""
         readers: dict[Value | Space, list[Node]] = {}
         for node in self.graph.nodes:
             if self.group_of[node] not in self.spaces:
@@ -279,6 +280,9 @@ class _Partition:
                     readers.setdefault(v, []).append(node)
             if not per_element(node.kind):  # a reduction: rows of its space
                 readers.setdefault(own_space(node), []).append(node)
+            for user in node.output.users:  # pieces of one join, written by one kernel
+                if user.kind in JOINS:
+                    readers.setdefault(user.output, []).append(node)
         succ = self.successors(self.graph.nodes)
         for nodes in readers.values():
             for i, node in enumerate(nodes):
@@ -355,9 +359,14 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
         changed = True
         dce(graph)  # the producers left without users; their inputs may now be read by views only
     if changed:
-        params = {n.attrs["name"]: n.output.type for n in graph.nodes if n.kind == "prim::Param"}
-        specialize(graph, [v.type for v in graph.inputs], params)  # views after the hoisted ones: new strides
+        retype_views(graph)  # views after the hoisted ones: new strides
     return graph, changed
+
+
+def retype_views(graph: Graph) -> None:
+    """Infer every type again after a rewrite that gave views inputs of other strides."""
+    params = {n.attrs["name"]: n.output.type for n in graph.nodes if n.kind == "prim::Param"}
+    specialize(graph, [v.type for v in graph.inputs], params)
 
 
 def _selects(node: Node) -> bool:
@@ -395,12 +404,130 @@ def _readers_through_views(graph: Graph, value: Value) -> list[Node | None]:
 
 
 def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> Value:
-    """``value`` as ``view`` sees it, after broadcasting to ``shape``; Python scalars stay as they are."""
-    if not isinstance(value.type, TensorType):
+    """``value`` as ``view`` sees it, after broadcasting to ``shape``; scalars (0-d arrays too) stay as they are."""
+    if not isinstance(value.type, TensorType) or value.type.ndim == 0:
         return value
     if value.type.shape != shape:
         value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
     return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
+
+
+JOINS = ("np::concatenate", "np::stack")
+MAX_PIECES = 16  # pieces of a join that elementwise ops move into at most
+
+
+def push_into_joins(graph: Graph) -> bool:
+    """Move elementwise ops into the pieces of the np.stack / np.concatenate they read, and read a piece where a
+    view selects within it: ``y + dt * np.stack([v, a])`` becomes ``np.stack([y[0] + dt * v, y[1] + dt * a])``
+    and ``k[1]`` of ``k = np.stack([v, a])`` is ``a``. The pieces then fuse with the ops that compute them,
+    in one kernel where they share an iteration space (``join_siblings``), and the copy into
+    the joined array is made once, where something other than an elementwise op reads it (an RK4 step's state
+    stacked four times: one copy, for the result). An op moves when every reader of its joins is elementwise of
+    the joined shape (the join is then no longer made) and its joins are cut at the same places.
+    Returns whether the graph changed."""
+    changed = False
+    progress = True
+    while progress:
+        progress = False
+        for node in list(graph.nodes):
+            if node.kind == "np::getitem" and _view_within_a_piece(graph, node):
+                progress = True
+            elif ops.is_elementwise(node.kind) and fusible(node) and _push_into_joins(graph, node):
+                progress = True
+        if progress:
+            dce(graph)
+            changed = True
+    return changed
+
+
+def _join_parts(join: Node | None) -> tuple[str, int, list[int], list[Value]] | None:
+    """How a join lays its pieces out: as np.stack or np.concatenate (a concatenation of pieces each given a
+    new axis there, as np.stack is normalised, is a stack), along which axis, each piece's length along it, and
+    the pieces. None: not a join that elementwise ops may move into (a piece of another dtype is converted)."""
+    if join is None or join.kind not in JOINS or not 1 < len(join.inputs) <= MAX_PIECES \
+            or any(not isinstance(v.type, TensorType) or v.type.dtype != join.output.type.dtype for v in join.inputs):
+        return None
+    axis = join.attrs["axis"] % join.output.type.ndim
+    if join.kind == "np::stack":
+        return "np::stack", axis, [1] * len(join.inputs), list(join.inputs)
+    ndim = join.output.type.ndim
+    if all(v.producer is not None and v.producer.kind == "np::expand_dims"
+           and tuple(a % ndim for a in v.producer.attrs["axis"]) == (axis,) for v in join.inputs):
+        return "np::stack", axis, [1] * len(join.inputs), [v.producer.inputs[0] for v in join.inputs]
+    return "np::concatenate", axis, [v.type.shape[axis] for v in join.inputs], list(join.inputs)
+
+
+def _push_into_joins(graph: Graph, node: Node) -> bool:
+    shape = node.output.type.shape
+    parts = {v.producer: _join_parts(v.producer) for v in node.inputs if v.producer is not None
+             and v.producer.kind in JOINS}
+    layouts = [layout[:3] if layout else None for layout in parts.values()]
+    if not parts or any(layout is None or layout != layouts[0] for layout in layouts) \
+            or any(j.output.type.shape != shape for j in parts):
+        return False
+    if any(v in graph.outputs or not all(ops.is_elementwise(u.kind) and fusible(u) and u.output.type.shape == shape
+                                         for u in v.users) for v in (j.output for j in parts)):
+        return False
+    kind, axis, lengths = layouts[0]
+    pieces, start = [], 0
+    for k, length in enumerate(lengths):
+        inputs = [parts[v.producer][3][k] if v.producer in parts else
+                  _cut(graph, node, v, axis - len(shape), kind, start, length) for v in node.inputs]
+        pieces.append(emit(graph, node, node.kind, inputs, node.attrs).output)
+        start += length
+    joined = emit(graph, node, kind, pieces, {"axis": axis}).output
+    assert joined.type.dtype == node.output.type.dtype and joined.type.shape == shape, (node, joined.type)
+    replace_node(graph, node, [joined])
+    return True
+
+
+def _cut(graph: Graph, anchor: Node, value: Value, axis: int, kind: str, start: int, length: int) -> Value:
+    """The part of ``value`` (broadcast to the joined shape) that lines up with a piece: ``value[..., start]``
+    of a stack (its axis ``axis``, counted from the end), ``value[..., start:start + length]`` of a
+    concatenation; a value that broadcasts along the axis as it is."""
+    if not isinstance(value.type, TensorType) or value.type.ndim < -axis:
+        return value
+    if kind == "np::stack":
+        item = start if value.type.shape[axis] != 1 else 0
+    elif value.type.shape[axis] != 1:
+        item = slice(start, start + length)
+    else:
+        return value
+    index = (slice(None),) * (value.type.ndim + axis) + (item,)
+    return emit(graph, anchor, "np::getitem", [value], {"index": index}).output
+
+
+def _view_within_a_piece(graph: Graph, view: Node) -> bool:
+    """``view`` (basic indexing) of a join, selecting within one piece along the join's axis: the same view of
+    that piece (``k[1]`` of ``k = np.stack([v, a])`` is ``a``)."""
+    join = view.inputs[0].producer
+    parts = _join_parts(join) if len(view.inputs) == 1 else None
+    if parts is None:
+        return False
+    kind, axis, lengths, pieces = parts
+    size = join.output.type.shape[axis]
+    index = list(ops.expand_index(view.attrs["index"], join.output.type.ndim))
+    position = [k for k, item in enumerate(index) if item is not None][axis]
+    item, start = index[position], 0
+    for k, length in enumerate(lengths):
+        if isinstance(item, (int, np.integer)) and start <= item % size < start + length:
+            if kind == "np::stack":
+                del index[position]  # the piece has no such axis
+            else:
+                index[position] = item % size - start
+        elif isinstance(item, slice) and item.step in (None, 1) and kind == "np::concatenate" \
+                and start <= item.indices(size)[0] < item.indices(size)[1] <= start + length:
+            index[position] = slice(item.indices(size)[0] - start, item.indices(size)[1] - start)
+        else:
+            start += length
+            continue
+        whole = all(isinstance(i, slice) and i.indices(n) == (0, n, 1) for i, n in zip(index, pieces[k].type.shape))
+        replacement = pieces[k] if whole and len(index) == pieces[k].type.ndim else \
+            emit(graph, view, "np::getitem", [pieces[k]], {"index": tuple(index)}).output
+        assert replacement.type.shape == view.output.type.shape, (view, replacement)
+        replace_node(graph, view, [replacement])
+        return True
+    return False
 
 
 def reshapes_as_axes(graph: Graph) -> bool:
@@ -424,21 +551,17 @@ def inline_small_producers(graph: Graph) -> bool:
     pointwise producers): a per-channel scale ``gamma / np.sqrt(var + eps)`` from vectors is computed per element
     of the image it scales, not launched alone and read back.
 
-    An operand qualifies when it has fewer elements than its reader, is computed by at most MAX_RECOMPUTED
-    elementwise nodes from values no fusible node computes (inputs, parameters, matmul results: a per-row value
-    of a reduction stays computed once per row) and, once each reader has its copy, nothing else reads those
-    nodes: the small kernel is gone, and the reader's kernel reads the same inputs (through broadcast strides).
-    Readers of one shape share the copies. Returns whether the graph changed."""
+    An elementwise node qualifies (``_inlinable``) when it is computed, with at most MAX_RECOMPUTED elementwise
+    nodes, from values no fusible node computes (inputs, parameters, matmul results: a per-row value of a
+    reduction stays computed once per row) and every reader is another such node or broadcasts it to more
+    elements: each of those gets a copy, so the small kernel is gone, and the reader's kernel reads the same
+    inputs (through broadcast strides). Readers of one shape share the copies. Returns whether the graph changed."""
+    small = _inlinable(graph)
     copies: dict[tuple[Value, tuple[int, ...]], Value] = {}
-    for reader in list(graph.nodes):
-        if not (ops.is_elementwise(reader.kind) and fusible(reader)):
-            continue
+    for reader in [n for n in graph.nodes if n not in small and ops.is_elementwise(n.kind) and fusible(n)]:
         shape = reader.output.type.shape
-        for value in dict.fromkeys(reader.inputs):
-            cone = _small_cone(graph, value, shape)
-            if cone is None:
-                continue
-            for original in sorted(cone, key=graph.nodes.index):
+        for value in dict.fromkeys(v for v in reader.inputs if v.producer in small):
+            for original in sorted(_cone(value.producer, small), key=graph.nodes.index):
                 if (original.output, shape) in copies:
                     continue
                 inputs = [copies.get((v, shape)) or _broadcast(graph, reader, v, shape) for v in original.inputs]
@@ -451,32 +574,40 @@ def inline_small_producers(graph: Graph) -> bool:
     return bool(copies)
 
 
-def _small_cone(graph: Graph, value: Value, shape: tuple[int, ...]) -> set[Node] | None:
-    """The elementwise nodes computing ``value`` (fewer elements than ``shape``) that a reader of ``shape`` may
-    compute again (see ``inline_small_producers``), or None."""
-    producer = value.producer
-    if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer) \
-            or not isinstance(value.type, TensorType) or value.type.size >= math.prod(shape):
-        return None
-    cone, stack = set(), [producer]
+def _inlinable(graph: Graph) -> set[Node]:
+    """The elementwise nodes that ``inline_small_producers`` computes again in the kernels of their readers."""
+    def computed(v: Value) -> bool:  # by an elementwise node that may be inlinable
+        return v.producer is not None and ops.is_elementwise(v.producer.kind) and fusible(v.producer)
+
+    def read(v: Value) -> bool:  # from memory, written by no kernel
+        base = _viewed(v)
+        return base.producer is None or base.producer.kind == "prim::Constant" or not fusible(base.producer)
+
+    small = {n for n in graph.nodes if ops.is_elementwise(n.kind) and fusible(n) and n.output not in graph.outputs
+             and all(computed(v) or read(v) for v in n.inputs)}
+    def broadcasts(reader: Node, node: Node) -> bool:  # to more elements, in a kernel
+        return ops.is_elementwise(reader.kind) and fusible(reader) and reader.output.type.size > node.output.type.size
+
+    changed = True
+    while changed:
+        changed = False
+        for node in list(small):
+            if any(computed(v) and v.producer not in small for v in node.inputs) \
+                    or any(u not in small and not broadcasts(u, node) for u in node.output.users) \
+                    or len(_cone(node, small)) > MAX_RECOMPUTED:
+                small.discard(node)
+                changed = True
+    return small
+
+
+def _cone(node: Node, among: set[Node]) -> set[Node]:
+    """``node`` and the nodes of ``among`` it is computed from."""
+    cone, stack = set(), [node]
     while stack:
-        node = stack.pop()
-        if node in cone:
-            continue
-        if len(cone) == MAX_RECOMPUTED or any(v in graph.outputs for v in node.outputs):
-            return None
-        cone.add(node)
-        for v in node.inputs:
-            base = _viewed(v)
-            if v.producer is not None and ops.is_elementwise(v.producer.kind) and fusible(v.producer):
-                stack.append(v.producer)
-            elif base.producer is not None and base.producer.kind != "prim::Constant" and fusible(base.producer):
-                return None  # computed by a kernel anyway (a reduction's per-row value): read it, computed once
-    for node in cone:  # every reader outside the cone broadcasts it to more elements: it gets a copy too
-        for user in node.output.users:
-            if user not in cone and not (ops.is_elementwise(user.kind) and fusible(user)
-                                         and user.output.type.size > node.output.type.size):
-                return None
+        n = stack.pop()
+        if n not in cone:
+            cone.add(n)
+            stack += [v.producer for v in n.inputs if v.producer in among]
     return cone
 
 
@@ -499,7 +630,8 @@ def fuse(graph: Graph) -> Graph:
 
     Views read by nothing but views are first hoisted onto the inputs of the elementwise op they view
     (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
-    reshapes_as_axes(graph)
+    if reshapes_as_axes(graph) | push_into_joins(graph):
+        retype_views(graph)  # (views of a piece read it at its strides)
     graph, _ = hoist_views(graph)
     inline_small_producers(graph)
     split_shared_gathers(graph)
@@ -556,7 +688,7 @@ def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
             if not readers or value in graph.outputs or not all(
                     ops.is_elementwise(u.kind) and u.output.type.shape == space.shape for u in readers):
                 continue  # (a reader of another shape would leave the copies a kernel of their own)
-            cone = _element_cone(node, inside)
+            cone = _cone(node, inside)
             leaves = {v for n in cone for v in n.inputs if v.producer not in cone}
             read = sum(v.type.nbytes for v in leaves if isinstance(v.type, TensorType))
             if len(cone) > MAX_RECOMPUTED or read >= 2 * value.type.nbytes:
@@ -576,17 +708,6 @@ def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
     if changed:
         graph.topological_sort()  # a copy made for a later reader may feed an earlier one's copy
     return changed
-
-
-def _element_cone(node: Node, inside: set[Node]) -> set[Node]:
-    """``node`` and the nodes of its group it is computed from."""
-    cone, stack = set(), [node]
-    while stack:
-        n = stack.pop()
-        if n not in cone:
-            cone.add(n)
-            stack += [v.producer for v in n.inputs if v.producer in inside]
-    return cone
 
 
 def _log_decisions(graph: Graph, groups: list[list[Node]]) -> None:
