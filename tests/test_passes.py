@@ -553,6 +553,16 @@ def test_a_small_operand_computed_from_vectors_is_computed_again_where_it_is_bro
     assert sqrt.output.type.shape == (7, 1)
 
 
+def test_a_gather_of_a_few_elements_computes_them_again_from_gathered_inputs():
+    """log_probs[range(n), y] picks n of n * c log-probabilities: they are computed again from the gathered
+    logits in the mean's kernel, and the first kernel writes only per-row values (it wrote the whole array)."""
+    target = WRITTEN_PLAINLY["cross_entropy_labels"]
+    logits, y = target.make(np.random.default_rng(0))
+    program = program_of(target.fn, logits, y)
+    assert [t.shape for t in program.kernels[0].output_types] == [(40, 1), (40, 1)]
+    assert launches(program) == (2, 0)
+
+
 def test_a_computed_array_read_whole_is_not_recomputed_per_view():
     x = np.arange(24, dtype=np.float32).reshape(4, 6)
     fn = lambda x: (lambda g: (g, g[:, :3] + 1))(np.exp(x))  # g is returned: computed once, the slice read from it

@@ -350,7 +350,9 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
     (gathers too: ``(x * 2)[idx]`` computes only the elements it selects, in the kernel that reads them).
 
     The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
-    array is never written: each slice is computed from its inputs read through the view's strides.
+    array is never written: each slice is computed from its inputs read through the view's strides. A gather
+    of fewer elements than the array moves up even where others read the array (``log_probs[range(n), y]``:
+    the n picked elements are computed again, rather than the whole array written for them).
     Slices of one array that something other than a fusible op reads (heads split from q, k and v for
     their matmuls) stay below it: moved up, each would be computed by a kernel of its own.
     """
@@ -381,13 +383,23 @@ def _hoist_once(graph: Graph) -> bool:
         if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
             continue
         computed = producer.output
-        if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
+        picks = ops.is_element_load(view.kind) and view.output.type.size < computed.type.size \
+            and computed not in view.inputs[1:] and computed not in graph.outputs \
+            and all(fusible(u) for u in computed.users)  # a gather of a few elements: computed again from gathered
+        # inputs, where nothing else needs the whole array written
+        if not picks and (computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:]
+                                                           for u in computed.users)):
             continue
-        if len(computed.users) > 1 and not all(reader is not None and fusible(reader)
+        if not picks and len(computed.users) > 1 and not all(reader is not None and fusible(reader)
                                                for reader in _readers_through_views(graph, computed)):
             continue  # pieces read by a matmul (heads split from q, k, v) would be computed by a kernel each
-        inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
-        replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
+        shape = computed.type.shape  # 0-d operands broadcast as they are where another one has the shape
+        whole = len(shape) > 0 and any(isinstance(v.type, TensorType) and v.type.shape == shape for v in producer.inputs)
+        inputs = [v if whole and isinstance(v.type, TensorType) and v.type.ndim == 0 else
+                  _view_of(graph, view, v, shape) for v in producer.inputs]
+        moved = emit(graph, view, producer.kind, inputs, producer.attrs).output
+        assert moved.type.shape == view.output.type.shape, (view, moved.type)
+        replace_node(graph, view, [moved])
         hoisted = True
     return hoisted
 
@@ -404,8 +416,8 @@ def _readers_through_views(graph: Graph, value: Value) -> list[Node | None]:
 
 
 def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> Value:
-    """``value`` as ``view`` sees it, after broadcasting to ``shape``; scalars (0-d arrays too) stay as they are."""
-    if not isinstance(value.type, TensorType) or value.type.ndim == 0:
+    """``value`` as ``view`` sees it, after broadcasting to ``shape``; Python scalars stay as they are."""
+    if not isinstance(value.type, TensorType):
         return value
     if value.type.shape != shape:
         value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
