@@ -347,8 +347,11 @@ def test_kernel_count_targets_of_programs_written_plainly(name):
     head in 6 next to its matmuls (a view of a reduction's result, a per-channel scale computed from vectors and
     a bias add before np.split used to end or start kernels)."""
     target = WRITTEN_PLAINLY[name]
-    program = program_of(target.fn, *target.make(np.random.default_rng(0)))
-    assert launches(program) == (target.kernels, target.matmuls), program.plan
+    inputs = target.make(np.random.default_rng(0))
+    traced = gputrace.trace(target.fn, inputs, check_trace=False)
+    assert launches(traced.lower(*inputs)) == (target.kernels, target.matmuls), traced.lower(*inputs).plan
+    want = target.fn(*inputs)  # the fused graph, run by the numpy backend (the kernels: test_emulate_programs)
+    np.testing.assert_allclose(traced.run(*inputs, backend="numpy"), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
 
 
 # bytes moved over bytes that must move, at the large size, where a program does not reach 1.05 yet: a leading-axis

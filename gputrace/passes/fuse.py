@@ -383,18 +383,14 @@ def _hoist_once(graph: Graph) -> bool:
         if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
             continue
         computed = producer.output
-        picks = ops.is_element_load(view.kind) and view.output.type.size < computed.type.size \
-            and computed not in view.inputs[1:] and computed not in graph.outputs \
-            and all(fusible(u) for u in computed.users)  # a gather of a few elements: computed again from gathered
-        # inputs, where nothing else needs the whole array written
-        if not picks and (computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:]
-                                                           for u in computed.users)):
-            continue
-        if not picks and len(computed.users) > 1 and not all(reader is not None and fusible(reader)
-                                               for reader in _readers_through_views(graph, computed)):
-            continue  # pieces read by a matmul (heads split from q, k, v) would be computed by a kernel each
+        if not _picks_few(graph, view, computed):
+            if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
+                continue
+            if len(computed.users) > 1 and not all(reader is not None and fusible(reader)
+                                                   for reader in _readers_through_views(graph, computed)):
+                continue  # pieces read by a matmul (heads split from q, k, v) would be computed by a kernel each
         shape = computed.type.shape  # 0-d operands broadcast as they are where another one has the shape
-        whole = len(shape) > 0 and any(isinstance(v.type, TensorType) and v.type.shape == shape for v in producer.inputs)
+        whole = bool(shape) and any(isinstance(v.type, TensorType) and v.type.shape == shape for v in producer.inputs)
         inputs = [v if whole and isinstance(v.type, TensorType) and v.type.ndim == 0 else
                   _view_of(graph, view, v, shape) for v in producer.inputs]
         moved = emit(graph, view, producer.kind, inputs, producer.attrs).output
@@ -402,6 +398,14 @@ def _hoist_once(graph: Graph) -> bool:
         replace_node(graph, view, [moved])
         hoisted = True
     return hoisted
+
+
+def _picks_few(graph: Graph, view: Node, computed: Value) -> bool:
+    """Is ``view`` a gather of fewer elements than ``computed`` has, which nothing needs written whole (only
+    fusible ops read it)? Its elements are then computed again from gathered inputs."""
+    return ops.is_element_load(view.kind) and view.output.type.size < computed.type.size \
+        and computed not in view.inputs[1:] and computed not in graph.outputs \
+        and all(fusible(u) for u in computed.users)
 
 
 def _readers_through_views(graph: Graph, value: Value) -> list[Node | None]:

@@ -760,6 +760,7 @@ def test_elementwise_ops_move_into_the_pieces_of_a_join(backend, rng):
         assert_arrays_agree(want, got, rtol=1e-6, atol=1e-6, what=f"output {k}")
 
 
+@pytest.mark.slow  # about 10 s of g++ builds (its kernel counts and its fused graphs' values: tests/test_passes.py)
 def test_programs_written_plainly_match_numpy(backend, rng):
     """Issue 17's programs (cross-entropy, batch norm, a GPT-2 block per head, an RK4 step), traced as one
     program (one build) at their kernel counts (tests/test_passes.py; no two reduce rows of one shape, which would
