@@ -215,10 +215,12 @@ def markdown(results: dict) -> str:
         "Median device time per call (CUDA events, after warm-up, rotating fresh random input sets). GB/s and "
         "% copy BW count the bytes that must move (inputs read once, outputs written once). "
         "'gputrace speed-up' is this row's time over gputrace's (above 1: gputrace is faster). "
-        "'kernels' is generated kernels + library calls (matmul) per gputrace call.",
-        table(["program", "size", "implementation", "kernels", "time (µs)", "p10–p90 (µs)", "GB/s", "% copy BW",
-               "TFLOP/s", "gputrace speed-up", "rel. error", "first call (s)", "status"],
-              [[r["program"], r["size"], r["implementation"], _kernel_text(r), r.get("time_us"), _spread(r),
+        "'kernels' is generated kernels + library calls (matmul) per gputrace call; 'plan traffic' the bytes its "
+        "launch plan moves (each step's inputs read once, outputs written once) over the bytes that must move.",
+        table(["program", "size", "implementation", "kernels", "plan traffic", "time (µs)", "p10–p90 (µs)", "GB/s",
+               "% copy BW", "TFLOP/s", "gputrace speed-up", "rel. error", "first call (s)", "status"],
+              [[r["program"], r["size"], r["implementation"], _kernel_text(r), _traffic_text(r), r.get("time_us"),
+                _spread(r),
                 r.get("gbps"), r.get("pct_copy"), r.get("tflops"),
                 ratio.get((r["program"], r["size"], r["implementation"])),
                 _sci(r.get("rel_error")), r.get("setup_s"), r.get("status")] for r in results.get("rows", [])])))
@@ -284,6 +286,10 @@ def _kernel_text(row: dict) -> str | None:
         return None
     calls = row.get("library_calls") or 0
     return f"{row['kernels']} + {calls} lib" if calls else str(row["kernels"])
+
+
+def _traffic_text(row: dict) -> str | None:
+    return f"{row['traffic_ratio']:.2f}" if is_number(row.get("traffic_ratio")) else None
 
 
 def _spread(row: dict) -> str | None:

@@ -234,10 +234,11 @@ def placeholder_inputs(bench: Benchmark, size: str) -> tuple:
 
 
 def plan_counts(program: Any) -> dict:
-    """Generated kernels and library calls (matmul) one call of ``program`` launches."""
+    """Generated kernels and library calls (matmul) one call of ``program`` launches, and its plan's traffic: the
+    bytes its steps move over the bytes that must move."""
     plan = program.plan
     library = sum(type(step).__name__ == "LibraryCall" for step in plan)
-    return {"kernels": len(plan) - library, "library_calls": library}
+    return {"kernels": len(plan) - library, "library_calls": library, "traffic_ratio": plan.traffic_ratio}
 
 
 def kernel_counts(benchmarks: list[Benchmark], sizes: list[str]) -> dict[tuple[str, str], dict]:
@@ -840,7 +841,7 @@ def main(argv: list[str] | None = None) -> dict:
     for row in rows:
         if row["implementation"] == "gputrace":
             count = counts.get((row["program"], row["size"]), {})
-            for key in ("kernels", "library_calls"):
+            for key in ("kernels", "library_calls", "traffic_ratio"):
                 row.setdefault(key, count.get(key))
             if "status" in count and row["status"] == NO_GPU:
                 row["status"] = f"{NO_GPU}; lowering: {count['status']}"

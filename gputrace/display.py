@@ -301,10 +301,6 @@ def kernel_text(kernel: Kernel, arch: str = DEFAULT_ARCH) -> str:
 PLAN_HEADERS = ("#", "step", "reads", "writes", "bytes", "registers", "spills (st/ld)")
 
 
-def _nbytes(types: Sequence[Type]) -> int:
-    return sum(t.nbytes for t in types if isinstance(t, TensorType))
-
-
 def plan_rows(program: Any, arch: str = DEFAULT_ARCH) -> tuple[list[list[str]], BaseException | None]:
     """One row per launch-plan step, and the first error that kept registers out (None: they are all there)."""
     types = {v.name: v.type for v in program.graph.inputs}
@@ -314,7 +310,7 @@ def plan_rows(program: Any, arch: str = DEFAULT_ARCH) -> tuple[list[list[str]], 
         if isinstance(step, LibraryCall):
             reads, writes = [types[n] for n in step.inputs], [types[n] for n in step.outputs]
             rows.append([str(k), f"library: {step.name}", typed_names(step.inputs, reads),
-                         typed_names(step.outputs, writes), f"{_nbytes(reads) + _nbytes(writes):,}", "", ""])
+                         typed_names(step.outputs, writes), f"{step.bytes_moved:,}", "", ""])
             continue
         resources, error = kernel_resources(step, arch)
         missing = missing or error

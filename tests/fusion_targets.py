@@ -78,3 +78,72 @@ LONG_ROW_PROGRAMS = {
     "logsumexp": LongRows(logsumexp, 2),
     "softmax": LongRows(bench.softmax, 3),
 }
+
+
+# ----------------------------------------------------------------------------- issue 17: programs written plainly
+# Programs written the way NumPy users write them (dict parameters, np.split and np.hstack, x[range(n), y],
+# np.stack), with the kernels one call may launch. tests/test_passes.py checks the counts,
+# tests/codegen/test_emulate_programs.py runs them all as one program on emulate.
+
+def cross_entropy_onehot(logits, onehot):
+    """Mean cross-entropy over rows from one-hot targets: logsumexp minus the target's logit."""
+    m = logits.max(axis=-1, keepdims=True)
+    logsumexp = np.log(np.exp(logits - m).sum(axis=-1)) + m[:, 0]
+    return (logsumexp - (logits * onehot).sum(axis=-1)).mean()
+
+
+def cross_entropy_labels(logits, y):
+    """Mean cross-entropy over rows from integer labels (after CS231n's softmax loss)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[range(logits.shape[0]), y].mean()
+
+
+def batchnorm_inference(x, params, eps=1e-5):
+    """BatchNorm2d at inference over NCHW images: a per-channel scale and shift from the running statistics."""
+    scale = params["weight"] / np.sqrt(params["running_var"] + eps)
+    shift = params["bias"] - params["running_mean"] * scale
+    return x * scale.reshape(1, -1, 1, 1) + shift[:, None, None]
+
+
+def gpt2_block(x, block):
+    """One GPT-2 transformer block as picoGPT writes it: attention per head through np.split and np.hstack."""
+    from tests import real_programs
+    return real_programs.transformer_block(x, **block, n_head=4)
+
+
+def rk4_step(y, t, dt):
+    """One Runge-Kutta step of a damped, driven oscillator whose state is stacked with np.stack."""
+    def f(t, y):
+        position, velocity = y[0], y[1]
+        return np.stack([velocity, -position - 0.1 * velocity + 0.5 * np.cos(t)])
+    k1 = f(t, y)
+    k2 = f(t + dt / 2, y + dt / 2 * k1)
+    k3 = f(t + dt / 2, y + dt / 2 * k2)
+    k4 = f(t + dt, y + dt * k3)
+    return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def _logits_and_labels(rng, rows=50):
+    return _normal(rng, rows, 13, scale=3), rng.integers(0, 13, rows)
+
+
+def _batchnorm_inputs(rng):
+    stats = {"weight": _normal(rng, 3) + 1, "bias": _normal(rng, 3), "running_mean": _normal(rng, 3),
+             "running_var": bench.uniform(rng, (3,), 0.5, 2.0)}
+    return _normal(rng, 4, 3, 6, 5), stats
+
+
+def _gpt2_block_inputs(rng):
+    from tests import real_programs
+    return _normal(rng, 9, 16), real_programs.gpt2_params(rng, n_embd=16, n_layer=1)["blocks"][0]
+
+
+WRITTEN_PLAINLY = {
+    "cross_entropy_onehot": Target(cross_entropy_onehot, lambda rng: (
+        lambda logits, y: (logits, np.eye(13, dtype=np.float32)[y]))(*_logits_and_labels(rng)), 2, 0),
+    "cross_entropy_labels": Target(cross_entropy_labels, lambda rng: _logits_and_labels(rng, 40), 2, 0),
+    "batchnorm_inference": Target(batchnorm_inference, _batchnorm_inputs, 1, 0),
+    "gpt2_block": Target(gpt2_block, _gpt2_block_inputs, 6, 12),  # 12 matmuls: qkv, 2 per head, 3 more
+    "rk4_step": Target(rk4_step, lambda rng: (_normal(rng, 2, 40), np.float32(0.3), np.float32(0.01)), 1, 0),
+}

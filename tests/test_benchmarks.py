@@ -389,10 +389,11 @@ def test_report_has_every_section_and_the_main_table_parses(quick_run):
     for name in SECTIONS:
         between_markers(text, name)
     header, *rows = between_markers(text, "main")
-    assert header[:5] == ["program", "size", "implementation", "kernels", "time (µs)"]
+    assert header[:6] == ["program", "size", "implementation", "kernels", "plan traffic", "time (µs)"]
     assert [(r[0], r[1], r[2]) for r in rows] == [(p, s, i) for s in SIZES for p in PROGRAMS for i in IMPLEMENTATIONS]
     gputrace_rows = [r for r in rows if r[2] == "gputrace"]
     assert [r[3] for r in gputrace_rows] == ["1"] * 4  # one kernel each, counted by lowering on the CPU
+    assert [r[4] for r in gputrace_rows] == ["1.00"] * 4  # each byte moved once
     assert [r["kernels"] for r in quick_run.results["trace"]] == [1, 1]  # and by lowering in the trace figures
 
 

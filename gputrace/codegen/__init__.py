@@ -8,7 +8,7 @@ from ..passes.fuse import fuse
 from .. import ops
 from .elementwise import render_elementwise
 from .reduction import render_reduction
-from .kernel import Kernel, LibraryCall
+from .kernel import Kernel, LaunchPlan, LibraryCall, memory_bytes
 
 log = logging.getLogger("gputrace.kernels")
 LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
@@ -35,8 +35,9 @@ def kernels_of(program: Any) -> list[Kernel]:
     return kernels
 
 
-def launch_plan(program: Any) -> list[Kernel | LibraryCall]:
-    """What a call does on the device, in order: kernels and library calls (views cost nothing)."""
+def launch_plan(program: Any) -> LaunchPlan:
+    """What a call does on the device, in order: kernels and library calls (views cost nothing), with the bytes
+    each moves and the bytes the program must move."""
     kernels = iter(kernels_of(program))
     plan: list[Kernel | LibraryCall] = []
     for node in program.graph.nodes:
@@ -44,11 +45,21 @@ def launch_plan(program: Any) -> list[Kernel | LibraryCall]:
             plan.append(next(kernels))
         elif node.kind in LIBRARY_OPS or node.kind.startswith("np::") and node.kind not in _FREE_OPS:
             plan.append(LibraryCall(LIBRARY_OPS.get(node.kind, f"{node.op} (array library)"),
-                                    [v.name for v in node.inputs], [v.name for v in node.outputs]))
-    return plan
+                                    [v.name for v in node.inputs], [v.name for v in node.outputs],
+                                    [v.type for v in node.inputs], [v.type for v in node.outputs]))
+    return LaunchPlan(plan, bytes_required(program.graph))
+
+
+def bytes_required(graph: Any) -> int:
+    """The bytes a graph must move: the arrays it reads (inputs, parameters, array constants), each once, and
+    its outputs, each written once."""
+    read = [v for v in graph.inputs if v.users] + [n.output for n in graph.nodes
+                                                   if n.kind in ("prim::Param", "prim::Constant") and n.output.users]
+    written = [v for v in graph.outputs if v.producer is not None and v.producer.kind != "prim::Constant"]
+    return sum(memory_bytes(v.type) for v in {*read, *written})
 
 
 _FREE_OPS = {"np::transpose", "np::getitem", "np::broadcast_to", "np::expand_dims", "np::squeeze",
              "np::T", "np::swapaxes", "np::diagonal"}
 
-__all__ = ["fuse", "kernels_of", "launch_plan", "Kernel", "LibraryCall", "render_group"]
+__all__ = ["fuse", "kernels_of", "launch_plan", "bytes_required", "Kernel", "LaunchPlan", "LibraryCall", "render_group"]

@@ -96,6 +96,8 @@ def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
     """The C expression of one elementwise node, of the node's compute type."""
     kind, out = node.kind, node.output.type.dtype
     op = ops.lookup(kind)
+    if op.category == ops.VIEW:  # a per-row value seen in another row shape (fuse.is_row_view): the same value
+        return args[0]
     sources = [_weak_or_dtype(t) for t in arg_types]
     if kind == "np::astype":
         return render_cast(args[0], sources[0], out)

@@ -1,6 +1,7 @@
 """A generated kernel: its CUDA source, what it reads and writes, and how to inspect it."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -20,6 +21,13 @@ def with_needed_headers(source: str) -> str:
     first = re.search(r"^#include\b", source, re.M)
     at = first.start() if first else 0
     return f"{source[:at]}{HALF_HEADER}\n{source[at:]}"
+
+
+def memory_bytes(t: Any) -> int:
+    """The bytes of memory an array of type ``t`` covers: a broadcast operand's (stride 0) elements count once."""
+    if not isinstance(t, TensorType) or t.size == 0:
+        return 0
+    return t.dtype.itemsize * math.prod(n for n, stride in zip(t.shape, t.strides) if stride != 0)
 
 
 @dataclass
@@ -68,7 +76,7 @@ class Kernel:
     @property
     def bytes_moved(self) -> int:
         """Bytes that must move: each input read once, each output written once."""
-        return sum(t.nbytes for t in self.input_types) + sum(t.nbytes for t in self.output_types)
+        return sum(map(memory_bytes, [*self.input_types, *self.output_types]))
 
     # -- inspection (compiled with NVRTC for an explicit architecture; no GPU needed)
     def compile(self, arch: str = DEFAULT_ARCH):
@@ -115,6 +123,41 @@ class LibraryCall:
     name: str
     inputs: list[str]
     outputs: list[str]
+    input_types: list = field(default_factory=list)
+    output_types: list = field(default_factory=list)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes that must move: each array read once, each result written once."""
+        return sum(map(memory_bytes, [*self.input_types, *self.output_types]))
 
     def __repr__(self) -> str:
         return f"<LibraryCall {self.name}({', '.join('%' + n for n in self.inputs)})>"
+
+
+class LaunchPlan(list):
+    """What a call does on the device, in order (kernels and library calls), and the memory traffic it costs.
+
+    Each step's ``bytes_moved`` reads its inputs once and writes its outputs once; ``bytes_moved`` adds them up,
+    ``bytes_required`` is what the program itself must move (its inputs and parameters read once, its outputs
+    written once) and ``traffic_ratio`` the first over the second: 1.0 where nothing goes through memory twice.
+    """
+
+    def __init__(self, steps: list, bytes_required: int):
+        super().__init__(steps)
+        self.bytes_required = bytes_required
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(step.bytes_moved for step in self)
+
+    @property
+    def traffic_ratio(self) -> float:
+        return self.bytes_moved / self.bytes_required if self.bytes_required else 1.0
+
+    def traffic(self) -> str:
+        """Per step and in total: ``fused_0: 2,048 bytes`` ... ``moves 4,096 bytes, must move 2,048: ratio 2.00``."""
+        lines = [f"{step.name}: {step.bytes_moved:,} bytes" for step in self]
+        lines.append(f"moves {self.bytes_moved:,} bytes, must move {self.bytes_required:,}: "
+                     f"ratio {self.traffic_ratio:.2f}")
+        return "\n".join(lines)

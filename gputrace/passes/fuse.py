@@ -252,16 +252,37 @@ class _Partition:
         return any((1,) * (len(space.shape) - len(shape)) + shape != keepdims
                    for shape in self.row_values_read(node, groups, space))
 
+    def join_row_view(self, index: int, node: Node) -> None:
+        """Put a view of a per-row value (``m[:, 0]`` of a keepdims max) into the group that computes the value,
+        when it is the same values in another row shape: an alias in the kernel, not the end of it."""
+        producer = node.inputs[0].producer if node.inputs and is_row_view(node) else None
+        group = self.group_of.get(producer) if producer is not None else None
+        space = self.spaces.get(group) if group is not None else None
+        if space is None or space.axes is None or ops.is_element_load(producer.kind):
+            return
+        rows = space.row_shapes()
+        shape = node.output.type.shape
+        if node.inputs[0].type.shape in rows and shape in rows and shape != space.shape:
+            self.group_of[node] = group
+            self.members[group] += self.members.pop(index)
+
     def join_siblings(self) -> None:
-        """Merge groups of one space that read a common array and do not depend on each other: one kernel
-        reads it once (``x.sum(0), x.max(0)``; independent outputs computed from the same inputs)."""
-        readers: dict[Value, list[Node]] = {}
+        """Merge groups of one space that do not depend on each other and read a common array (one kernel reads
+        it once: ``x.sum(0), x.max(0)``; independent outputs computed from the same inputs), reduce the same
+        rows (one launch: ``logsumexp(logits)`` and ``(logits2 * onehot).sum(-1)``) or compute pieces of one
+        join (one launch)."""
+        readers: dict[Value | Space, list[Node]] = {}
         for node in self.graph.nodes:
             if self.group_of[node] not in self.spaces:
                 continue
             for v in node.inputs:
                 if isinstance(v.type, TensorType) and (v.producer is None or v.producer.kind != "prim::Constant"):
                     readers.setdefault(v, []).append(node)
+            if not per_element(node.kind):  # a reduction: rows of its space
+                readers.setdefault(own_space(node), []).append(node)
+            for user in node.output.users:  # pieces of one join, written by one kernel
+                if user.kind in JOINS:
+                    readers.setdefault(user.output, []).append(node)
         succ = self.successors(self.graph.nodes)
         for nodes in readers.values():
             for i, node in enumerate(nodes):
@@ -290,8 +311,34 @@ def partition(graph: Graph) -> list[list[Node]]:
         parts.add(index, node)
         if fusible(node) and not ops.is_element_load(node.kind):  # a gather reads memory: its inputs are not computed in its kernel
             parts.join_producers(index, node)
+        else:
+            parts.join_row_view(index, node)
     parts.join_siblings()
     return parts.groups()
+
+
+def is_row_view(node: Node) -> bool:
+    """Is ``node`` a view that keeps its input's elements in their order, adding or dropping axes of length 1
+    (``m[:, 0]`` of an (n, 1) array, squeeze, expand_dims, a reshape to (n,))?"""
+    if node.kind not in ("np::getitem", "np::squeeze", "np::expand_dims", "np::reshape") or len(node.inputs) != 1 \
+            or not _dtype_ok(node.output.type) or not isinstance(node.inputs[0].type, TensorType):
+        return False
+    before, after = node.inputs[0].type.shape, node.output.type.shape
+    if [n for n in before if n != 1] != [n for n in after if n != 1]:
+        return False
+    if node.kind != "np::getitem":
+        return True
+    items = _index_items(node.attrs["index"], before)  # the order stays where each slice takes its whole axis
+    return all(item is None or isinstance(item, (int, np.integer))
+               or isinstance(item, slice) and item.indices(n) == (0, n, 1) for item, n in items)
+
+
+def _index_items(index: tuple, shape: tuple[int, ...]) -> list[tuple]:
+    """Each item of a basic index with the length of the axis it indexes (None: a new axis, of length 1)."""
+    items, axes = [], iter(shape)
+    for item in ops.expand_index(index, len(shape)):
+        items.append((item, 1 if item is None else next(axes)))
+    return items
 
 
 # views that select or reorder elements (reshape may need a copy, so it stays put)
@@ -303,16 +350,25 @@ def hoist_views(graph: Graph) -> tuple[Graph, bool]:
     (gathers too: ``(x * 2)[idx]`` computes only the elements it selects, in the kernel that reads them).
 
     The slices of one computed array (an LSTM's gates) then fuse with the ops that read them, and the
-    array is never written: each slice is computed from its inputs read through the view's strides.
+    array is never written: each slice is computed from its inputs read through the view's strides. A gather
+    of fewer elements than the array moves up even where others read the array (``log_probs[range(n), y]``:
+    the n picked elements are computed again, rather than the whole array written for them).
+    Slices of one array that something other than a fusible op reads (heads split from q, k and v for
+    their matmuls) stay below it: moved up, each would be computed by a kernel of its own.
     """
     changed = False
     while _hoist_once(graph):
         changed = True
         dce(graph)  # the producers left without users; their inputs may now be read by views only
     if changed:
-        params = {n.attrs["name"]: n.output.type for n in graph.nodes if n.kind == "prim::Param"}
-        specialize(graph, [v.type for v in graph.inputs], params)  # views after the hoisted ones: new strides
+        retype_views(graph)  # views after the hoisted ones: new strides
     return graph, changed
+
+
+def retype_views(graph: Graph) -> None:
+    """Infer every type again after a rewrite that gave views inputs of other strides."""
+    params = {n.attrs["name"]: n.output.type for n in graph.nodes if n.kind == "prim::Param"}
+    specialize(graph, [v.type for v in graph.inputs], params)
 
 
 def _selects(node: Node) -> bool:
@@ -327,12 +383,40 @@ def _hoist_once(graph: Graph) -> bool:
         if producer is None or not ops.is_elementwise(producer.kind) or not fusible(producer):
             continue
         computed = producer.output
-        if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
-            continue
-        inputs = [_view_of(graph, view, v, computed.type.shape) for v in producer.inputs]
-        replace_node(graph, view, [emit(graph, view, producer.kind, inputs, producer.attrs).output])
+        if not _picks_few(graph, view, computed):
+            if computed in graph.outputs or any(not _selects(u) or computed in u.inputs[1:] for u in computed.users):
+                continue
+            if len(computed.users) > 1 and not all(reader is not None and fusible(reader)
+                                                   for reader in _readers_through_views(graph, computed)):
+                continue  # pieces read by a matmul (heads split from q, k, v) would be computed by a kernel each
+        shape = computed.type.shape  # 0-d operands broadcast as they are where another one has the shape
+        whole = bool(shape) and any(isinstance(v.type, TensorType) and v.type.shape == shape for v in producer.inputs)
+        inputs = [v if whole and isinstance(v.type, TensorType) and v.type.ndim == 0 else
+                  _view_of(graph, view, v, shape) for v in producer.inputs]
+        moved = emit(graph, view, producer.kind, inputs, producer.attrs).output
+        assert moved.type.shape == view.output.type.shape, (view, moved.type)
+        replace_node(graph, view, [moved])
         hoisted = True
     return hoisted
+
+
+def _picks_few(graph: Graph, view: Node, computed: Value) -> bool:
+    """Is ``view`` a gather of fewer elements than ``computed`` has, which nothing needs written whole (only
+    fusible ops read it)? Its elements are then computed again from gathered inputs."""
+    return ops.is_element_load(view.kind) and view.output.type.size < computed.type.size \
+        and computed not in view.inputs[1:] and computed not in graph.outputs \
+        and all(fusible(u) for u in computed.users)
+
+
+def _readers_through_views(graph: Graph, value: Value) -> list[Node | None]:
+    """The nodes that read ``value`` through chains of selecting views (None: a view is a graph output)."""
+    readers: list[Node | None] = []
+    for user in dict.fromkeys(value.users):
+        if _selects(user) and user.inputs[0] is value:
+            readers += ([None] if user.output in graph.outputs else []) + _readers_through_views(graph, user.output)
+        else:
+            readers.append(user)
+    return readers
 
 
 def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> Value:
@@ -344,12 +428,228 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
     return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
 
 
+JOINS = ("np::concatenate", "np::stack")
+MAX_PIECES = 16  # pieces of a join that elementwise ops move into at most
+
+
+def push_into_joins(graph: Graph) -> bool:
+    """Move elementwise ops into the pieces of the np.stack / np.concatenate they read, and read a piece where a
+    view selects within it: ``y + dt * np.stack([v, a])`` becomes ``np.stack([y[0] + dt * v, y[1] + dt * a])``
+    and ``k[1]`` of ``k = np.stack([v, a])`` is ``a``. The pieces then fuse with the ops that compute them,
+    in one kernel where they share an iteration space (``join_siblings``), and the copy into
+    the joined array is made once, where something other than an elementwise op reads it (an RK4 step's state
+    stacked four times: one copy, for the result). An op moves when every reader of its joins is elementwise of
+    the joined shape (the join is then no longer made) and its joins are cut at the same places.
+    Returns whether the graph changed."""
+    changed = False
+    progress = True
+    while progress:
+        progress = False
+        for node in list(graph.nodes):
+            if node.kind == "np::getitem" and _view_within_a_piece(graph, node):
+                progress = True
+            elif ops.is_elementwise(node.kind) and fusible(node) and _push_into_joins(graph, node):
+                progress = True
+        if progress:
+            dce(graph)
+            changed = True
+    return changed
+
+
+def _join_parts(join: Node | None) -> tuple[str, int, list[int], list[Value]] | None:
+    """How a join lays its pieces out: as np.stack or np.concatenate (a concatenation of pieces each given a
+    new axis there, as np.stack is normalised, is a stack), along which axis, each piece's length along it, and
+    the pieces. None: not a join that elementwise ops may move into (a piece of another dtype is converted)."""
+    if join is None or join.kind not in JOINS or not 1 < len(join.inputs) <= MAX_PIECES \
+            or any(not isinstance(v.type, TensorType) or v.type.dtype != join.output.type.dtype for v in join.inputs):
+        return None
+    axis = join.attrs["axis"] % join.output.type.ndim
+    if join.kind == "np::stack":
+        return "np::stack", axis, [1] * len(join.inputs), list(join.inputs)
+    ndim = join.output.type.ndim
+    if all(v.producer is not None and v.producer.kind == "np::expand_dims"
+           and tuple(a % ndim for a in v.producer.attrs["axis"]) == (axis,) for v in join.inputs):
+        return "np::stack", axis, [1] * len(join.inputs), [v.producer.inputs[0] for v in join.inputs]
+    return "np::concatenate", axis, [v.type.shape[axis] for v in join.inputs], list(join.inputs)
+
+
+def _push_into_joins(graph: Graph, node: Node) -> bool:
+    shape = node.output.type.shape
+    parts = {v.producer: _join_parts(v.producer) for v in node.inputs if v.producer is not None
+             and v.producer.kind in JOINS}
+    layouts = [layout[:3] if layout else None for layout in parts.values()]
+    if not parts or any(layout is None or layout != layouts[0] for layout in layouts) \
+            or any(j.output.type.shape != shape for j in parts):
+        return False
+    if any(v in graph.outputs or not all(ops.is_elementwise(u.kind) and fusible(u) and u.output.type.shape == shape
+                                         for u in v.users) for v in (j.output for j in parts)):
+        return False
+    kind, axis, lengths = layouts[0]
+    pieces, start = [], 0
+    for k, length in enumerate(lengths):
+        inputs = [parts[v.producer][3][k] if v.producer in parts else
+                  _cut(graph, node, v, axis - len(shape), kind, start, length) for v in node.inputs]
+        pieces.append(emit(graph, node, node.kind, inputs, node.attrs).output)
+        start += length
+    joined = emit(graph, node, kind, pieces, {"axis": axis}).output
+    assert joined.type.dtype == node.output.type.dtype and joined.type.shape == shape, (node, joined.type)
+    replace_node(graph, node, [joined])
+    return True
+
+
+def _cut(graph: Graph, anchor: Node, value: Value, axis: int, kind: str, start: int, length: int) -> Value:
+    """The part of ``value`` (broadcast to the joined shape) that lines up with a piece: ``value[..., start]``
+    of a stack (its axis ``axis``, counted from the end), ``value[..., start:start + length]`` of a
+    concatenation; a value that broadcasts along the axis as it is."""
+    if not isinstance(value.type, TensorType) or value.type.ndim < -axis:
+        return value
+    if kind == "np::stack":
+        item = start if value.type.shape[axis] != 1 else 0
+    elif value.type.shape[axis] != 1:
+        item = slice(start, start + length)
+    else:
+        return value
+    index = (slice(None),) * (value.type.ndim + axis) + (item,)
+    return emit(graph, anchor, "np::getitem", [value], {"index": index}).output
+
+
+def _view_within_a_piece(graph: Graph, view: Node) -> bool:
+    """``view`` (basic indexing) of a join, selecting within one piece along the join's axis: the same view of
+    that piece (``k[1]`` of ``k = np.stack([v, a])`` is ``a``)."""
+    join = view.inputs[0].producer
+    parts = _join_parts(join) if len(view.inputs) == 1 else None
+    if parts is None:
+        return False
+    kind, axis, lengths, pieces = parts
+    size = join.output.type.shape[axis]
+    index = list(ops.expand_index(view.attrs["index"], join.output.type.ndim))
+    position = [k for k, item in enumerate(index) if item is not None][axis]
+    item, start = index[position], 0
+    for k, length in enumerate(lengths):
+        if isinstance(item, (int, np.integer)) and start <= item % size < start + length:
+            if kind == "np::stack":
+                del index[position]  # the piece has no such axis
+            else:
+                index[position] = item % size - start
+        elif isinstance(item, slice) and item.step in (None, 1) and kind == "np::concatenate" \
+                and start <= item.indices(size)[0] < item.indices(size)[1] <= start + length:
+            index[position] = slice(item.indices(size)[0] - start, item.indices(size)[1] - start)
+        else:
+            start += length
+            continue
+        whole = all(isinstance(i, slice) and i.indices(n) == (0, n, 1) for i, n in zip(index, pieces[k].type.shape))
+        replacement = pieces[k] if whole and len(index) == pieces[k].type.ndim else \
+            emit(graph, view, "np::getitem", [pieces[k]], {"index": tuple(index)}).output
+        assert replacement.type.shape == view.output.type.shape, (view, replacement)
+        replace_node(graph, view, [replacement])
+        return True
+    return False
+
+
+def reshapes_as_axes(graph: Graph) -> bool:
+    """Write a reshape that only adds or drops axes of length 1 (``scale.reshape(1, -1, 1, 1)``) as squeeze and
+    expand_dims: views with exact strides, free at any strides, which move above elementwise ops like others."""
+    changed = False
+    for node in [n for n in graph.nodes if n.kind == "np::reshape" and is_row_view(n)]:
+        before, after = node.inputs[0].type.shape, node.output.type.shape
+        value = node.inputs[0]
+        for kind, shape in (("np::squeeze", before), ("np::expand_dims", after)):
+            if 1 in shape:
+                axes = tuple(i for i, n in enumerate(shape) if n == 1)
+                value = emit(graph, node, kind, [value], {"axis": axes}).output
+        replace_node(graph, node, [value])
+        changed = True
+    return changed
+
+
+def inline_small_producers(graph: Graph) -> bool:
+    """Compute small operands again inside the elementwise kernels that broadcast them (as Inductor inlines cheap
+    pointwise producers): a per-channel scale ``gamma / np.sqrt(var + eps)`` from vectors is computed per element
+    of the image it scales, not launched alone and read back.
+
+    An elementwise node qualifies (``_inlinable``) when it is computed, with at most MAX_RECOMPUTED elementwise
+    nodes, from values no fusible node computes (inputs, parameters, matmul results: a per-row value of a
+    reduction stays computed once per row) and every reader is another such node or broadcasts it to more
+    elements: each of those gets a copy, so the small kernel is gone, and the reader's kernel reads the same
+    inputs (through broadcast strides). Readers of one shape share the copies. Returns whether the graph changed."""
+    small = _inlinable(graph)
+    copies: dict[tuple[Value, tuple[int, ...]], Value] = {}
+    for reader in [n for n in graph.nodes if n not in small and ops.is_elementwise(n.kind) and fusible(n)]:
+        shape = reader.output.type.shape
+        for value in dict.fromkeys(v for v in reader.inputs if v.producer in small):
+            for original in sorted(_cone(value.producer, small), key=graph.nodes.index):
+                if (original.output, shape) in copies:
+                    continue
+                inputs = [copies.get((v, shape)) or _broadcast(graph, reader, v, shape) for v in original.inputs]
+                copy = emit(graph, reader, original.kind, inputs, original.attrs)
+                assert copy.output.type.dtype == original.output.type.dtype, (original, copy)
+                copies[(original.output, shape)] = copy.output
+            reader.inputs = [copies[(v, shape)] if v is value else v for v in reader.inputs]
+    if copies:
+        dce(graph)
+    return bool(copies)
+
+
+def _inlinable(graph: Graph) -> set[Node]:
+    """The elementwise nodes that ``inline_small_producers`` computes again in the kernels of their readers."""
+    def computed(v: Value) -> bool:  # by an elementwise node that may be inlinable
+        return v.producer is not None and ops.is_elementwise(v.producer.kind) and fusible(v.producer)
+
+    def read(v: Value) -> bool:  # from memory, written by no kernel
+        base = _viewed(v)
+        return base.producer is None or base.producer.kind == "prim::Constant" or not fusible(base.producer)
+
+    small = {n for n in graph.nodes if ops.is_elementwise(n.kind) and fusible(n) and n.output not in graph.outputs
+             and all(computed(v) or read(v) for v in n.inputs)}
+    def broadcasts(reader: Node, node: Node) -> bool:  # to more elements, in a kernel
+        return ops.is_elementwise(reader.kind) and fusible(reader) and reader.output.type.size > node.output.type.size
+
+    changed = True
+    while changed:
+        changed = False
+        for node in list(small):
+            if any(computed(v) and v.producer not in small for v in node.inputs) \
+                    or any(u not in small and not broadcasts(u, node) for u in node.output.users) \
+                    or len(_cone(node, small)) > MAX_RECOMPUTED:
+                small.discard(node)
+                changed = True
+    return small
+
+
+def _cone(node: Node, among: set[Node]) -> set[Node]:
+    """``node`` and the nodes of ``among`` it is computed from."""
+    cone, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n not in cone:
+            cone.add(n)
+            stack += [v.producer for v in n.inputs if v.producer in among]
+    return cone
+
+
+def _viewed(value: Value) -> Value:
+    """The value that ``value`` is a view of (through views of views), or ``value`` itself."""
+    while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
+            and ops.lookup(value.producer.kind).category == ops.VIEW:
+        value = value.producer.inputs[0]
+    return value
+
+
+def _broadcast(graph: Graph, anchor: Node, value: Value, shape: tuple[int, ...]) -> Value:
+    if not isinstance(value.type, TensorType) or value.type.shape == shape:
+        return value
+    return emit(graph, anchor, "np::broadcast_to", [value], {"shape": shape}).output
+
+
 def fuse(graph: Graph) -> Graph:
     """Replace each group of two or more fusible nodes (or one elementwise node) by a FusionGroup node.
 
     Views read by nothing but views are first hoisted onto the inputs of the elementwise op they view
     (``hoist_views``), so that the slices of one computed array fuse with the ops that read them."""
+    if reshapes_as_axes(graph) | push_into_joins(graph):
+        retype_views(graph)  # (views of a piece read it at its strides)
     graph, _ = hoist_views(graph)
+    inline_small_producers(graph)
     split_shared_gathers(graph)
     groups = [g for g in partition(graph) if fusible(g[0])]
     if recompute_across_split_rows(graph, groups):
@@ -404,7 +704,7 @@ def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
             if not readers or value in graph.outputs or not all(
                     ops.is_elementwise(u.kind) and u.output.type.shape == space.shape for u in readers):
                 continue  # (a reader of another shape would leave the copies a kernel of their own)
-            cone = _element_cone(node, inside)
+            cone = _cone(node, inside)
             leaves = {v for n in cone for v in n.inputs if v.producer not in cone}
             read = sum(v.type.nbytes for v in leaves if isinstance(v.type, TensorType))
             if len(cone) > MAX_RECOMPUTED or read >= 2 * value.type.nbytes:
@@ -424,17 +724,6 @@ def recompute_across_split_rows(graph: Graph, groups: list[list[Node]]) -> bool:
     if changed:
         graph.topological_sort()  # a copy made for a later reader may feed an earlier one's copy
     return changed
-
-
-def _element_cone(node: Node, inside: set[Node]) -> set[Node]:
-    """``node`` and the nodes of its group it is computed from."""
-    cone, stack = set(), [node]
-    while stack:
-        n = stack.pop()
-        if n not in cone:
-            cone.add(n)
-            stack += [v.producer for v in n.inputs if v.producer in inside]
-    return cone
 
 
 def _log_decisions(graph: Graph, groups: list[list[Node]]) -> None:

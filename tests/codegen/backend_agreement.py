@@ -54,7 +54,8 @@ def run_on(traced: gputrace.TracedFunction, inputs: Sequence[Any], backend: str)
     """``traced`` run on ``backend``, its outputs as NumPy arrays (CuPy copies of the inputs for cuda)."""
     if backend == "cuda":
         import cupy
-        outputs = outputs_of(traced.run(*[cupy.asarray(a) for a in inputs], backend="cuda"))
+        on_gpu = lambda a: {k: cupy.asarray(v) for k, v in a.items()} if isinstance(a, dict) else cupy.asarray(a)  # noqa: E731
+        outputs = outputs_of(traced.run(*[on_gpu(a) for a in inputs], backend="cuda"))
         return [o.get() if isinstance(o, cupy.ndarray) else o for o in outputs]
     return outputs_of(traced.run(*inputs, backend=backend))
 

@@ -16,7 +16,8 @@ from benchmarks import programs as bench
 from gputrace.backends.host_compiler import host_compiler_info
 
 from gputrace.backends.nvrtc import nvrtc_available
-from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, Target
+from gputrace.codegen import Kernel
+from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, WRITTEN_PLAINLY, Target
 
 from .backend_agreement import (KERNEL_BACKENDS, REDUCTIONS, TRANSCENDENTAL_RTOL, assert_arrays_agree,
                                 assert_backend_matches, every_reduction, run_on, outputs_of, trace)
@@ -637,7 +638,7 @@ def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
     (lambda x: np.einsum("ij,jk->ik", x[:, :1], x[:1]) * 2, 1),    # sizes 1 and 64 broadcast: product and sum
     (lambda x: np.tensordot(x[:, :8].reshape(300, 2, 4), x[:8, :5].reshape(2, 4, 5)), 1),  # two axes summed
     (lambda x: np.tensordot(x[:, :8].reshape(300, 2, 4).astype(np.float16), x[:8, :5].reshape(2, 4, 5)
-                            .astype(np.float16)), 3),  # the operands' casts, broadcast in the product, apart
+                            .astype(np.float16)), 1),  # the operands' casts computed again in the product's kernel
     (lambda x: (np.nanmax(x, axis=1), np.nanmean(x, axis=1)), 1),  # NaN skipped: where, then the reductions
     (lambda x: np.nanmin(np.where(x > 2, np.nan, x), axis=0), 1),  # columns of NaN give NaN
     (lambda x: np.diff(x, 2, axis=1) + np.ptp(x, axis=1, keepdims=True), 2),
@@ -712,4 +713,75 @@ def test_fused_program_matches_numpy(backend, name, rng):
     traced = assert_backend_matches(backend, target.fn, inputs, rtol=1e-5, atol=1e-6, scale_atol=True)
     if nvrtc_available():
         for kernel in traced.lower(*inputs).kernels:
+            assert ".entry " + kernel.name in kernel.ptx("sm_90")
+
+
+def test_views_of_a_rows_result_stay_in_its_kernel(backend, rng):
+    """m[:, 0], squeeze, expand_dims and reshape of a reduction's result are its values in another row shape:
+    the kernel that computes them reads them (they used to end it). On a square array ``x - m[:, 0]`` lines
+    row j's max up with column j (NumPy's broadcasting): that one starts a kernel of its own. A reduction of
+    the same rows of another array joins the kernel too (one launch)."""
+    def row_views(x, y):
+        m, s = x.max(axis=-1, keepdims=True), x.sum(axis=-1)
+        logsumexp = np.log(np.exp(x - m).sum(axis=-1)) + m[:, 0]
+        scaled = x / s[:, None] + np.squeeze(m, 1)[:, None] * np.expand_dims(s, -1) - m.reshape(-1)[..., None]
+        return logsumexp, scaled, m[::-1, 0] + logsumexp, x - m[:, 0], (y * y).mean(axis=-1) - logsumexp
+
+    x, y = rng.standard_normal((2, 6, 6)).astype(np.float32)
+    traced = trace(row_views, (x, y))
+    assert [k.ops for k in traced.lower(x, y).kernels] == [
+        ["max", "sum", "subtract", "exp", "sum", "log", "getitem", "add", "getitem", "divide", "squeeze", "getitem",
+         "expand_dims", "multiply", "add", "squeeze", "getitem", "subtract", "multiply", "mean", "subtract"], ["add"],
+        ["subtract"]]
+    for k, (want, got) in enumerate(zip(row_views(x, y), run_on(traced, (x, y), backend))):
+        assert_arrays_agree(want, got, rtol=1e-6, atol=1e-6, what=f"output {k}")
+
+
+def test_elementwise_ops_move_into_the_pieces_of_a_join(backend, rng):
+    """An elementwise op of a concatenation is the concatenation of the op on its pieces (an operand cut where
+    the pieces are, or broadcast as it is), and a view within one piece is that piece's view: the pieces' kernels
+    compute it, and the join is made once. A view across pieces, or a piece of another dtype, keeps the join."""
+    def joins(a, b, w, n):
+        j = np.concatenate([a * 2, np.exp(b)], axis=1)
+        stacked = np.stack([a[:, 0], b[:, 1] - 1], axis=-1)
+        spans = np.concatenate([a, b], axis=1)
+        return (j * w + a[:, :1], np.tanh(stacked * 3)[:, 1] + stacked[:, 0], spans[:, 2:6] * 2,
+                np.concatenate([a, n], axis=1) + 1)
+
+    a, b, w = (rng.standard_normal(shape).astype(np.float32) for shape in ((3, 4), (3, 5), (9,)))
+    n = np.arange(6).reshape(3, 2)
+    traced = trace(joins, (a, b, w, n))
+    plan = traced.lower(a, b, w, n).plan
+    assert sorted(step.ops for step in plan if isinstance(step, Kernel)) == [
+        ["add"], ["exp", "multiply", "add"], ["multiply"], ["multiply", "multiply", "add"],
+        ["subtract", "multiply", "tanh", "add"]]
+    assert [step.name for step in plan if not isinstance(step, Kernel)] == ["concatenate (array library)"] * 3
+    for k, (want, got) in enumerate(zip(joins(a, b, w, n), run_on(traced, (a, b, w, n), backend))):
+        assert_arrays_agree(want, got, rtol=1e-6, atol=1e-6, what=f"output {k}")
+
+
+@pytest.mark.slow  # about 10 s of g++ builds (its kernel counts and its fused graphs' values: tests/test_passes.py)
+def test_programs_written_plainly_match_numpy(backend, rng):
+    """Issue 17's programs (cross-entropy, batch norm, a GPT-2 block per head, an RK4 step), traced as one
+    program (one build) at their kernel counts (tests/test_passes.py; no two reduce rows of one shape, which would
+    share a kernel), agree with eager NumPy, compiled by NVRTC."""
+    targets = list(WRITTEN_PLAINLY.values())
+    inputs = [target.make(rng) for target in targets]
+
+    def every_program(*flat):
+        results, rest = [], list(flat)
+        for target, args in zip(targets, inputs):
+            results.append(target.fn(*rest[:len(args)]))
+            rest = rest[len(args):]
+        return tuple(results)
+
+    flat = [a for args in inputs for a in args]
+    traced = trace(every_program, flat)
+    assert len(traced.lower(*flat).kernels) == sum(t.kernels for t in targets)
+    for target, args, got in zip(targets, inputs, run_on(traced, flat, backend)):
+        want = target.fn(*args)
+        assert_arrays_agree(np.asarray(want), got, rtol=1e-5, atol=2e-6 * float(np.abs(want).max()),
+                            what=target.fn.__name__)
+    if nvrtc_available():
+        for kernel in traced.lower(*flat).kernels:
             assert ".entry " + kernel.name in kernel.ptx("sm_90")
