@@ -238,7 +238,8 @@ def plan_counts(program: Any) -> dict:
     bytes its steps move over the bytes that must move."""
     plan = program.plan
     library = sum(type(step).__name__ == "LibraryCall" for step in plan)
-    return {"kernels": len(plan) - library, "library_calls": library, "traffic_ratio": plan.traffic_ratio}
+    return {"kernels": len(plan) - library, "library_calls": library, "plan_moved_bytes": plan.bytes_moved,
+            "plan_required_bytes": plan.bytes_required, "traffic_ratio": plan.traffic_ratio}
 
 
 def kernel_counts(benchmarks: list[Benchmark], sizes: list[str]) -> dict[tuple[str, str], dict]:
@@ -841,7 +842,7 @@ def main(argv: list[str] | None = None) -> dict:
     for row in rows:
         if row["implementation"] == "gputrace":
             count = counts.get((row["program"], row["size"]), {})
-            for key in ("kernels", "library_calls", "traffic_ratio"):
+            for key in ("kernels", "library_calls", "plan_moved_bytes", "plan_required_bytes", "traffic_ratio"):
                 row.setdefault(key, count.get(key))
             if "status" in count and row["status"] == NO_GPU:
                 row["status"] = f"{NO_GPU}; lowering: {count['status']}"

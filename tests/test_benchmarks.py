@@ -112,6 +112,7 @@ def speedup(results: dict, row: dict) -> float | None:
 DERIVED = [
     ("rows", "gbps", lambda r, res: r["bytes"] / (r["time_us"] * 1e-6) / 1e9),
     ("rows", "tflops", lambda r, res: r["flops"] / (r["time_us"] * 1e-6) / 1e12),
+    ("rows", "traffic_ratio", lambda r, res: r["plan_moved_bytes"] / r["plan_required_bytes"]),
     ("rows", "pct_copy", lambda r, res: 100 * r["gbps"] / res["ceilings"]["copy_gbps"]),
     ("reference", "overhead_us", lambda r, res: r["traced_us"] - r["eager_us"]),
     ("reference", "ratio", lambda r, res: r["traced_us"] / r["eager_us"]),
