@@ -174,7 +174,7 @@ def reduction_mutants() -> list[Mutant]:
         Mutant("var/std: negative corrected squares kept", HEADER, "return corrected > 0 ? corrected : (T)0;",
                "return corrected;", REDUCTION_TESTS),
         # the combining code every reduction shares
-        Mutant("max of floats in a thread: fminf", REDUCTION, '("max", "float"): "fmaxf"', '("max", "float"): "fminf"',
+        Mutant("max of floats in a thread: fminf", REDUCTION, '("GtMax", "float"): "fmaxf"', '("GtMax", "float"): "fminf"',
                REDUCTION_TESTS),
         Mutant("argmax: NaN does not win", HEADER, "return an ? a : b;", "return an ? b : a;", REDUCTION_TESTS),
         Mutant("argmax: ties keep the later index", HEADER, "(b.v == a.v && b.i < a.i)", "(b.v == a.v && b.i > a.i)",

@@ -88,45 +88,31 @@ def row_layout(cols: int, wide: bool = False) -> tuple[int, int]:
     return BLOCK, 0
 
 
-_COMBINE = {"sum": "GtSum", "mean": "GtSum", "var": "GtSum", "std": "GtSum", "prod": "GtProd",
-            "max": "GtMax", "min": "GtMin", "any": "GtAny", "all": "GtAll",
-            "argmax": "GtArgMax", "argmin": "GtArgMin"}
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
-FAST_EXTREMUM = {("max", "float"): "fmaxf", ("max", "double"): "fmax", ("min", "float"): "fminf", ("min", "double"): "fmin"}
-# NumPy's error for a reduction without identity over zero elements
-_NO_IDENTITY = {"max": "zero-size array to reduction operation maximum which has no identity",
-                "min": "zero-size array to reduction operation minimum which has no identity",
-                "argmax": "attempt to get argmax of an empty sequence",
-                "argmin": "attempt to get argmin of an empty sequence"}
+FAST_EXTREMUM = {("GtMax", "float"): "fmaxf", ("GtMax", "double"): "fmax",
+                 ("GtMin", "float"): "fminf", ("GtMin", "double"): "fmin"}
 
 
 def accumulator_dtype(node: Node) -> np.dtype:
-    """The dtype a reduction accumulates in: at least float32 for floats (float16 sums in float32)."""
-    name, out = node.op, node.output.type.dtype
-    source = node.inputs[0].type.dtype
-    if name in ("max", "min", "argmax", "argmin"):
-        return np.dtype(np.float32) if source == HALF else source
-    if name in ("any", "all"):
-        return np.dtype(bool)
-    return np.dtype(np.float32) if out == HALF else out
+    """The dtype a reduction accumulates in (its row's rule)."""
+    return ops.reduction_of(node).accumulator(node.inputs[0].type.dtype, node.output.type.dtype)
 
 
 def _identity(node: Node, acc: np.dtype) -> str:
     """The C value a reduction's accumulator starts at (and inactive threads contribute)."""
     name, ctype = node.op, compute_type(acc)
+    identity = ops.reduction_of(node).identity
     if "initial" in node.attrs:  # max/min's initial=, converted to the input's dtype by NumPy itself
         start = ops.run_op(node.kind, np, [np.empty(0, node.inputs[0].type.dtype)], {"initial": node.attrs["initial"]})
         text, _ = render_literal(np.asarray(start)[()])
         return f"gt_cast<{ctype}>({text})"
-    if name in ("sum", "mean", "var", "std", "any"):
-        return f"gt_cast<{ctype}>(0)" if name != "any" else "false"
-    if name == "prod":
-        return f"gt_cast<{ctype}>(1)"
-    if name == "all":
-        return "true"
-    if name in ("argmax", "argmin"):
+    if isinstance(identity, bool):
+        return "true" if identity else "false"
+    if identity is None:  # an index: no element found yet
         return f"GtArg<{ctype}>{{gt_cast<{ctype}>(0), -1LL}}"
-    big = name == "min"  # max starts at the lowest value, min at the highest
+    if identity not in (ops.LOWEST, ops.HIGHEST):
+        return f"gt_cast<{ctype}>({identity})"
+    big = identity == ops.HIGHEST
     if acc.kind == "f":
         text, _ = render_literal(np.inf if big else -np.inf)
         return f"gt_cast<{ctype}>({text})"
@@ -149,8 +135,12 @@ class Reduced:
     passes: list[str]   # loops over the row: [name], or ["mean", "dev"] for var/std
 
     @property
+    def row(self) -> ops.Reduction:
+        return ops.reduction_of(self.node)
+
+    @property
     def is_arg(self) -> bool:
-        return self.node.op in ("argmax", "argmin")
+        return self.row.index
 
 
 @dataclass
@@ -200,12 +190,12 @@ def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str,
 
     def total(name: str) -> str:
         return combine_threads(f"gt_kahan_total({name}, lost_{name})", "GtSum", f"{ctype}(0)", k)
-    if r.node.op not in ("var", "std"):
+    if not r.row.two_pass:
         stored = f"gt_load_partial(&{part.format(k=k, stage=last)})"
-        if r.node.op in ("sum", "mean") and r.acc.kind == "f":
+        if r.row.combine == "GtSum" and r.acc.kind == "f":
             return sums(f"all{k}") + [loop, add(f"all{k}", stored),
                                       f"        const {ctype} red{k}{last} = {total(f'all{k}')};"]
-        combine = _COMBINE[r.node.op]
+        combine = r.row.combine
         return [f"        {r.value_t} all{k} = {r.identity};", loop,
                 f"            all{k} = {combine}()(all{k}, {stored});",
                 f"        const {r.value_t} red{k}{last} = {combine_threads(f'all{k}', combine, r.identity, k)};"]
@@ -376,7 +366,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # splits rows) and no reduction reads another's; element outputs (prologue values) are written by each
     # block or thread for its part. A float var/std merges its parts by Chan's formula.
     splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
-        and all(n.op not in ("var", "std") or accumulator_dtype(n).kind == "f" for n in reductions) \
+        and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
         and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
     # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
     # neighbouring threads then read neighbouring elements; where there are too few rows to fill the GPU,
@@ -431,7 +421,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
             setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;"]
         setup[1:1] = [f"        const index_t end = {_part_end('part')};"]
-        if any(n.op in ("var", "std") for n in reductions):
+        if any(ops.reduction_of(n).two_pass for n in reductions):
             setup[2:2] = ["        const index_t count = end - part * chunk;  // this part's elements of the row"]
     elif grouped:  # unit is the warp's first row: the warp's 32 lanes loop together (they shuffle together)
         setup[:0] = [f"        const index_t lane_row = unit + (threadIdx.x & 31) / {lanes};",
@@ -581,16 +571,17 @@ def render_reduction(group: Node, number: int) -> Kernel:
         result = f"red{reduced.number}{reduced.passes[-1][0]}"
         if is_arg:
             result = f"{result}.i"
-        elif name == "mean":
-            if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
-                result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
-            result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
-        elif name in ("var", "std"):
-            if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
-                result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
-            divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
-            result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
-            if name == "std":
+        for step in reduced.row.finish:
+            if step == ops.MEAN:
+                if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
+                    result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
+            elif step == ops.VARIANCE:
+                if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
+                    result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
+                divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
+            elif step == ops.SQRT:
                 result = f"gt_sqrt({result})"
         out_dtype = node.output.type.dtype
         source_dtype = np.dtype(np.int64) if is_arg else acc
@@ -605,24 +596,24 @@ def render_reduction(group: Node, number: int) -> Kernel:
     for number_r, node in enumerate(reductions):
         acc = accumulator_dtype(node)
         ctype = compute_type(acc)
-        name = node.op
-        is_arg = name in ("argmax", "argmin")
+        name, row = node.op, ops.reduction_of(node)
+        is_arg = row.index
         value_t = f"GtArg<{ctype}>" if is_arg else ctype
         if lanes > 32:
             shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
         identity = _identity(node, acc)
-        passes = ["mean", "dev"] if name in ("var", "std") else [name]
+        passes = ["mean", "dev"] if row.two_pass else [name]
         reduced_here = Reduced(number_r, node, acc, ctype, value_t, identity, passes)
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
             body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
-            fast_extremum = name in ("max", "min") and acc.kind == "f"
+            fast_extremum = (row.combine, ctype) in FAST_EXTREMUM
             if fast_extremum:
                 body.append(f"        bool nan{number_r} = false;")
             # float sums are compensated (Kahan) in each thread's loop: a thread may add thousands of
             # elements one after another; the tree of the block reduction adds the rest
-            compensated = name in ("sum", "mean", "var", "std") and acc.kind == "f"
+            compensated = row.combine == "GtSum" and acc.kind == "f"
             if compensated:
                 body.append(f"        {ctype} lost_{acc_name} = 0;")
                 if stage == "dev":  # the deviations' own sum, for the corrected two-pass variance
@@ -632,7 +623,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             x, xt = operand(node, 0, local)
             value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
             if is_arg:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, "
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, "
                             f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
             elif stage == "dev" and compensated:
                 body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
@@ -643,16 +634,16 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
             elif compensated:
                 body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, {value});")
-            elif name in ("any", "all"):
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, gt_cast<bool>({x}));")
+            elif row.accumulate == "bool":
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, gt_cast<bool>({x}));")
             elif fast_extremum:
                 # fmax plus a NaN flag beside it: a NaN-propagating max in the loop costs 1.5x the time
                 # of the whole softmax (H100); the block reduction below propagates NaN between threads.
                 body.append(f"            const {ctype} v{number_r} = {value};")
-                body.append(f"            {acc_name} = {FAST_EXTREMUM[name, ctype]}({acc_name}, v{number_r});")
+                body.append(f"            {acc_name} = {FAST_EXTREMUM[row.combine, ctype]}({acc_name}, v{number_r});")
                 body.append(f"            nan{number_r} = nan{number_r} || v{number_r} != v{number_r};")
             else:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, {value});")
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, {value});")
             body += end_row_loop("        ")
             if fast_extremum:
                 body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
@@ -660,7 +651,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            combined = combine_threads(acc_name, _COMBINE[name], identity, number_r)
+            combined = combine_threads(acc_name, row.combine, identity, number_r)
             body.append(f"        const {value_t} {reduced} = {combined};")
             if stage == "dev" and compensated:
                 total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
@@ -784,8 +775,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
-        empty_error = next((_NO_IDENTITY[n.op] for n in reductions
-                            if n.op in _NO_IDENTITY and "initial" not in n.attrs), None)
+        empty_error = next((ops.reduction_of(n).empty_error for n in reductions
+                            if ops.reduction_of(n).empty_error and "initial" not in n.attrs), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
