@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 
 from ..ir import TensorType
+from ..passes.layout import Layout
 
 DEFAULT_ARCH = "sm_90"
 
@@ -36,6 +37,7 @@ class Kernel:
     # flag the kernel raises for an index out of bounds
     index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
+    layout: Layout | None = None  # a reduction's: how its rows map onto blocks, warps and threads
 
     # -- launching
     def grid(self, max_blocks: int) -> int:

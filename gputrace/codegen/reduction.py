@@ -8,24 +8,10 @@ reduction's input expression and accumulates, then a block reduction;
 row-level values are computed right after the values they need. A final loop
 writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
-Four layouts, chosen from the sizes (all constants of the source):
-- a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8
-  elements, 4 of 8 bytes) for rows shorter than a block that fit, the row held in registers and
-  moved 16 bytes per access where rows allow: the group reduces with shuffles alone, and a warp
-  works on several short rows;
-- a block per row, the row held in registers (up to 16 elements per thread, 8 of 8 bytes):
-  rows are read from memory once, 16 bytes per access where contiguous and
-  aligned, and element values a later phase needs again (softmax's ``exp``)
-  are kept rather than recomputed;
-- a block per row, re-reading longer rows in each phase (from L2);
-- a thread per row when rows lie side by side in memory (a reduction over a
-  leading axis), so neighbouring threads read neighbouring elements;
-and few long rows (a full reduction) are split over several blocks, or, side
-by side, over several threads (too few columns of a tall matrix to fill the
-GPU), whose partial results the row's last block or thread combines (float
-sums compensated; var/std by Chan et al.'s merge of the parts' means and
-squared deviations). The fusion pass ends such a group where an element
-reads its row's result (``x / x.sum()``): only the row's last block knows it.
+How the rows map onto blocks, warps and threads (a thread, a group of lanes or a block per row; rows held
+in registers or re-read; rows split over blocks or threads) is decided by ``passes/layout.py``, which
+fusion asks too. A split row's partial results are combined by its last block or thread (float sums
+compensated; var/std by Chan et al.'s merge of the parts' means and squared deviations).
 """
 from __future__ import annotations
 
@@ -37,55 +23,15 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, column_splits, own_space, row_splits
+from ..passes.fuse import Space, own_space
+from ..passes.layout import THREADS_PER_SM, plan
 from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, loaded_type, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
-BLOCK = 256            # threads per row when the row does not fit in registers
-MAX_ITEMS = 16         # row elements one thread keeps in registers
-MIN_LANES = 4          # lanes of a warp that share a row shorter than a block (where it has 4 elements)
-MAX_LANE_ITEMS = 8     # 4-byte elements of such a row one lane keeps in registers (16 spilled a layer norm's)
-PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
-THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
-CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
-
-
-def held_items(most: int, wide: bool) -> int:
-    """Elements a thread may hold in registers: ``most``, half as many where they are ``wide`` (8 bytes:
-    two registers each; 16 float64 spilled 400 bytes of a softmax's row)."""
-    return most // 2 if wide else most
-
-
-def lanes_per_row(cols: int, wide: bool = False) -> int:
-    """Lanes of one warp that reduce a row shorter than a block: a power of two, at most 32.
-
-    Few, so that each lane holds up to MAX_LANE_ITEMS of the row (half as many where the row's values
-    are ``wide``, 8 bytes: two registers each), its loads all in flight at once like a block's threads
-    (one lane per 2 elements of a 64-element row kept 8 bytes loading per thread); but at least
-    MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each of its
-    rows, one 16-byte vector per lane where rows allow)."""
-    most = held_items(MAX_LANE_ITEMS, wide)
-    lanes = 1
-    while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > most):
-        lanes *= 2
-    return lanes
-
-
-def row_layout(cols: int, wide: bool = False) -> tuple[int, int]:
-    """(threads per block, row elements per thread held in registers); 0 elements: the row is re-read per phase.
-
-    Small blocks first: several blocks per SM overlap one row's loads with another's block reductions.
-    A thread holds up to MAX_ITEMS elements (``held_items``).
-    """
-    for block in CACHED_BLOCKS:
-        items = -(-cols // block)
-        if items <= held_items(MAX_ITEMS, wide):
-            return block, max(items, 1)
-    return BLOCK, 0
 
 
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
@@ -376,21 +322,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # over several blocks.
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
-    thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
-    per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    # (32 lanes hold at most 32 * held_items(MAX_LANE_ITEMS, wide) elements: longer float64 rows, a block)
-    grouped = not per_thread and cols < BLOCK and -(-cols // 32) <= held_items(MAX_LANE_ITEMS, wide)
-    if per_thread:
-        block, items, lanes = BLOCK, 0, 1
-    elif grouped:
-        lanes = lanes_per_row(cols, wide)
-        block, items = BLOCK, max(-(-cols // lanes), 1)
-    else:
-        block, items = row_layout(cols, wide)
-        lanes = block
-    lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
-    row_threads = lanes if grouped else block  # threads sharing a row held in registers
+    layout = plan(rows, cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
 
     # A row held in registers by a block or a group of lanes moves `width` elements per access (128-bit
     # loads and stores of float32) for operands contiguous along the row whose rows start on a vector
@@ -398,17 +331,16 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # the same order).
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
                 and accesses[a].gather is None
-                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items else []
+                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if layout.items else []
     width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
     vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
-    if not vectored or cols < row_threads * width:
-        vectored, width = [], 1
-    if vectored:  # this thread's elements: whole vectors
-        items = width * -(-cols // (row_threads * width))
-    splits = thread_parts if per_thread else row_splits(rows, cols) if splittable and not items else 1
-    chunk = -(-cols // splits)
-    splits = -(-cols // chunk) if cols else 1  # every part has elements
-    units = rows * splits
+    layout = layout.with_vectors(width) if vectored else layout
+    if layout.width == 1:
+        vectored = []
+    block, lanes, items, width = layout.block, layout.lanes, layout.items, layout.width
+    per_thread, grouped, splits, chunk, units = layout.per_thread, layout.grouped, layout.splits, layout.chunk, layout.units
+    lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
+    row_threads = layout.row_threads  # threads sharing a row held in registers
     constants += [f"    constexpr index_t units = {units};"]
     if vectored:
         aligned = " && ".join(f"gt_vector_aligned<{width}>({accesses[a].pointer})" for a in vectored)
@@ -781,5 +713,5 @@ def render_reduction(group: Node, number: int) -> Kernel:
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
                   workspace=workspace, index_checks=index_checks(sub),
-                  block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error,
+                  block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error, layout=layout,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])
