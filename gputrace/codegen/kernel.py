@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 
-from ..ir import TensorType
+from ..ir import TensorType, html_view
 from ..passes.layout import Layout
 
 DEFAULT_ARCH = "sm_90"
@@ -91,9 +91,8 @@ class Kernel:
         outs = ", ".join(f"%{n}" for n in self.outputs)
         return f"<Kernel {self.name}({ins}) -> ({outs}): {' '.join(self.ops)}>"
 
-    def _repr_html_(self) -> str:
-        from ..display import kernel_html
-        return kernel_html(self)
+    def _repr_html_(self) -> str | None:
+        return html_view(self)
 
 
 @dataclass
