@@ -173,6 +173,16 @@ def reduction_mutants() -> list[Mutant]:
                'result = result', REDUCTION_TESTS),
         Mutant("var/std: negative corrected squares kept", HEADER, "return corrected > 0 ? corrected : (T)0;",
                "return corrected;", REDUCTION_TESTS),
+        # the op table's reduction rows, which the renderer reads
+        Mutant("std: its row finishes without the square root", "gputrace/ops.py",
+               'Reduction(np.std, "GtSum", 0, "result", (VARIANCE, SQRT))',
+               'Reduction(np.std, "GtSum", 0, "result", (VARIANCE,))', REDUCTION_TESTS),
+        Mutant("min: its row starts at the lowest value", "gputrace/ops.py",
+               'Reduction(np.min, "GtMin", HIGHEST, "input"', 'Reduction(np.min, "GtMin", LOWEST, "input"',
+               REDUCTION_TESTS),
+        Mutant("mean: its row accumulates in the input's dtype", "gputrace/ops.py",
+               'Reduction(np.mean, "GtSum", 0, "result", (MEAN,))', 'Reduction(np.mean, "GtSum", 0, "input", (MEAN,))',
+               REDUCTION_TESTS),
         # the combining code every reduction shares
         Mutant("max of floats in a thread: fminf", REDUCTION, '("GtMax", "float"): "fmaxf"', '("GtMax", "float"): "fminf"',
                REDUCTION_TESTS),

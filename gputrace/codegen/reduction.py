@@ -115,51 +115,31 @@ def _part_end(part: str) -> str:
 
 def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str, str, str, int], str]
                    ) -> list[str]:
-    """The last block (or thread) of a split row: the row's result from its parts' partial results
-    (``combine_threads``: the kernel's combination of a value over the threads of a row).
-
-    var/std merge the parts by Chan et al.'s formula, M2 = sum of M2_p + n_p (mean_p - mean)^2, where
-    mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
-    deviations from m_p (no cancellation), and mean is itself rounded: the sum of n_p (mean_p - mean)
-    corrects for that as in the two-pass formula (``finish`` subtracts its square over N)."""
+    """The last block (or thread) of a split row: the row's result from its parts' partial results, merged by
+    gputrace_reduce.cuh's templates (``combine_threads``: the kernel's combination over a row's threads).
+    var/std: Chan et al.'s merge; the sum of n_p (mean_p - mean) it also gives corrects for the rounded mean
+    (``finish`` subtracts its square over N)."""
     k, ctype, last = r.number, r.ctype, r.passes[-1][0]
-    part = "partial{k}{stage}[row * splits + p]"
-    loop = ("        for (index_t p = 0; p < splits; ++p)" if per_thread else
-            "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)")
-
-    def sums(*names: str) -> list[str]:
-        """Compensated (Kahan) float sums over the parts: a thread alone may add a thousand of them."""
-        return [f"        {ctype} {n} = 0, lost_{n} = 0;" for n in names]
-
-    def add(name: str, value: str) -> str:
-        return f"            gt_kahan_add({name}, lost_{name}, {value});"
-
-    def total(name: str) -> str:
-        return combine_threads(f"gt_kahan_total({name}, lost_{name})", "GtSum", f"{ctype}(0)", k)
+    each = "true" if per_thread else "false"
+    partial = "partial{k}{stage} + row * splits"
     if not r.row.two_pass:
-        stored = f"gt_load_partial(&{part.format(k=k, stage=last)})"
+        stored = partial.format(k=k, stage=last)
         if r.row.combine == "GtSum" and r.acc.kind == "f":
-            return sums(f"all{k}") + [loop, add(f"all{k}", stored),
-                                      f"        const {ctype} red{k}{last} = {total(f'all{k}')};"]
-        combine = r.row.combine
-        return [f"        {r.value_t} all{k} = {r.identity};", loop,
-                f"            all{k} = {combine}()(all{k}, {stored});",
-                f"        const {r.value_t} red{k}{last} = {combine_threads(f'all{k}', combine, r.identity, k)};"]
-    mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
-    size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
-    return sums(f"all{k}m", f"all{k}d", f"all{k}s") + [
-            loop, add(f"all{k}m", f"gt_multiply({size}, {mean})"),
-            f"        const {ctype} red{k}m = {total(f'all{k}m')};",
+            summed = combine_threads(f"gt_sum_parts<{each}>({stored}, splits)", "GtSum", f"{ctype}(0)", k)
+            return [f"        const {ctype} red{k}{last} = {summed};"]
+        merged = f"gt_merge_parts<{each}>({stored}, splits, {r.row.combine}(), {r.identity})"
+        return [f"        const {r.value_t} red{k}{last} = {combine_threads(merged, r.row.combine, r.identity, k)};"]
+    mean, deviations, squares = (partial.format(k=k, stage=stage) for stage in "msd")
+
+    def total(value: str) -> str:
+        return combine_threads(value, "GtSum", f"{ctype}(0)", k)
+    return [f"        const {ctype} red{k}m = {total(f'gt_sum_part_means<{each}>({mean}, splits, chunk, cols)')};",
             f"        const {ctype} row_mean{k} = gt_true_divide(red{k}m, gt_cast<{ctype}>(cols));",
-            loop + " {",
-            f"            const {ctype} n = {size};",
-            f"            const {ctype} shift = gt_add(gt_subtract({mean}, row_mean{k}), "
-            f"gt_true_divide({deviations}, n));",
-            add(f"all{k}d", f"gt_merged_squares({squares}, n, shift)"),
-            add(f"all{k}s", "gt_multiply(n, shift)"),
-            "        }",
-            f"        const {ctype} red{k}d = {total(f'all{k}d')};",
-            f"        const {ctype} red{k}s = {total(f'all{k}s')};"]
+            f"        {ctype} merged{k}, shifts{k};",
+            f"        gt_merge_part_squares<{each}>({mean}, {deviations}, {squares}, splits, chunk, cols, row_mean{k}, "
+            f"merged{k}, shifts{k});",
+            f"        const {ctype} red{k}d = {total(f'merged{k}')};",
+            f"        const {ctype} red{k}s = {total(f'shifts{k}')};"]
 
 
 def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
@@ -350,7 +330,6 @@ def render_reduction(group: Node, number: int) -> Kernel:
         if per_thread:  # neighbouring threads take neighbouring rows' same part
             setup[:0] = ["        const index_t row = unit % rows, part = unit / rows;"]
         else:
-            shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
             setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;"]
         setup[1:1] = [f"        const index_t end = {_part_end('part')};"]
         if any(ops.reduction_of(n).two_pass for n in reductions):
@@ -662,12 +641,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             write_elem_outputs()
         params.append("unsigned int* __restrict__ tickets")
         workspace.append((np.dtype(np.uint32), rows, True))
-        body.append("        __threadfence();  // this part's partial results are visible before its ticket")
-        body += ["        if (atomicAdd(&tickets[row], 1u) != splits - 1) continue;"] if per_thread else \
-                ["        if (threadIdx.x == 0) last_block = atomicAdd(&tickets[row], 1u) == splits - 1;",
-                 "        __syncthreads();",
-                 "        if (!last_block) continue;"]
-        body.append("        __threadfence();")
+        body.append(f"        if (!gt_last_part<{'true' if per_thread else 'false'}>(&tickets[row], splits)) continue;")
         for r in finishes:
             body += _combine_parts(r, per_thread, combine_threads)
     for r in finishes:
