@@ -1,7 +1,7 @@
 // Reductions for gputrace's row kernels (reduction.cu): the block-wide reduction of a row that a block
 // works on (warp shuffles first, then one value per warp through shared memory), the reduction of a
 // short row over a group of lanes of one warp (shuffles only), argmax/argmin pairs,
-// and the reads of split reductions' partial results.
+// and the merge of a split row's parts' partial results by the part that finishes last.
 #pragma once
 #include "gputrace_kernel.cuh"
 
@@ -154,4 +154,95 @@ __device__ __forceinline__ T gt_block_reduce(T v, Op op, T identity, T* scratch)
     const T result = scratch[32];
     __syncthreads();  // scratch is reused by the next reduction
     return result;
+}
+
+// ---- rows split over blocks (or, side by side in memory, over threads): each part writes its partial
+// results, and the row's last part to finish merges them (reduction.cu's split-row merge).
+
+// Whether this block (PerThread: this thread) finished the last part of its row, counted on the row's
+// ticket: only that one reads the parts' partial results and writes the row's results.
+template <bool PerThread>
+__device__ __forceinline__ bool gt_last_part(unsigned int* ticket, unsigned int parts)
+{
+    __threadfence();  // this part's partial results are visible before its ticket
+    bool last;
+    if constexpr (PerThread) {
+        last = atomicAdd(ticket, 1u) == parts - 1;
+    } else {
+        __shared__ bool last_block;
+        if (threadIdx.x == 0) last_block = atomicAdd(ticket, 1u) == parts - 1;
+        __syncthreads();
+        last = last_block;
+    }
+    if (last) __threadfence();
+    return last;
+}
+
+// Visit the parts of a row this thread merges: all of them (PerThread), or every blockDim.x-th of them
+// from threadIdx.x (the threads of the row's last block share them; a block reduction combines theirs).
+template <bool PerThread, class Index, class Visit>
+__device__ __forceinline__ void gt_for_parts(Index parts, Visit visit)
+{
+    if constexpr (PerThread) {
+        for (Index p = 0; p < parts; ++p) visit(p);
+    } else {
+        for (Index p = threadIdx.x; p < parts; p += blockDim.x) visit(p);
+    }
+}
+
+// The parts' partial results combined by op, from identity.
+template <bool PerThread, class T, class Index, class Op>
+__device__ __forceinline__ T gt_merge_parts(const T* partial, Index parts, Op op, T identity)
+{
+    T all = identity;
+    gt_for_parts<PerThread>(parts, [&](Index p) { all = op(all, gt_load_partial(&partial[p])); });
+    return all;
+}
+
+// The parts' float sums added up, compensated: one thread may add a thousand of them.
+template <bool PerThread, class T, class Index>
+__device__ __forceinline__ T gt_sum_parts(const T* partial, Index parts)
+{
+    T all = 0, lost = 0;
+    gt_for_parts<PerThread>(parts, [&](Index p) { gt_kahan_add(all, lost, gt_load_partial(&partial[p])); });
+    return gt_kahan_total(all, lost);
+}
+
+// Elements of part p of a row of cols split into parts of chunk (the last part ends with the row).
+template <class T, class Index>
+__device__ __forceinline__ T gt_part_size(Index p, Index chunk, Index cols)
+{
+    return gt_cast<T>(((p + 1) * chunk < cols ? (p + 1) * chunk : cols) - p * chunk);
+}
+
+// var/std of a split row, by Chan et al.'s merge of its parts: M2 = sum of M2_p + n_p (mean_p - mean)^2,
+// where mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
+// deviations from m_p (no cancellation). First the row's sum, from the parts' means and sizes:
+template <bool PerThread, class T, class Index>
+__device__ __forceinline__ T gt_sum_part_means(const T* means, Index parts, Index chunk, Index cols)
+{
+    T all = 0, lost = 0;
+    gt_for_parts<PerThread>(parts, [&](Index p) {
+        gt_kahan_add(all, lost, gt_multiply(gt_part_size<T>(p, chunk, cols), gt_load_partial(&means[p])));
+    });
+    return gt_kahan_total(all, lost);
+}
+
+// ... then, around the row's (rounded) mean, the merged squared deviations and the sum of n_p (mean_p -
+// mean), which corrects for the mean's rounding as in the two-pass formula (gt_corrected_squares).
+template <bool PerThread, class T, class Index>
+__device__ __forceinline__ void gt_merge_part_squares(const T* means, const T* deviations, const T* squares,
+                                                      Index parts, Index chunk, Index cols, T row_mean,
+                                                      T& merged, T& shifts)
+{
+    T all_d = 0, lost_d = 0, all_s = 0, lost_s = 0;
+    gt_for_parts<PerThread>(parts, [&](Index p) {
+        const T n = gt_part_size<T>(p, chunk, cols);
+        const T shift = gt_add(gt_subtract(gt_load_partial(&means[p]), row_mean),
+                               gt_true_divide(gt_load_partial(&deviations[p]), n));
+        gt_kahan_add(all_d, lost_d, gt_merged_squares(gt_load_partial(&squares[p]), n, shift));
+        gt_kahan_add(all_s, lost_s, gt_multiply(n, shift));
+    });
+    merged = gt_kahan_total(all_d, lost_d);
+    shifts = gt_kahan_total(all_s, lost_s);
 }

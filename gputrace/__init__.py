@@ -8,7 +8,7 @@
 >>> traced(x, h, w, b).shape
 (3, 4)
 """
-from . import log, nn
+from . import display, log, nn  # (display registers the notebook views of graphs and kernels)
 from .errors import (BackendUnavailableError, DeviceMismatchError, GputraceError, GraphFormatError,
                      KernelCompileError, SignatureError, TracerWarning, TracingCheckError, TracingError,
                      UnsupportedOperationError)

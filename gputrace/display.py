@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 from .codegen.kernel import DEFAULT_ARCH, Kernel, LibraryCall
 from .errors import BackendUnavailableError, GputraceError
-from .ir import Graph, Node, TensorType, Type, Value, format_attr
+from .ir import HTML_VIEWS, Graph, Node, TensorType, Type, Value, format_attr
 
 FUSION_GROUP = "gt::FusionGroup"
 _STYLE_OK, _STYLE_BAD = "color:#1a7f37", "color:#cf222e;font-weight:bold"
@@ -410,3 +410,6 @@ def check_report_html(report: Any) -> str:
     verdict = "all outputs agree" if report.ok else "MISMATCH"
     return (f"<div class='gputrace-check'><p>check against <b>{html.escape(report.reference)}</b> "
             f"(tolerance {report.tolerance:g}): {verdict}</p>{html_table(headers, rows)}</div>")
+
+
+HTML_VIEWS.update({Graph: graph_html, Node: fusion_group_html, Kernel: kernel_html})

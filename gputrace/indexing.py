@@ -134,9 +134,6 @@ class Selection:
     array: Any = None       # the mask (a traced array): it indexes the leading axes of the selected array
 
 
-_SELECTION_IDENTITIES = {"sum": 0, "prod": 1, "any": False, "all": True}
-
-
 def reduce_selection(name: str, selected: TracedArray, axis: Any, dtype: Any, keepdims: bool,
                      initial: Any) -> TracedArray:
     """A reduction of ``x[mask]`` over its first axis (the selected elements) or all its axes, as the same
@@ -146,12 +143,13 @@ def reduce_selection(name: str, selected: TracedArray, axis: Any, dtype: Any, ke
     mask = selection.array
     k, ndim = mask.ndim, selected.ndim - mask.ndim + 1  # the selection's own dimensions: (count,) + rest
     axes = ops.normalize_axes(axis, ndim, name)
-    if name in ("max", "min") and initial is not np._NoValue:
-        identity = initial
-    else:
-        identity = _SELECTION_IDENTITIES.get(name, 0 if name == "mean" else None)
-    if identity is None or (name in ("sum", "prod") and initial is not np._NoValue) \
-            or (axes is not None and 0 not in axes):
+    row = ops.REDUCTION_ROWS[name]
+    if initial is not np._NoValue:  # max and min start at it; sum's and prod's would join the result: refused
+        identity = initial if row.empty_error is not None else None
+    else:  # the masked-out elements change no combined value (mean's count is the mask's); var's mean they would
+        identity = row.identity if row.finish in ((), (ops.MEAN,)) and row.identity not in (
+            ops.LOWEST, ops.HIGHEST, None) else None
+    if identity is None or (axes is not None and 0 not in axes):
         use = (f"np.{name} without initial= (an empty selection has no {name})" if name in ("max", "min") else
                f"np.{name} of it" + ("" if axes is None or 0 in axes else " along another axis than the selected"))
         raise refuse_selection(selection, use)

@@ -19,9 +19,20 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+
+# Notebook views (HTML) of graphs, fusion groups and kernels, by type: gputrace.display, above ir and codegen
+# in the pipeline, registers them when imported (the package imports it).
+HTML_VIEWS: dict[type, Callable[[Any], str]] = {}
+
+
+def html_view(obj: Any) -> str | None:
+    """The HTML view registered for ``obj``'s type; None (Jupyter then shows the plain repr) where none is."""
+    view = HTML_VIEWS.get(type(obj))
+    return view(obj) if view is not None else None
+
 
 # ----------------------------------------------------------------------------- types
 
@@ -227,10 +238,7 @@ class Node:
         return f"<Node {self.kind} -> {self.outputs}>"
 
     def _repr_html_(self) -> str | None:
-        if self.kind != "gt::FusionGroup":
-            return None  # Jupyter shows the plain repr instead
-        from .display import fusion_group_html
-        return fusion_group_html(self)
+        return html_view(self) if self.kind == "gt::FusionGroup" else None  # (None: Jupyter shows the repr)
 
 
 # ----------------------------------------------------------------------------- graph
@@ -383,9 +391,8 @@ class Graph:
 
     __repr__ = __str__  # like TorchScript's graphs: the REPL shows the IR
 
-    def _repr_html_(self) -> str:
-        from .display import graph_html  # display sits above ir in the pipeline: import it when drawn
-        return graph_html(self)
+    def _repr_html_(self) -> str | None:
+        return html_view(self)
 
 
 def format_graph(graph: Graph, indent: str = "", head: str = "graph(") -> str:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import TracingError
-from .ir import NONE_TYPE, ScalarType, TensorType, Type
+from .ir import NONE_TYPE, Node, ScalarType, TensorType, Type
 
 ELEMENTWISE = "elementwise"
 REDUCTION = "reduction"
@@ -42,6 +42,7 @@ class OpDef:
     cuda: str | None = None             # device function for elementwise ops
     python: Callable[[list[str], dict], str] | None = None  # source for .code
     doc: str = ""
+    reduction: Reduction | None = None  # for reductions: how they reduce (``REDUCTION_ROWS``)
 
     @property
     def kind(self) -> str:
@@ -261,7 +262,59 @@ register(OpDef("copy", ELEMENTWISE, lambda xp, x: x.copy(), _copy_infer,
 
 # ----------------------------------------------------------------------------- reductions
 
-REDUCTIONS = ("sum", "prod", "max", "min", "mean", "var", "std", "any", "all", "argmax", "argmin")
+LOWEST, HIGHEST = "lowest", "highest"  # max's and min's identities: the accumulator type's extreme values
+MEAN, VARIANCE, SQRT = "mean", "variance", "sqrt"  # finishing steps, from the combined value to the result
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """How a reduction reduces, read by the tracer (arguments), the reference (NumPy's function) and the
+    renderer (the kernel): partial results combined by ``combine`` (a functor of gputrace_reduce.cuh), each
+    starting at ``identity``, in the dtype ``accumulate`` says, then finished by the steps of ``finish``."""
+    numpy: Callable       # NumPy's function: it runs the reference, and its signature binds the arguments
+    combine: str          # the functor combining two partial results
+    identity: Any         # the start: a number, LOWEST or HIGHEST, or None for an index (no element yet)
+    accumulate: str       # the accumulator's dtype: the "input"'s, the "result"'s or "bool"
+    finish: tuple[str, ...] = ()  # MEAN: divided by the count; VARIANCE: two-pass, over N - ddof; SQRT
+    empty_error: str | None = None  # NumPy's error for no elements (where initial= gives none)
+    index: bool = False   # the result is the index of the element found (partial results: value and index)
+    ufunc: str | None = None  # the ufunc whose ``reduce`` it is (np.add.reduce is sum)
+
+    @property
+    def name(self) -> str:
+        return self.numpy.__name__
+
+    @property
+    def two_pass(self) -> bool:
+        """Reduced in two passes over the row: the mean, then the squared deviations from it."""
+        return VARIANCE in self.finish
+
+    def accumulator(self, source: np.dtype, result: np.dtype) -> np.dtype:
+        """The dtype it accumulates in: at least float32 for floats (float16 sums in float32)."""
+        if self.accumulate == "bool":
+            return np.dtype(bool)
+        dtype = source if self.accumulate == "input" else result
+        return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+REDUCTION_ROWS = {row.name: row for row in (
+    Reduction(np.sum, "GtSum", 0, "result", ufunc="add"),
+    Reduction(np.prod, "GtProd", 1, "result", ufunc="multiply"),
+    Reduction(np.max, "GtMax", LOWEST, "input", ufunc="maximum",
+              empty_error="zero-size array to reduction operation maximum which has no identity"),
+    Reduction(np.min, "GtMin", HIGHEST, "input", ufunc="minimum",
+              empty_error="zero-size array to reduction operation minimum which has no identity"),
+    Reduction(np.mean, "GtSum", 0, "result", (MEAN,)),
+    Reduction(np.var, "GtSum", 0, "result", (VARIANCE,)),
+    Reduction(np.std, "GtSum", 0, "result", (VARIANCE, SQRT)),
+    Reduction(np.any, "GtAny", False, "bool", ufunc="logical_or"),
+    Reduction(np.all, "GtAll", True, "bool", ufunc="logical_and"),
+    Reduction(np.argmax, "GtArgMax", None, "input", empty_error="attempt to get argmax of an empty sequence",
+              index=True),
+    Reduction(np.argmin, "GtArgMin", None, "input", empty_error="attempt to get argmin of an empty sequence",
+              index=True),
+)}
+REDUCTIONS = tuple(REDUCTION_ROWS)
 
 
 def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None, keepdims: bool) -> tuple[int, ...]:
@@ -273,8 +326,10 @@ def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None, keepdims
 
 
 def _reduction_impl(name: str) -> Callable:
+    index = REDUCTION_ROWS[name].index
+
     def impl(xp, x, axis=None, keepdims=False, **kwargs):
-        if name in ("argmax", "argmin") and axis is not None:
+        if index and axis is not None:  # np.argmax takes one int axis; the attribute is a 1-tuple
             axis = axis[0]
         return getattr(xp, name)(x, axis=axis, keepdims=keepdims, **kwargs)
     return impl
@@ -300,9 +355,14 @@ def _arg_reduction_python(name: str) -> Callable:
     return python
 
 
-for _name in REDUCTIONS:
+for _name, _row in REDUCTION_ROWS.items():
     register(OpDef(_name, REDUCTION, _reduction_impl(_name), _reduction_infer(_name),
-                   python=_arg_reduction_python(_name) if _name in ("argmax", "argmin") else None))
+                   python=_arg_reduction_python(_name) if _row.index else None, reduction=_row))
+
+
+def reduction_of(node: Node) -> Reduction:
+    """The reduction row of a reduction node."""
+    return lookup(node.kind).reduction
 
 
 # ----------------------------------------------------------------------------- scans

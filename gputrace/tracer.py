@@ -491,61 +491,53 @@ def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
                           "gputrace traces functional code: compute a new array instead" if key == "out" else "")
 
 
-# NumPy's parameters after the array, in order, per reduction: np.var(x, 0, None, None, 1) has ddof=1
-_REDUCTION_PARAMETERS = {
-    "sum": ("axis", "dtype", "out", "keepdims", "initial", "where"),
-    "prod": ("axis", "dtype", "out", "keepdims", "initial", "where"),
-    "max": ("axis", "out", "keepdims", "initial", "where"),
-    "min": ("axis", "out", "keepdims", "initial", "where"),
-    "mean": ("axis", "dtype", "out", "keepdims"),
-    "var": ("axis", "dtype", "out", "ddof", "keepdims"),
-    "std": ("axis", "dtype", "out", "ddof", "keepdims"),
-    "any": ("axis", "out", "keepdims"),
-    "all": ("axis", "out", "keepdims"),
-    "argmax": ("axis", "out"),
-    "argmin": ("axis", "out"),
-}
+def _bind_reduction(row: ops.Reduction, args: tuple, kwargs: dict) -> dict:
+    """The arguments of ``np.<name>(x, *args, **kwargs)`` after the array, by name: bound as NumPy's function
+    binds them (``np.var(x, 0, None, None, 1)`` has ddof=1), with NumPy's messages."""
+    parameters = list(inspect.signature(row.numpy).parameters.values())[1:]
+    positional = [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD]
+    if len(args) > len(positional):
+        raise TypeError(f"{row.name}() takes from 1 to {len(positional) + 1} positional arguments "
+                        f"but {len(args) + 1} were given")
+    for key, value in zip(positional, args):
+        if key in kwargs:
+            raise TypeError(f"{row.name}() got multiple values for argument '{key}'")
+        kwargs[key] = value
+    names = {p.name for p in parameters}
+    for key in kwargs:
+        if key not in names:
+            raise TypeError(f"{row.name}() got an unexpected keyword argument '{key}'")
+    return kwargs
 
 
 def _reduction(name: str):
-    parameters = _REDUCTION_PARAMETERS[name]
+    row = ops.REDUCTION_ROWS[name]
 
     def handler(x, *args, **kwargs):
         """np.<name>(x, ...) and x.<name>(...), their arguments bound as NumPy binds them."""
-        if len(args) > len(parameters):
-            raise TypeError(f"{name}() takes from 1 to {len(parameters) + 1} positional arguments "
-                            f"but {len(args) + 1} were given")
-        for key, value in zip(parameters, args):
-            if key in kwargs:
-                raise TypeError(f"{name}() got multiple values for argument '{key}'")
-            kwargs[key] = value
+        kwargs = _bind_reduction(row, args, kwargs)
         axis, dtype, keepdims = kwargs.pop("axis", None), kwargs.pop("dtype", None), kwargs.pop("keepdims", False)
         keepdims = False if keepdims is np._NoValue else keepdims
-        ddof = _ddof(kwargs) if name in ("var", "std") else 0
-        initial = kwargs.pop("initial", np._NoValue) if name in ("max", "min", "sum", "prod") else np._NoValue
+        ddof, initial = _ddof(kwargs), kwargs.pop("initial", np._NoValue)
         _reject_kwargs(name, kwargs, out=None, where=True)
         if isinstance(x, TracedArray) and x._selection is not None:  # x[mask].sum(0), x[mask].mean()
             return indexing.reduce_selection(name, x, axis, dtype, bool(keepdims), initial)
         attrs = {"axis": ops.normalize_axes(axis, np.ndim(_concrete(x)), name), "keepdims": bool(keepdims)}
-        if name in ("argmax", "argmin"):
-            if attrs["axis"] is not None and len(attrs["axis"]) != 1:
-                raise TypeError(f"{name}: axis must be an integer")
+        if row.index and attrs["axis"] is not None and len(attrs["axis"]) != 1:
+            raise TypeError(f"{name}: axis must be an integer")
         if dtype is not None:
-            if name not in ("sum", "prod", "mean", "var", "std"):
-                raise TypeError(f"{name}() got an unexpected keyword argument 'dtype'")
             attrs["dtype"] = np.dtype(dtype)
         if ddof:
             attrs["ddof"] = ddof
         if initial is np._NoValue:
             return record(f"np::{name}", [x], attrs)
         initial = _initial(name, initial)
-        if name in ("max", "min"):
+        if row.empty_error is not None:  # max and min have no identity: their kernels start at initial
             return record(f"np::{name}", [x], {**attrs, "initial": initial})
         # sum and prod: initial joins the result once, converted to its dtype as NumPy converts it (NumPy adds
         # it first: a float sum may differ in its last bit)
-        start = getattr(np, name)(np.empty(0, _concrete(x).dtype), dtype=attrs.get("dtype"), initial=initial)
-        combine = np.add if name == "sum" else np.multiply
-        return combine(record(f"np::{name}", [x], attrs), start)
+        start = row.numpy(np.empty(0, _concrete(x).dtype), dtype=attrs.get("dtype"), initial=initial)
+        return getattr(np, row.ufunc)(record(f"np::{name}", [x], attrs), start)
     return handler
 
 
@@ -569,21 +561,8 @@ def _initial(name: str, initial: Any) -> Any:
     return initial
 
 
-for _name, _fns in {
-    "sum": (np.sum,), "prod": (np.prod,), "max": (np.max, np.amax), "min": (np.min, np.amin),
-    "mean": (np.mean,), "var": (np.var,), "std": (np.std,), "any": (np.any,), "all": (np.all,),
-}.items():
-    implements(*_fns)(_reduction(_name))
-
-
-@implements(np.argmax)
-def _argmax(x, axis=None, out=None, *, keepdims=False):
-    return _reduction("argmax")(x, axis, out, keepdims=keepdims)
-
-
-@implements(np.argmin)
-def _argmin(x, axis=None, out=None, *, keepdims=False):
-    return _reduction("argmin")(x, axis, out, keepdims=keepdims)
+for _name, _row in ops.REDUCTION_ROWS.items():
+    implements(_row.numpy, *{"max": (np.amax,), "min": (np.amin,)}.get(_name, ()))(_reduction(_name))
 
 
 def _method(handler: Callable) -> Callable:
@@ -898,8 +877,7 @@ _UFUNC_KWARG_HINTS = {"out": "gputrace traces functional code: compute a new arr
                       "dtype": "convert with .astype(dtype) before or after the call instead",
                       "order": "traced results are always C-contiguous"}
 
-_REDUCE_UFUNCS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
-                  "logical_and": "all", "logical_or": "any"}
+_REDUCE_UFUNCS = {row.ufunc: name for name, row in ops.REDUCTION_ROWS.items() if row.ufunc}  # np.add.reduce: sum
 
 
 _DATA_DEPENDENT = ("its result's size depends on the values, which a trace cannot record: keep a fixed size, "
@@ -1083,6 +1061,7 @@ class TracedArray:
     # x.sum(...) binds its arguments as np.sum(x, ...) does, and so on
     sum, prod, mean, var, std = (_method(_reduction(name)) for name in ("sum", "prod", "mean", "var", "std"))
     max, min, any, all = (_method(_reduction(name)) for name in ("max", "min", "any", "all"))
+    argmax, argmin = _method(_reduction("argmax")), _method(_reduction("argmin"))
     cumsum, cumprod = _method(_cumsum), _method(_cumprod)
     diagonal = _method(_diagonal)
 
@@ -1100,12 +1079,6 @@ class TracedArray:
 
     def take(self, indices, axis=None, out=None, mode="raise"):
         return HANDLED_FUNCTIONS[np.take](self, indices, axis, out, mode)
-
-    def argmax(self, axis=None, out=None, *, keepdims=False):
-        return _argmax(self, axis, out, keepdims=keepdims)
-
-    def argmin(self, axis=None, out=None, *, keepdims=False):
-        return _argmin(self, axis, out, keepdims=keepdims)
 
     def clip(self, min=None, max=None, out=None, **kw):
         return _clip(self, min, max, out, **kw)

@@ -342,7 +342,11 @@ def test_assigning_into_a_traced_array_updates_it():
     lambda x: np.any(x > 1, 0, None, True),
     lambda x: np.mean(x, -1, None, None, np._NoValue),
     lambda x: np.argmax(x, 0, None, keepdims=True),
-], ids=["var-ddof", "std-method", "std-correction", "max", "min-initial", "sum-dtype", "any", "mean-novalue", "argmax"])
+    lambda x: x.argmin(1, None, keepdims=True),      # methods bind as the functions' signatures do
+    lambda x: x.prod(1, None, None, True, 0.5),
+    lambda x: x.var(0, np.float64, None, 0, True),
+], ids=["var-ddof", "std-method", "std-correction", "max", "min-initial", "sum-dtype", "any", "mean-novalue", "argmax",
+        "argmin-method", "prod-method-initial", "var-method"])
 def test_reduction_arguments_bind_as_numpy_binds_them(fn, rng):
     x = rng.standard_normal((5, 7)).astype(np.float32)
     traced = gputrace.trace(fn, x)

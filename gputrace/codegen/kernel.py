@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..ir import TensorType
+from ..ir import TensorType, html_view
+from ..passes.layout import Layout
 
 DEFAULT_ARCH = "sm_90"
 HALF_HEADER = '#include "gputrace_half.cuh"'
@@ -56,6 +57,7 @@ class Kernel:
     # flag the kernel raises for an index out of bounds
     index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
+    layout: Layout | None = None  # a reduction's: how its rows map onto blocks, warps and threads
 
     def __post_init__(self):
         self.source = with_needed_headers(self.source)
@@ -112,9 +114,8 @@ class Kernel:
         outs = ", ".join(f"%{n}" for n in self.outputs)
         return f"<Kernel {self.name}({ins}) -> ({outs}): {' '.join(self.ops)}>"
 
-    def _repr_html_(self) -> str:
-        from ..display import kernel_html
-        return kernel_html(self)
+    def _repr_html_(self) -> str | None:
+        return html_view(self)
 
 
 @dataclass

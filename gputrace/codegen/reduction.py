@@ -8,24 +8,10 @@ reduction's input expression and accumulates, then a block reduction;
 row-level values are computed right after the values they need. A final loop
 writes the element-level outputs (the epilogue: e.g. softmax's ``e / sum``).
 
-Four layouts, chosen from the sizes (all constants of the source):
-- a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8
-  elements, 4 of 8 bytes) for rows shorter than a block that fit, the row held in registers and
-  moved 16 bytes per access where rows allow: the group reduces with shuffles alone, and a warp
-  works on several short rows;
-- a block per row, the row held in registers (up to 16 elements per thread, 8 of 8 bytes):
-  rows are read from memory once, 16 bytes per access where contiguous and
-  aligned, and element values a later phase needs again (softmax's ``exp``)
-  are kept rather than recomputed;
-- a block per row, re-reading longer rows in each phase (from L2);
-- a thread per row when rows lie side by side in memory (a reduction over a
-  leading axis), so neighbouring threads read neighbouring elements;
-and few long rows (a full reduction) are split over several blocks, or, side
-by side, over several threads (too few columns of a tall matrix to fill the
-GPU), whose partial results the row's last block or thread combines (float
-sums compensated; var/std by Chan et al.'s merge of the parts' means and
-squared deviations). The fusion pass ends such a group where an element
-reads its row's result (``x / x.sum()``): only the row's last block knows it.
+How the rows map onto blocks, warps and threads (a thread, a group of lanes or a block per row; rows held
+in registers or re-read; rows split over blocks or threads) is decided by ``passes/layout.py``, which
+fusion asks too. A split row's partial results are combined by its last block or thread (float sums
+compensated; var/std by Chan et al.'s merge of the parts' means and squared deviations).
 """
 from __future__ import annotations
 
@@ -37,96 +23,42 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, column_splits, own_space, row_splits
+from ..passes.fuse import Space, own_space
+from ..passes.layout import THREADS_PER_SM, plan
 from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
 from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, loaded_type, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
-BLOCK = 256            # threads per row when the row does not fit in registers
-MAX_ITEMS = 16         # row elements one thread keeps in registers
-MIN_LANES = 4          # lanes of a warp that share a row shorter than a block (where it has 4 elements)
-MAX_LANE_ITEMS = 8     # 4-byte elements of such a row one lane keeps in registers (16 spilled a layer norm's)
-PER_THREAD_MIN_ROWS = 1024  # enough rows to fill the GPU with one thread each
-THREADS_PER_SM = 1024  # resident threads per SM the register budget is set for (half of Hopper's 2048)
-CACHED_BLOCKS = (256, 512, 1024)
 ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at most 8 bytes and a long long index
 
 
-def held_items(most: int, wide: bool) -> int:
-    """Elements a thread may hold in registers: ``most``, half as many where they are ``wide`` (8 bytes:
-    two registers each; 16 float64 spilled 400 bytes of a softmax's row)."""
-    return most // 2 if wide else most
-
-
-def lanes_per_row(cols: int, wide: bool = False) -> int:
-    """Lanes of one warp that reduce a row shorter than a block: a power of two, at most 32.
-
-    Few, so that each lane holds up to MAX_LANE_ITEMS of the row (half as many where the row's values
-    are ``wide``, 8 bytes: two registers each), its loads all in flight at once like a block's threads
-    (one lane per 2 elements of a 64-element row kept 8 bytes loading per thread); but at least
-    MIN_LANES where the row is that long (a warp's access then covers 16 bytes or more of each of its
-    rows, one 16-byte vector per lane where rows allow)."""
-    most = held_items(MAX_LANE_ITEMS, wide)
-    lanes = 1
-    while lanes < 32 and (lanes < min(cols, MIN_LANES) or -(-cols // lanes) > most):
-        lanes *= 2
-    return lanes
-
-
-def row_layout(cols: int, wide: bool = False) -> tuple[int, int]:
-    """(threads per block, row elements per thread held in registers); 0 elements: the row is re-read per phase.
-
-    Small blocks first: several blocks per SM overlap one row's loads with another's block reductions.
-    A thread holds up to MAX_ITEMS elements (``held_items``).
-    """
-    for block in CACHED_BLOCKS:
-        items = -(-cols // block)
-        if items <= held_items(MAX_ITEMS, wide):
-            return block, max(items, 1)
-    return BLOCK, 0
-
-
-_COMBINE = {"sum": "GtSum", "mean": "GtSum", "var": "GtSum", "std": "GtSum", "prod": "GtProd",
-            "max": "GtMax", "min": "GtMin", "any": "GtAny", "all": "GtAll",
-            "argmax": "GtArgMax", "argmin": "GtArgMin"}
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
-FAST_EXTREMUM = {("max", "float"): "fmaxf", ("max", "double"): "fmax", ("min", "float"): "fminf", ("min", "double"): "fmin"}
-# NumPy's error for a reduction without identity over zero elements
-_NO_IDENTITY = {"max": "zero-size array to reduction operation maximum which has no identity",
-                "min": "zero-size array to reduction operation minimum which has no identity",
-                "argmax": "attempt to get argmax of an empty sequence",
-                "argmin": "attempt to get argmin of an empty sequence"}
+FAST_EXTREMUM = {("GtMax", "float"): "fmaxf", ("GtMax", "double"): "fmax",
+                 ("GtMin", "float"): "fminf", ("GtMin", "double"): "fmin"}
 
 
 def accumulator_dtype(node: Node) -> np.dtype:
-    """The dtype a reduction accumulates in: at least float32 for floats (float16 sums in float32)."""
-    name, out = node.op, node.output.type.dtype
-    source = node.inputs[0].type.dtype
-    if name in ("max", "min", "argmax", "argmin"):
-        return np.dtype(np.float32) if source == HALF else source
-    if name in ("any", "all"):
-        return np.dtype(bool)
-    return np.dtype(np.float32) if out == HALF else out
+    """The dtype a reduction accumulates in (its row's rule)."""
+    return ops.reduction_of(node).accumulator(node.inputs[0].type.dtype, node.output.type.dtype)
 
 
 def _identity(node: Node, acc: np.dtype) -> str:
     """The C value a reduction's accumulator starts at (and inactive threads contribute)."""
     name, ctype = node.op, compute_type(acc)
+    identity = ops.reduction_of(node).identity
     if "initial" in node.attrs:  # max/min's initial=, converted to the input's dtype by NumPy itself
         start = ops.run_op(node.kind, np, [np.empty(0, node.inputs[0].type.dtype)], {"initial": node.attrs["initial"]})
         text, _ = render_literal(np.asarray(start)[()])
         return f"gt_cast<{ctype}>({text})"
-    if name in ("sum", "mean", "var", "std", "any"):
-        return f"gt_cast<{ctype}>(0)" if name != "any" else "false"
-    if name == "prod":
-        return f"gt_cast<{ctype}>(1)"
-    if name == "all":
-        return "true"
-    if name in ("argmax", "argmin"):
+    if isinstance(identity, bool):
+        return "true" if identity else "false"
+    if identity is None:  # an index: no element found yet
         return f"GtArg<{ctype}>{{gt_cast<{ctype}>(0), -1LL}}"
-    big = name == "min"  # max starts at the lowest value, min at the highest
+    if identity not in (ops.LOWEST, ops.HIGHEST):
+        return f"gt_cast<{ctype}>({identity})"
+    big = identity == ops.HIGHEST
     if acc.kind == "f":
         text, _ = render_literal(np.inf if big else -np.inf)
         return f"gt_cast<{ctype}>({text})"
@@ -149,8 +81,12 @@ class Reduced:
     passes: list[str]   # loops over the row: [name], or ["mean", "dev"] for var/std
 
     @property
+    def row(self) -> ops.Reduction:
+        return ops.reduction_of(self.node)
+
+    @property
     def is_arg(self) -> bool:
-        return self.node.op in ("argmax", "argmin")
+        return self.row.index
 
 
 @dataclass
@@ -179,51 +115,31 @@ def _part_end(part: str) -> str:
 
 def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str, str, str, int], str]
                    ) -> list[str]:
-    """The last block (or thread) of a split row: the row's result from its parts' partial results
-    (``combine_threads``: the kernel's combination of a value over the threads of a row).
-
-    var/std merge the parts by Chan et al.'s formula, M2 = sum of M2_p + n_p (mean_p - mean)^2, where
-    mean_p - mean = (m_p - mean) + s_p / n_p from the part's rounded mean m_p and the sum s_p of its
-    deviations from m_p (no cancellation), and mean is itself rounded: the sum of n_p (mean_p - mean)
-    corrects for that as in the two-pass formula (``finish`` subtracts its square over N)."""
+    """The last block (or thread) of a split row: the row's result from its parts' partial results, merged by
+    gputrace_reduce.cuh's templates (``combine_threads``: the kernel's combination over a row's threads).
+    var/std: Chan et al.'s merge; the sum of n_p (mean_p - mean) it also gives corrects for the rounded mean
+    (``finish`` subtracts its square over N)."""
     k, ctype, last = r.number, r.ctype, r.passes[-1][0]
-    part = "partial{k}{stage}[row * splits + p]"
-    loop = ("        for (index_t p = 0; p < splits; ++p)" if per_thread else
-            "        for (index_t p = threadIdx.x; p < splits; p += blockDim.x)")
+    each = "true" if per_thread else "false"
+    partial = "partial{k}{stage} + row * splits"
+    if not r.row.two_pass:
+        stored = partial.format(k=k, stage=last)
+        if r.row.combine == "GtSum" and r.acc.kind == "f":
+            summed = combine_threads(f"gt_sum_parts<{each}>({stored}, splits)", "GtSum", f"{ctype}(0)", k)
+            return [f"        const {ctype} red{k}{last} = {summed};"]
+        merged = f"gt_merge_parts<{each}>({stored}, splits, {r.row.combine}(), {r.identity})"
+        return [f"        const {r.value_t} red{k}{last} = {combine_threads(merged, r.row.combine, r.identity, k)};"]
+    mean, deviations, squares = (partial.format(k=k, stage=stage) for stage in "msd")
 
-    def sums(*names: str) -> list[str]:
-        """Compensated (Kahan) float sums over the parts: a thread alone may add a thousand of them."""
-        return [f"        {ctype} {n} = 0, lost_{n} = 0;" for n in names]
-
-    def add(name: str, value: str) -> str:
-        return f"            gt_kahan_add({name}, lost_{name}, {value});"
-
-    def total(name: str) -> str:
-        return combine_threads(f"gt_kahan_total({name}, lost_{name})", "GtSum", f"{ctype}(0)", k)
-    if r.node.op not in ("var", "std"):
-        stored = f"gt_load_partial(&{part.format(k=k, stage=last)})"
-        if r.node.op in ("sum", "mean") and r.acc.kind == "f":
-            return sums(f"all{k}") + [loop, add(f"all{k}", stored),
-                                      f"        const {ctype} red{k}{last} = {total(f'all{k}')};"]
-        combine = _COMBINE[r.node.op]
-        return [f"        {r.value_t} all{k} = {r.identity};", loop,
-                f"            all{k} = {combine}()(all{k}, {stored});",
-                f"        const {r.value_t} red{k}{last} = {combine_threads(f'all{k}', combine, r.identity, k)};"]
-    mean, deviations, squares = (f"gt_load_partial(&{part.format(k=k, stage=stage)})" for stage in "msd")
-    size = f"gt_cast<{ctype}>(({_part_end('p')}) - p * chunk)"
-    return sums(f"all{k}m", f"all{k}d", f"all{k}s") + [
-            loop, add(f"all{k}m", f"gt_multiply({size}, {mean})"),
-            f"        const {ctype} red{k}m = {total(f'all{k}m')};",
+    def total(value: str) -> str:
+        return combine_threads(value, "GtSum", f"{ctype}(0)", k)
+    return [f"        const {ctype} red{k}m = {total(f'gt_sum_part_means<{each}>({mean}, splits, chunk, cols)')};",
             f"        const {ctype} row_mean{k} = gt_true_divide(red{k}m, gt_cast<{ctype}>(cols));",
-            loop + " {",
-            f"            const {ctype} n = {size};",
-            f"            const {ctype} shift = gt_add(gt_subtract({mean}, row_mean{k}), "
-            f"gt_true_divide({deviations}, n));",
-            add(f"all{k}d", f"gt_merged_squares({squares}, n, shift)"),
-            add(f"all{k}s", "gt_multiply(n, shift)"),
-            "        }",
-            f"        const {ctype} red{k}d = {total(f'all{k}d')};",
-            f"        const {ctype} red{k}s = {total(f'all{k}s')};"]
+            f"        {ctype} merged{k}, shifts{k};",
+            f"        gt_merge_part_squares<{each}>({mean}, {deviations}, {squares}, splits, chunk, cols, row_mean{k}, "
+            f"merged{k}, shifts{k});",
+            f"        const {ctype} red{k}d = {total(f'merged{k}')};",
+            f"        const {ctype} red{k}s = {total(f'shifts{k}')};"]
 
 
 def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
@@ -376,7 +292,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # splits rows) and no reduction reads another's; element outputs (prologue values) are written by each
     # block or thread for its part. A float var/std merges its parts by Chan's formula.
     splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
-        and all(n.op not in ("var", "std") or accumulator_dtype(n).kind == "f" for n in reductions) \
+        and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
         and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
     # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
     # neighbouring threads then read neighbouring elements; where there are too few rows to fill the GPU,
@@ -386,21 +302,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # over several blocks.
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
-    thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
-    per_thread = side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    # (32 lanes hold at most 32 * held_items(MAX_LANE_ITEMS, wide) elements: longer float64 rows, a block)
-    grouped = not per_thread and cols < BLOCK and -(-cols // 32) <= held_items(MAX_LANE_ITEMS, wide)
-    if per_thread:
-        block, items, lanes = BLOCK, 0, 1
-    elif grouped:
-        lanes = lanes_per_row(cols, wide)
-        block, items = BLOCK, max(-(-cols // lanes), 1)
-    else:
-        block, items = row_layout(cols, wide)
-        lanes = block
-    lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
-    row_threads = lanes if grouped else block  # threads sharing a row held in registers
+    layout = plan(rows, cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
 
     # A row held in registers by a block or a group of lanes moves `width` elements per access (128-bit
     # loads and stores of float32) for operands contiguous along the row whose rows start on a vector
@@ -408,17 +311,16 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # the same order).
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
                 and accesses[a].gather is None
-                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if items else []
+                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if layout.items else []
     width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
     vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
-    if not vectored or cols < row_threads * width:
-        vectored, width = [], 1
-    if vectored:  # this thread's elements: whole vectors
-        items = width * -(-cols // (row_threads * width))
-    splits = thread_parts if per_thread else row_splits(rows, cols) if splittable and not items else 1
-    chunk = -(-cols // splits)
-    splits = -(-cols // chunk) if cols else 1  # every part has elements
-    units = rows * splits
+    layout = layout.with_vectors(width) if vectored else layout
+    if layout.width == 1:
+        vectored = []
+    block, lanes, items, width = layout.block, layout.lanes, layout.items, layout.width
+    per_thread, grouped, splits, chunk, units = layout.per_thread, layout.grouped, layout.splits, layout.chunk, layout.units
+    lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
+    row_threads = layout.row_threads  # threads sharing a row held in registers
     constants += [f"    constexpr index_t units = {units};"]
     if vectored:
         aligned = " && ".join(f"gt_vector_aligned<{width}>({accesses[a].pointer})" for a in vectored)
@@ -428,10 +330,9 @@ def render_reduction(group: Node, number: int) -> Kernel:
         if per_thread:  # neighbouring threads take neighbouring rows' same part
             setup[:0] = ["        const index_t row = unit % rows, part = unit / rows;"]
         else:
-            shared.append("    __shared__ bool last_block;  // this block finished its row's last part")
             setup[:0] = ["        const index_t row = unit / splits, part = unit % splits;"]
         setup[1:1] = [f"        const index_t end = {_part_end('part')};"]
-        if any(n.op in ("var", "std") for n in reductions):
+        if any(ops.reduction_of(n).two_pass for n in reductions):
             setup[2:2] = ["        const index_t count = end - part * chunk;  // this part's elements of the row"]
     elif grouped:  # unit is the warp's first row: the warp's 32 lanes loop together (they shuffle together)
         setup[:0] = [f"        const index_t lane_row = unit + (threadIdx.x & 31) / {lanes};",
@@ -581,16 +482,17 @@ def render_reduction(group: Node, number: int) -> Kernel:
         result = f"red{reduced.number}{reduced.passes[-1][0]}"
         if is_arg:
             result = f"{result}.i"
-        elif name == "mean":
-            if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
-                result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
-            result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
-        elif name in ("var", "std"):
-            if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
-                result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
-            divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
-            result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
-            if name == "std":
+        for step in reduced.row.finish:
+            if step == ops.MEAN:
+                if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
+                    result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
+            elif step == ops.VARIANCE:
+                if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
+                    result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
+                divisor = max(cols - node.attrs.get("ddof", 0), 0)  # NumPy's max(N - ddof, 0); ddof may be fractional
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>({render_literal(float(divisor))[0]}))"
+            elif step == ops.SQRT:
                 result = f"gt_sqrt({result})"
         out_dtype = node.output.type.dtype
         source_dtype = np.dtype(np.int64) if is_arg else acc
@@ -605,24 +507,24 @@ def render_reduction(group: Node, number: int) -> Kernel:
     for number_r, node in enumerate(reductions):
         acc = accumulator_dtype(node)
         ctype = compute_type(acc)
-        name = node.op
-        is_arg = name in ("argmax", "argmin")
+        name, row = node.op, ops.reduction_of(node)
+        is_arg = row.index
         value_t = f"GtArg<{ctype}>" if is_arg else ctype
         if lanes > 32:
             shared.append(f"    __shared__ {value_t} scratch{number_r}[33];")
         identity = _identity(node, acc)
-        passes = ["mean", "dev"] if name in ("var", "std") else [name]
+        passes = ["mean", "dev"] if row.two_pass else [name]
         reduced_here = Reduced(number_r, node, acc, ctype, value_t, identity, passes)
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
             body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
-            fast_extremum = name in ("max", "min") and acc.kind == "f"
+            fast_extremum = (row.combine, ctype) in FAST_EXTREMUM
             if fast_extremum:
                 body.append(f"        bool nan{number_r} = false;")
             # float sums are compensated (Kahan) in each thread's loop: a thread may add thousands of
             # elements one after another; the tree of the block reduction adds the rest
-            compensated = name in ("sum", "mean", "var", "std") and acc.kind == "f"
+            compensated = row.combine == "GtSum" and acc.kind == "f"
             if compensated:
                 body.append(f"        {ctype} lost_{acc_name} = 0;")
                 if stage == "dev":  # the deviations' own sum, for the corrected two-pass variance
@@ -632,7 +534,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             x, xt = operand(node, 0, local)
             value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
             if is_arg:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, "
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, "
                             f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
             elif stage == "dev" and compensated:
                 body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
@@ -643,16 +545,16 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
             elif compensated:
                 body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, {value});")
-            elif name in ("any", "all"):
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, gt_cast<bool>({x}));")
+            elif row.accumulate == "bool":
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, gt_cast<bool>({x}));")
             elif fast_extremum:
                 # fmax plus a NaN flag beside it: a NaN-propagating max in the loop costs 1.5x the time
                 # of the whole softmax (H100); the block reduction below propagates NaN between threads.
                 body.append(f"            const {ctype} v{number_r} = {value};")
-                body.append(f"            {acc_name} = {FAST_EXTREMUM[name, ctype]}({acc_name}, v{number_r});")
+                body.append(f"            {acc_name} = {FAST_EXTREMUM[row.combine, ctype]}({acc_name}, v{number_r});")
                 body.append(f"            nan{number_r} = nan{number_r} || v{number_r} != v{number_r};")
             else:
-                body.append(f"            {acc_name} = {_COMBINE[name]}()({acc_name}, {value});")
+                body.append(f"            {acc_name} = {row.combine}()({acc_name}, {value});")
             body += end_row_loop("        ")
             if fast_extremum:
                 body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
@@ -660,7 +562,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            combined = combine_threads(acc_name, _COMBINE[name], identity, number_r)
+            combined = combine_threads(acc_name, row.combine, identity, number_r)
             body.append(f"        const {value_t} {reduced} = {combined};")
             if stage == "dev" and compensated:
                 total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
@@ -739,12 +641,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             write_elem_outputs()
         params.append("unsigned int* __restrict__ tickets")
         workspace.append((np.dtype(np.uint32), rows, True))
-        body.append("        __threadfence();  // this part's partial results are visible before its ticket")
-        body += ["        if (atomicAdd(&tickets[row], 1u) != splits - 1) continue;"] if per_thread else \
-                ["        if (threadIdx.x == 0) last_block = atomicAdd(&tickets[row], 1u) == splits - 1;",
-                 "        __syncthreads();",
-                 "        if (!last_block) continue;"]
-        body.append("        __threadfence();")
+        body.append(f"        if (!gt_last_part<{'true' if per_thread else 'false'}>(&tickets[row], splits)) continue;")
         for r in finishes:
             body += _combine_parts(r, per_thread, combine_threads)
     for r in finishes:
@@ -784,11 +681,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
-        empty_error = next((_NO_IDENTITY[n.op] for n in reductions
-                            if n.op in _NO_IDENTITY and "initial" not in n.attrs), None)
+        empty_error = next((ops.reduction_of(n).empty_error for n in reductions
+                            if ops.reduction_of(n).empty_error and "initial" not in n.attrs), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,
                   workspace=workspace, index_checks=index_checks(sub),
-                  block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error,
+                  block=block, work_per_block=block // lanes if lanes <= 32 else 1, empty_error=empty_error, layout=layout,
                   ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])

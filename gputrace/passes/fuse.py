@@ -22,38 +22,20 @@ when that reads fewer bytes than writing them and reading them back
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value
+from . import layout
 from .dce import dce
 from .rewrite import emit, replace_node
 from .specialize import specialize
 
 log = logging.getLogger("gputrace.fusion")
 
-SPLIT_CHUNK = 16384   # at least this many row elements per block when a row is split over blocks
-SPLIT_BLOCKS = 1024   # blocks a split reduction aims for
-PER_THREAD_TARGET = 65536  # threads a reduction over leading axes aims for, splitting its columns
-COLUMN_PART_MIN = 128      # at least this many elements per thread when a column is split
-COLUMN_SPLITS_MAX = 1024   # parts of one column at most (its last thread adds them up one by one)
 MAX_RECOMPUTED = 16   # elementwise nodes a later kernel computes again rather than read their value
-
-
-def row_splits(rows: int, cols: int) -> int:
-    """Over how many blocks a reduction kernel splits each row: several for a few long rows (a full
-    reduction of a large array: a block per row would leave the GPU idle), else 1."""
-    return max(1, min(-(-cols // SPLIT_CHUNK), SPLIT_BLOCKS // max(rows, 1)))
-
-
-def column_splits(rows: int, cols: int) -> int:
-    """Over how many threads each row is split when rows lie side by side in memory (a reduction over
-    leading axes, a thread per row): enough threads to keep the GPU's loads in flight (``x.sum(axis=0)``
-    of a tall matrix has few columns), each with at least COLUMN_PART_MIN elements."""
-    return max(1, min(-(-cols // COLUMN_PART_MIN), PER_THREAD_TARGET // max(rows, 1), COLUMN_SPLITS_MAX))
 
 
 @dataclass(frozen=True)
@@ -69,17 +51,10 @@ class Space:
         return (ops.reduced_shape(self.shape, self.axes, True), ops.reduced_shape(self.shape, self.axes, False))
 
     def rows_are_split(self) -> bool:
-        """Whether the reduction kernel splits each row over blocks or threads: then no element of the row
-        can read the row's result in the same kernel (only the row's last block or thread to finish knows
-        it). Few long rows are split over blocks; columns too long to hold on chip (a reduction over
-        leading axes: rows side by side in memory) and too few to fill the GPU with a thread each, over
-        threads; a kernel holding a whole column in registers reads it once, so shorter ones stay whole."""
-        if self.axes is None:
-            return False
-        cols = math.prod(self.shape[a] for a in self.axes)
-        rows = math.prod(self.shape) // max(cols, 1)
-        leading = self.axes == tuple(range(len(self.axes))) and len(self.axes) < len(self.shape)
-        return row_splits(rows, cols) > 1 or (leading and cols > SPLIT_CHUNK and column_splits(rows, cols) > 1)
+        """Whether the reduction kernel splits each row over blocks or threads (the layout decides): then no
+        element of the row can read the row's result in the same kernel (only the row's last block or
+        thread to finish knows it)."""
+        return self.axes is not None and layout.rows_are_split(self.shape, self.axes)
 
 
 def per_element(kind: str) -> bool:

@@ -65,7 +65,7 @@ def full_shapes(draw, max_ndim: int = 4) -> tuple[int, ...]:
     if math.prod(dims) > 256:
         dims = tuple(min(d, 2) for d in dims)
     if dims and draw(st.integers(0, 9)) == 9:  # now and then long rows: grid-stride loops, many-block reductions
-        at = draw(st.integers(0, ndim - 1))  # (17000: a row reduced over 2 blocks, fuse.row_splits)
+        at = draw(st.integers(0, ndim - 1))  # (17000: a row reduced over 2 blocks, layout.row_splits)
         dims = dims[:at] + (draw(st.sampled_from((33, 257, 1000, 3000, 17000))),) + dims[at + 1:]
         if math.prod(dims) > 6000:
             dims = tuple(d if i == at else min(d, 1) for i, d in enumerate(dims))
