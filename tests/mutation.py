@@ -5,8 +5,9 @@
   and dtype class (NumPy loops: the partner has every loop of the op, with the same output types);
   where and clip, the only three-operand ops, with their operands swapped (astype is every cast's
   render_cast, not a device function of the table);
-- every reduction's identity perturbed, and its finishing step (mean's division, var's and std's ddof
-  and two-pass correction, std's square root, argmax's index; the rest: the result rounded through
+- every reduction's identity perturbed (max/min's initial= ignored, or one more than given), and its
+  finishing step (mean's division, var's and std's ddof and two-pass correction, std's square root,
+  argmax's index; the rest: the result rounded through
   float32), plus a few edits of the shared combining code.
 Each mutant is a text edit of a copy of the source tree; the copy's tests run in a fresh process
 (``pytest -x --slow``: stopping at the first failure, the kernels the edit leaves alone shared through
@@ -36,6 +37,8 @@ OP_TESTS = ("tests/codegen/test_op_table_kernels.py",)
 REDUCTION_TESTS = ("tests/codegen/test_reduction_rows.py",
                    "tests/codegen/test_emulate_programs.py::test_float32_sums_are_at_least_as_accurate_as_numpy",
                    "tests/codegen/test_emulate_programs.py::test_var_and_std_of_few_long_rows_are_split_over_blocks")
+
+INITIAL_TESTS = (*REDUCTION_TESTS, "tests/codegen/test_emulate_programs.py::test_max_and_min_start_at_initial")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,12 @@ def reduction_mutants() -> list[Mutant]:
     mutants = [Mutant(f"{name}: identity {value}", REDUCTION, IDENTITY_AT,
                       IDENTITY_AT + f"    if name == {name!r} and 'initial' not in node.attrs:\n        return {value}\n",
                       REDUCTION_TESTS) for name, value in IDENTITIES.items()]
+    mutants.append(Mutant("max/min: initial= ignored (the default identity instead)", REDUCTION,
+                          '    if "initial" in node.attrs:  # max/min', '    if False:  # max/min', INITIAL_TESTS))
+    mutants.append(Mutant("max/min: initial= one more than given", REDUCTION,
+                          '        return f"gt_cast<{ctype}>({text})"\n    if isinstance(identity, bool)',
+                          '        return f"gt_cast<{ctype}>({text} + 1)"\n    if isinstance(identity, bool)',
+                          INITIAL_TESTS))
     mutants.append(Mutant("float max: identity 0 instead of -inf (the audit's)", REDUCTION,
                           "render_literal(np.inf if big else -np.inf)", "render_literal(np.inf if big else 0.0)",
                           REDUCTION_TESTS))
