@@ -39,8 +39,10 @@ def test_the_default_tier_passes_with_emulated_threads_in_another_order(tmp_path
 def test_the_default_tier_passes_with_kernels_built_with_address_sanitizer(tmp_path):
     if "g++" not in host_compiler().name:
         pytest.skip("AddressSanitizer's runtime is looked up with g++")
-    runtime = subprocess.run([*host_compiler().command, "-print-file-name=libasan.so"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    # libstdc++ preloaded beside ASan's runtime: else a child process that loads C++ late (the notebooks' Jupyter
+    # kernel) dies in ASan's own check of its __cxa_throw interceptor, outside any kernel
+    runtime = " ".join(subprocess.run([*host_compiler().command, f"-print-file-name={library}"], capture_output=True,
+                                      text=True, check=True).stdout.strip() for library in ("libasan.so", "libstdc++.so"))
     # with ASan's runtime preloaded, NVRTC's dlopen of its builtins library no longer searches NVRTC's own folder
     nvrtc_folders = [str(p.parent) for root in nvidia_roots() for p in root.glob("*/lib/libnvrtc-builtins.so*")]
     library_path = os.pathsep.join([*nvrtc_folders, os.environ.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
