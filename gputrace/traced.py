@@ -269,9 +269,10 @@ class TracedFunction:
     def _run(self, args: Sequence[Any], kwargs: Mapping[str, Any], backend: str | None) -> Any:
         # A signature seen before (same array types, dtypes, shapes, strides, static values and parameter
         # layouts) goes straight to its executor: the checks and the compilation happened on its first call.
-        if not self._takes_plain(args, kwargs) and _dask.has_dask_arrays(args, kwargs):
+        plain = self._takes_plain(args, kwargs)
+        if not plain and _dask.has_dask_arrays(args, kwargs):
             return _dask.run_on_dask(self, args, kwargs, backend)
-        call = None if self._takes_plain(args, kwargs) else self._bind(args, kwargs)
+        call = None if plain else self._bind(args, kwargs)
         arrays = args if call is None else call.leaves
         key = (backend, _layouts(arrays), call.specialization if call is not None else (),
                _layouts([self.param(name) for name in self._param_names]) if self._param_names else ())

@@ -491,11 +491,17 @@ def _reject_kwargs(name: str, kwargs: dict, **allowed_defaults) -> None:
                           "gputrace traces functional code: compute a new array instead" if key == "out" else "")
 
 
+@functools.lru_cache(maxsize=None)
+def _parameters_after_the_array(function: Callable) -> tuple[list[str], set[str]]:
+    """The positional and all parameter names of a NumPy reduction after its array (read once per function)."""
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    return [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD], {p.name for p in parameters}
+
+
 def _bind_reduction(row: ops.Reduction, args: tuple, kwargs: dict) -> dict:
     """The arguments of ``np.<name>(x, *args, **kwargs)`` after the array, by name: bound as NumPy's function
     binds them (``np.var(x, 0, None, None, 1)`` has ddof=1), with NumPy's messages."""
-    parameters = list(inspect.signature(row.numpy).parameters.values())[1:]
-    positional = [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD]
+    positional, names = _parameters_after_the_array(row.numpy)
     if len(args) > len(positional):
         raise TypeError(f"{row.name}() takes from 1 to {len(positional) + 1} positional arguments "
                         f"but {len(args) + 1} were given")
@@ -503,7 +509,6 @@ def _bind_reduction(row: ops.Reduction, args: tuple, kwargs: dict) -> dict:
         if key in kwargs:
             raise TypeError(f"{row.name}() got multiple values for argument '{key}'")
         kwargs[key] = value
-    names = {p.name for p in parameters}
     for key in kwargs:
         if key not in names:
             raise TypeError(f"{row.name}() got an unexpected keyword argument '{key}'")

@@ -97,8 +97,9 @@ def kernel_body(kernel: Any) -> str:
 def build_bodies(kernels: Sequence[Any], build: Callable[[str], T]) -> list[T]:
     """``build(body)`` once per distinct body of ``kernels``, on parallel threads when there are several
     (NVRTC and the host compiler run without the GIL); per kernel, what its body built."""
-    names = {kernel_body(k): k.name for k in reversed(kernels)}  # a body's first kernel names it in errors
-    bodies = list(dict.fromkeys(kernel_body(k) for k in kernels))
+    body_of = [kernel_body(k) for k in kernels]
+    names = {body: k.name for body, k in zip(reversed(body_of), reversed(kernels))}  # a body's first kernel names it
+    bodies = list(dict.fromkeys(body_of))
 
     def build_named(body: str) -> T:
         try:
@@ -112,4 +113,4 @@ def build_bodies(kernels: Sequence[Any], build: Callable[[str], T]) -> list[T]:
         with ThreadPoolExecutor(max_workers=min(len(bodies), os.cpu_count() or 1)) as pool:
             built = list(pool.map(build_named, bodies))
     by_body = dict(zip(bodies, built))
-    return [by_body[kernel_body(k)] for k in kernels]
+    return [by_body[body] for body in body_of]

@@ -139,7 +139,7 @@ def build_host_module(source: str, kernel_names: Sequence[str], *, extra_flags: 
     flags = (*COMPILE_FLAGS, *extra_flags, *environment_flags())
     key = cache_key([source, "\0".join(names), "\0".join(flags), compiler.version, headers_fingerprint(_include_dirs())])
     module = modules.memory.get(key)
-    if module is not None:
+    if module is not None:  # a module in memory needs no runtime; one loaded from disk or built does, first
         return module
     runtime = _runtime(compiler, flags)
     return modules.get(key, lambda: _build_module(source, names, flags, compiler, runtime),
