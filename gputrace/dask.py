@@ -13,7 +13,6 @@ import itertools
 import logging
 import math
 import operator
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -22,14 +21,22 @@ import numpy as np
 from . import ops
 from .errors import SignatureError, UnsupportedOperationError
 from .ir import Graph, TensorType, Value
+from .tracer import array_module
 
 log = logging.getLogger("gputrace.fusion")
 
 EXTRA = 'pip install "gputrace[dask]"'
 SPLIT_EVERY = 8  # partial results combined per tree-reduction task
-_PARTIAL = {"sum": "sum", "prod": "prod", "max": "max", "min": "min", "any": "any", "all": "all",
-            "mean": "mean", "var": "moments", "std": "moments", "argmax": "arg", "argmin": "arg",
-            "matmul": "sum", "dot": "sum"}
+
+
+def _partial_kind(op: str) -> str:
+    """How a reduction's (or matmul's) partial results over chunks combine, from its row of the op table:
+    "arg" (value and index), "moments" (Chan's merge), "mean" (counts and means) or the reduction itself."""
+    if op in ("matmul", "dot"):
+        return "sum"
+    row = ops.REDUCTION_ROWS[op]
+    return "arg" if row.index else "moments" if ops.VARIANCE in row.finish else "mean" if ops.MEAN in row.finish \
+        else op
 
 
 def is_dask_array(x: Any) -> bool:
@@ -124,12 +131,8 @@ def _getitem_labels(letters: _Letters, labels: list, index: tuple) -> list | Non
     if not isinstance(index, tuple) or not all(isinstance(i, (slice, int, type(None))) or i is Ellipsis
                                                for i in index):
         return None
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        used = sum(1 for i in index if i is not None and i is not Ellipsis)
-        index = index[:at] + (slice(None),) * (len(labels) - used) + index[at + 1:]
     out, axis = [], 0
-    for i in index:
+    for i in ops.expand_index(index, len(labels)):
         if i is None:
             out.append(None)
             continue
@@ -138,7 +141,7 @@ def _getitem_labels(letters: _Letters, labels: list, index: tuple) -> list | Non
         if isinstance(i, slice):
             out.append(labels[axis] if i == slice(None) else None)
         axis += 1
-    return out + labels[axis:]
+    return out
 
 
 def _reduced_axes(node) -> tuple[int, ...]:
@@ -146,7 +149,7 @@ def _reduced_axes(node) -> tuple[int, ...]:
     if node.op in ("matmul", "dot"):
         return ()
     axis = node.attrs.get("axis")
-    return tuple(range(x.ndim)) if axis is None else tuple(a % max(x.ndim, 1) for a in axis)
+    return tuple(range(x.ndim)) if axis is None else tuple(axis)  # normalised by the tracer
 
 
 def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[dict, dict]:
@@ -233,8 +236,7 @@ class _Plan:
                 f"traced at {[t.shape for t in traced.input_types]}, not those of the whole Dask arrays "
                 f"{[t.shape for t in full_types]}: trace it without reading shapes (x.mean(axis) rather than "
                 f"x.sum(axis) / x.shape[axis]) to run it per chunk")
-        names = [n.attrs["name"] for n in frozen.walk() if n.kind == "prim::Param"]
-        self.params = {name: traced.param(name) for name in names}
+        self.params = {name: traced.param(name) for name in traced._param_names}
         param_types = {name: TensorType.of(p) for name, p in self.params.items()}
         graph, _ = specialize(inline_graph(frozen).copy(), full_types, param_types)
         self.graph = graph
@@ -257,7 +259,7 @@ class _Plan:
                 root = letters.find(a) if a is not None else None
                 if root in meets and root not in why:
                     # whole rows in one chunk where they fit; otherwise two passes (a tree reduction, then the rest)
-                    limit = _parse_bytes(self.da, "array.chunk-size")
+                    limit = _parse_bytes("array.chunk-size")
                     if self._block_bytes(arrays, input_labels, {*why, root}) <= limit:
                         why[root] = f"{node.kind} reduces it and its result meets it again (a row split across chunks)"
                     else:
@@ -410,7 +412,7 @@ class _Plan:
     def _reduce_stage(self, frontier: list, available: dict, stage: int) -> None:
         extra, partial_of = [], []
         for c in frontier:
-            kind, x = _PARTIAL[c.op], c.inputs
+            kind, x = _partial_kind(c.op), c.inputs
             attrs = {k: v for k, v in c.attrs.items() if k not in ("keepdims", "ddof")}
             first = len(extra)
             if c.op in ("matmul", "dot"):
@@ -439,7 +441,7 @@ class _Plan:
             available[c.output] = self._tree(c, k, infos[k], name, grid, blocks, dsk, deps)
 
     def _reduction_info(self, c) -> dict:
-        return {"kind": _PARTIAL[c.op], "op": c.op, "axes": _reduced_axes(c), "keepdims": c.attrs.get("keepdims"),
+        return {"kind": _partial_kind(c.op), "op": c.op, "axes": _reduced_axes(c), "keepdims": c.attrs.get("keepdims"),
                 "ddof": c.attrs.get("ddof", 0), "dtype": c.output.type.dtype, "shape": c.inputs[0].type.shape,
                 "flat": c.attrs.get("axis") is None}
 
@@ -501,7 +503,7 @@ class _Plan:
         return tuple(g)
 
     def _meta(self, t: TensorType) -> Any:
-        xp = _xp(self.arrays[0]._meta) if self.arrays else np
+        xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
     def _final_stage(self, targets: list, available: dict) -> None:
@@ -533,7 +535,7 @@ class _Plan:
             available[v] = self.da.Array(graph, out, chunks, meta=self._meta(v.type))
 
 
-def _parse_bytes(da, key: str) -> int:
+def _parse_bytes(key: str) -> int:
     import dask
     from dask.utils import parse_bytes
     value = dask.config.get(key)
@@ -561,10 +563,6 @@ def _unpickle_shipped(data: bytes) -> _Shipped:
 
 
 # ----------------------------------------------------------------------------- what the tasks run
-
-
-def _xp(a: Any) -> Any:
-    return sys.modules[type(a).__module__.split(".")[0]] if type(a).__module__.startswith("cupy") else np
 
 
 def _run_step(shipped: _Shipped, backend, *blocks) -> tuple:
@@ -599,7 +597,7 @@ def _chunk_step(fn, backend, infos: list, partial_of: list, places: list, *block
 
 def _global_index(info: dict, sizes: list, offsets: list, local: Any) -> Any:
     """An arg reduction's index in its block made an index in the whole array."""
-    xp = _xp(local)
+    xp = array_module([local])
     local = local.astype(np.int64)
     if not info["flat"]:
         (a,) = info["axes"]
@@ -612,7 +610,7 @@ def _global_index(info: dict, sizes: list, offsets: list, local: Any) -> Any:
 
 def _combine(info: dict, states: list) -> dict:
     kind = info["kind"]
-    xp = _xp(next(iter(states[0].values())) if kind != "mean" and kind != "moments" else states[0]["m"])
+    xp = array_module([next(iter(states[0].values())) if kind != "mean" and kind != "moments" else states[0]["m"]])
     if kind in ("mean", "moments"):
         n = sum(s["n"] for s in states)
         m = sum(s["m"] * s["n"] for s in states) / max(n, 1)
@@ -638,7 +636,7 @@ def _combine(info: dict, states: list) -> dict:
         return {"i": xp.where(chosen, i, big).min(0), "v": best}
     if kind in ("sum", "prod") and v.dtype.kind == "f":
         v = v.astype(np.float64)
-    return {"v": getattr(v, kind)(axis=0) if kind not in ("max", "min") else (v.max(0) if kind == "max" else v.min(0))}
+    return {"v": getattr(v, kind)(axis=0)}
 
 
 def _combine_step(info: dict, k: int, members: list) -> dict:
@@ -650,7 +648,7 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
     if from_chunk:
         state = state[k]
     kind = info["kind"]
-    xp = _xp(state["m"] if kind in ("mean", "moments") else state["i"] if kind == "arg" else state["v"])
+    xp = array_module([state["m"] if kind in ("mean", "moments") else state["i"] if kind == "arg" else state["v"]])
     if kind == "mean":
         result = state["m"]
     elif kind == "moments":
@@ -663,7 +661,7 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
     else:
         result = state["v"]
     if info["op"] not in ("matmul", "dot") and not info["keepdims"]:
-        result = result.reshape([n for a, n in enumerate(result.shape) if a not in info["axes"]])
+        result = result.reshape(ops.reduced_shape(result.shape, info["axes"], False))
     return result.astype(info["dtype"])
 
 
@@ -672,7 +670,7 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
 
 def _dask_arguments(traced, args: Sequence[Any], kwargs: dict) -> list:
     da = require_dask()
-    if kwargs or (traced.call is not None and not traced.call.is_plain()):
+    if kwargs or not traced._plain:
         raise UnsupportedOperationError(
             f"{traced.name}: on Dask arrays, gputrace takes arrays by position only (got keyword arguments or a "
             f"trace with nested, static or Python-float arguments)")
