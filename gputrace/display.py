@@ -303,14 +303,11 @@ PLAN_HEADERS = ("#", "step", "reads", "writes", "bytes", "registers", "spills (s
 
 def plan_rows(program: Any, arch: str = DEFAULT_ARCH) -> tuple[list[list[str]], BaseException | None]:
     """One row per launch-plan step, and the first error that kept registers out (None: they are all there)."""
-    types = {v.name: v.type for v in program.graph.inputs}
-    types.update((v.name, v.type) for n in program.graph.nodes for v in n.outputs)
     rows, missing = [], None
     for k, step in enumerate(program.plan):
         if isinstance(step, LibraryCall):
-            reads, writes = [types[n] for n in step.inputs], [types[n] for n in step.outputs]
-            rows.append([str(k), f"library: {step.name}", typed_names(step.inputs, reads),
-                         typed_names(step.outputs, writes), f"{step.bytes_moved:,}", "", ""])
+            rows.append([str(k), f"library: {step.name}", typed_names(step.inputs, step.input_types),
+                         typed_names(step.outputs, step.output_types), f"{step.bytes_moved:,}", "", ""])
             continue
         resources, error = kernel_resources(step, arch)
         missing = missing or error

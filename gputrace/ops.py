@@ -360,6 +360,13 @@ for _name, _row in REDUCTION_ROWS.items():
                    python=_arg_reduction_python(_name) if _row.index else None, reduction=_row))
 
 
+def view_base(value: Any) -> Any:
+    """The value that ``value`` is a view of (through views of views), or ``value`` itself."""
+    while value.producer is not None and value.producer.kind in OPS and OPS[value.producer.kind].category == VIEW:
+        value = value.producer.inputs[0]
+    return value
+
+
 def reduction_of(node: Node) -> Reduction:
     """The reduction row of a reduction node."""
     return lookup(node.kind).reduction

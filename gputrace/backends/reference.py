@@ -89,9 +89,7 @@ def stored_outputs(graph: Graph) -> list[bool]:
     """For each output: is it (a view of) an input, a parameter or a constant, which callers must not get back?"""
     def stored(value: Value) -> bool:
         # normalize drops copies (x.T.copy() becomes x.T): a view of an input must not escape as the result
-        while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
-                and ops.lookup(value.producer.kind).category == ops.VIEW:
-            value = value.producer.inputs[0]
+        value = ops.view_base(value)
         return value.producer is None or value.producer.kind in ("prim::Param", "prim::Constant")
     return [stored(v) for v in graph.outputs]
 

@@ -294,12 +294,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
         and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
         and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
-    # Rows that lie side by side in memory (a reduction over a leading axis) are reduced one per thread:
-    # neighbouring threads then read neighbouring elements; where there are too few rows to fill the GPU,
-    # each row is split over several threads (``x.sum(axis=0)`` of a tall matrix). A row shorter than a
-    # block is reduced by a group of lanes of one warp (a block would leave most of its threads idle: a block
-    # per 3-element row). Otherwise one block reduces each row; few long rows (a full reduction) are split
-    # over several blocks.
+    # how rows map onto threads, lanes and blocks is passes/layout.py's plan (its docstring says why)
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
@@ -681,8 +676,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
         row_setup="\n".join(setup), row_body="\n".join(body))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
-        empty_error = next((ops.reduction_of(n).empty_error for n in reductions
-                            if ops.reduction_of(n).empty_error and "initial" not in n.attrs), None)
+        empty_error = next((error for n in reductions
+                            if (error := ops.reduction_of(n).empty_error) and "initial" not in n.attrs), None)
     return Kernel(name=name, source=source, inputs=[v.name for v in group.inputs],
                   input_types=[v.type for v in sub.inputs], outputs=[v.name for v in group.outputs],
                   output_types=[v.type for v in sub.outputs], elements=units,

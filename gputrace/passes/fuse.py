@@ -398,8 +398,7 @@ def _view_of(graph: Graph, view: Node, value: Value, shape: tuple[int, ...]) -> 
     """``value`` as ``view`` sees it, after broadcasting to ``shape``; Python scalars stay as they are."""
     if not isinstance(value.type, TensorType):
         return value
-    if value.type.shape != shape:
-        value = emit(graph, view, "np::broadcast_to", [value], {"shape": shape}).output
+    value = _broadcast(graph, view, value, shape)
     return emit(graph, view, view.kind, [value, *view.inputs[1:]], view.attrs).output
 
 
@@ -571,7 +570,7 @@ def _inlinable(graph: Graph) -> set[Node]:
         return v.producer is not None and ops.is_elementwise(v.producer.kind) and fusible(v.producer)
 
     def read(v: Value) -> bool:  # from memory, written by no kernel
-        base = _viewed(v)
+        base = ops.view_base(v)
         return base.producer is None or base.producer.kind == "prim::Constant" or not fusible(base.producer)
 
     small = {n for n in graph.nodes if ops.is_elementwise(n.kind) and fusible(n) and n.output not in graph.outputs
@@ -600,14 +599,6 @@ def _cone(node: Node, among: set[Node]) -> set[Node]:
             cone.add(n)
             stack += [v.producer for v in n.inputs if v.producer in among]
     return cone
-
-
-def _viewed(value: Value) -> Value:
-    """The value that ``value`` is a view of (through views of views), or ``value`` itself."""
-    while value.producer is not None and ops.OPS.get(value.producer.kind) is not None \
-            and ops.lookup(value.producer.kind).category == ops.VIEW:
-        value = value.producer.inputs[0]
-    return value
 
 
 def _broadcast(graph: Graph, anchor: Node, value: Value, shape: tuple[int, ...]) -> Value:
