@@ -448,19 +448,6 @@ class Program:
             namespace["s"] = self.scalar
         return eval(f"({call},)", namespace) if call else ()
 
-    def ancestors(self, index: int) -> set[int]:
-        """Indices of every value ``index`` depends on, itself included."""
-        seen, stack = set(), [index]
-        n = len(self.inputs)
-        while stack:
-            i = stack.pop()
-            if i in seen:
-                continue
-            seen.add(i)
-            if i >= n:
-                stack.extend(self.ops[i - n].refs())
-        return seen
-
 
 @dataclass
 class Evaluation:

@@ -214,7 +214,7 @@ class _Run:
         """``result`` with other values where NumPy leaves it undefined (a NaN or out-of-range float cast to an
         integer, the sign of a NaN): another machine's choice, so that what comes of it differs between runs."""
         value = np.asarray(result)
-        if op.name not in ("astype", "signbit") or value.dtype.kind not in "biu" or not isinstance(op.args[0], Ref):
+        if op.name not in SCRAMBLED or value.dtype.kind not in "biu" or not isinstance(op.args[0], Ref):
             return result
         x = np.asarray(self.namespace[self.names[op.args[0].index]])
         if x.dtype.kind != "f":
