@@ -2,10 +2,12 @@
 
 Each axis of the inputs gets a letter, as in ``da.blockwise``; letters flow through the graph (elementwise ops
 keep them, reductions and matmul consume them). Where no op needs data across chunks the whole program runs
-once per chunk; a reduction (or matmul) over a chunked letter becomes a tree reduction whose chunk step is a
-gputrace program with its prologue, combined in float64 (Chan's merge for var/std, NaN rules for max and
-argmax); a letter a program cannot split (a softmax row, a reshape's axis) is rechunked to one chunk, or, for
-a row too large for one chunk, reduced first and the rest run in a second pass; the fusion log says which.
+once per chunk; a reduction over a chunked letter becomes a tree reduction whose chunk step is a gputrace
+program with its prologue, combined in float64 (Chan's merge for var/std, NaN rules for max and argmax); a
+matmul that needs other chunks (a chunked inner axis, or ``x @ x.T`` on chunked rows) is Dask's own blocked
+``da.matmul``, its epilogue a gputrace program per output block; a letter a program cannot split (a softmax
+row, a reshape's axis) is rechunked to one chunk, or, for a row too large for one chunk, reduced first and the
+rest run in a second pass; the fusion log says which.
 """
 from __future__ import annotations
 
@@ -30,10 +32,8 @@ SPLIT_EVERY = 8  # partial results combined per tree-reduction task
 
 
 def _partial_kind(op: str) -> str:
-    """How a reduction's (or matmul's) partial results over chunks combine, from its row of the op table:
+    """How a reduction's partial results over chunks combine, from its row of the op table:
     "arg" (value and index), "moments" (Chan's merge), "mean" (counts and means) or the reduction itself."""
-    if op in ("matmul", "dot"):
-        return "sum"
     row = ops.REDUCTION_ROWS[op]
     return "arg" if row.index else "moments" if ops.VARIANCE in row.finish else "mean" if ops.MEAN in row.finish \
         else op
@@ -83,12 +83,19 @@ class _Letters:
         self.parent: list[int] = []
         self.fixed: set[int] = set()    # axes of constants and parameters: never chunked
         self.tainted: dict[int, str] = {}  # letter -> why no program can split it
+        self.follows: dict[int, tuple[int, int]] = {}  # a Dask matmul's output letter -> (operand's letter, size)
 
     def new(self, fixed: bool = False) -> int:
         self.parent.append(len(self.parent))
         if fixed:
             self.fixed.add(len(self.parent) - 1)
         return len(self.parent) - 1
+
+    def new_following(self, source: int, size: int) -> int:
+        """A letter that chunks as ``source`` unless something downstream needs it whole."""
+        a = self.new()
+        self.follows[a] = (source, size)
+        return a
 
     def find(self, a: int) -> int:
         while self.parent[a] != a:
@@ -146,17 +153,17 @@ def _getitem_labels(letters: _Letters, labels: list, index: tuple) -> list | Non
 
 def _reduced_axes(node) -> tuple[int, ...]:
     x = node.inputs[0].type
-    if node.op in ("matmul", "dot"):
-        return ()
     axis = node.attrs.get("axis")
     return tuple(range(x.ndim)) if axis is None else tuple(axis)  # normalised by the tracer
 
 
-def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[dict, dict]:
-    """Each value's letters (None: a dim of one element or of a size no input axis gives), and for each
-    reduction or matmul the letters it sums over."""
+def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[dict, dict, list]:
+    """Each value's letters (None: a dim of one element or of a size no input axis gives), for each reduction
+    or matmul the letters it sums over, and the matmuls that pair every block of an axis with every other
+    (``x @ x.T``: Dask's blocked matmul, whose output axes get letters of their own)."""
     labels: dict[Value, list] = dict(zip(graph.inputs, input_labels))
     reduces: dict[Any, list] = {}
+    crossing: list = []
     for node in graph.nodes:
         tensors = [(v.type.shape, labels[v]) for v in node.inputs if isinstance(v.type, TensorType)]
         out_types = [v.type for v in node.outputs]
@@ -179,7 +186,13 @@ def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[di
             reduces[node] = [k]
             batch_shape = out_types[0].shape[:len(out_types[0].shape) - (len(al) >= 2) - (len(bl) >= 2)]
             batch = _broadcast_labels(letters, [(a[:-2], al[:-2]), (b[:-2], bl[:-2])], batch_shape)
-            outs = [batch + ([al[-2]] if len(al) >= 2 else []) + ([bl[-1]] if len(bl) >= 2 else [])]
+            rows, cols = ([al[-2]] if len(al) >= 2 else []), ([bl[-1]] if len(bl) >= 2 else [])
+            if rows and cols and None not in (rows[0], cols[0]) and letters.find(rows[0]) == letters.find(cols[0]) \
+                    and letters.find(rows[0]) not in {letters.find(f) for f in letters.fixed}:
+                shape = out_types[0].shape
+                rows, cols = [letters.new_following(rows[0], shape[-2])], [letters.new_following(cols[0], shape[-1])]
+                crossing.append(node)
+            outs = [batch + rows + cols]
         elif node.kind in ("np::T", "np::transpose", "np::swapaxes"):
             (x, xl), = tensors
             order = list(node.attrs.get("axes") or reversed(range(len(xl))))
@@ -200,7 +213,7 @@ def label_graph(graph: Graph, letters: _Letters, input_labels: list) -> tuple[di
             if len(roots) != len(set(roots)):  # x @ x.T: one letter on two axes cannot take one block index
                 letters.taint(roots, f"{node.kind} gives it two axes")
             labels[v] = ls
-    return labels, reduces
+    return labels, reduces, crossing
 
 
 # ----------------------------------------------------------------------------- the lowering
@@ -242,7 +255,7 @@ class _Plan:
         self.graph = graph
         letters = self.letters = _Letters()
         input_labels = [[letters.new() if n > 1 else None for n in t.shape] for t in full_types]
-        self.labels, self.reduces = label_graph(graph, letters, input_labels)
+        self.labels, self.reduces, self.crossing = label_graph(graph, letters, input_labels)
         self.arrays = self._chunk_letters(arrays, input_labels)
 
     # -- which letters are chunked how
@@ -267,6 +280,15 @@ class _Plan:
                                   f"of that axis would exceed array.chunk-size ({limit} bytes)")
         self.chunks: dict[int, tuple] = {}
         self.starts: dict[int, tuple] = {}
+        for a, (source, size) in letters.follows.items():  # a Dask matmul's output axes chunk as its operands'
+            root = letters.find(a)
+            if root in why:
+                self.chunks.setdefault(root, (size,))
+            for x, xl in zip(arrays, input_labels):
+                for d, b in enumerate(xl):
+                    if b is not None and letters.find(b) == letters.find(source) and letters.find(source) not in why:
+                        self.chunks.setdefault(root, x.chunks[d])
+            self.chunks.setdefault(root, (size,))
         result = []
         for k, (x, xl) in enumerate(zip(arrays, input_labels)):
             wanted = {}
@@ -318,12 +340,17 @@ class _Plan:
     def build(self) -> Any:
         graph = self.graph
         available: dict[Value, Any] = dict(zip(graph.inputs, self.arrays))
-        cuts = [n for n, reduced in self.reduces.items() if any(self._chunked(a) for a in reduced)]
+        cuts = [n for n, reduced in self.reduces.items() if n in self.crossing or any(self._chunked(a) for a in reduced)]
         upstream = self._cuts_upstream(cuts)
         stage = 0
         while cuts:
             frontier = [c for c in cuts if not (upstream[c] - {c}) & set(cuts)]
-            self._reduce_stage(frontier, available, stage)
+            reductions = [c for c in frontier if c.op not in ("matmul", "dot")]
+            if reductions:
+                self._reduce_stage(reductions, available, stage)
+            products = [c for c in frontier if c.op in ("matmul", "dot")]
+            if products:
+                self._product_stage(products, available)
             cuts = [c for c in cuts if c not in frontier]
             stage += 1
         targets = [v for v in graph.outputs if v not in available]
@@ -415,9 +442,7 @@ class _Plan:
             kind, x = _partial_kind(c.op), c.inputs
             attrs = {k: v for k, v in c.attrs.items() if k not in ("keepdims", "ddof")}
             first = len(extra)
-            if c.op in ("matmul", "dot"):
-                extra.append((c.kind, x, dict(c.attrs)))
-            elif kind == "moments":
+            if kind == "moments":
                 extra += [("np::mean", x, {**attrs, "keepdims": True}), ("np::var", x, {**attrs, "keepdims": True})]
             elif kind == "arg":
                 extra += [(c.kind, x, {**attrs, "keepdims": True}),
@@ -439,6 +464,40 @@ class _Plan:
         self._log(f"per chunk: {fn.name} prologue and partial {ops_text} ({len(blocks)} tasks)")
         for k, c in enumerate(frontier):
             available[c.output] = self._tree(c, k, infos[k], name, grid, blocks, dsk, deps)
+
+    def _product_stage(self, products: list, available: dict) -> None:
+        """Matmuls that need other chunks than their output block's: Dask's own blocked ``da.matmul`` (or
+        ``da.dot``), as for ``a @ b`` on Dask arrays; their operands' prologue runs per chunk first, a transpose
+        of an available array is Dask's (it fuses into the product's blocks)."""
+        missing = []
+        for c in products:
+            for v in c.inputs:
+                if v not in available and self._transposed(v, available) is None and v not in missing:
+                    missing.append(v)
+        if missing:
+            self._final_stage(missing, available, f"the operands of {', '.join(c.op for c in products)} in")
+        for c in products:
+            a, b = (available[v] if v in available else self._transposed(v, available) for v in c.inputs)
+            product = (self.da.matmul if c.op == "matmul" else self.da.dot)(a, b)
+            if product.dtype != c.output.type.dtype:
+                product = product.astype(c.output.type.dtype)
+            wanted = self._chunks_of(c.output)
+            if product.chunks != wanted:
+                self._log(f"rechunk the result of {c.kind} to {wanted}: what follows needs its axes whole")
+                product = product.rechunk(wanted)
+            self._log(f"Dask's blocked {c.op}: da.{c.op} of {tuple(a.numblocks)} by {tuple(b.numblocks)} blocks")
+            available[c.output] = product
+
+    def _transposed(self, v: Value, available: dict) -> Any:
+        """``v`` as Dask's transpose of an available array, where it is one (None otherwise)."""
+        node = v.producer
+        if node is None or node.kind not in ("np::T", "np::transpose", "np::swapaxes") or \
+                node.inputs[0] not in available:
+            return None
+        x = available[node.inputs[0]]
+        if node.kind == "np::swapaxes":
+            return self.da.swapaxes(x, node.attrs["axis1"], node.attrs["axis2"])
+        return self.da.transpose(x, node.attrs.get("axes"))
 
     def _reduction_info(self, c) -> dict:
         return {"kind": _partial_kind(c.op), "op": c.op, "axes": _reduced_axes(c), "keepdims": c.attrs.get("keepdims"),
@@ -506,7 +565,7 @@ class _Plan:
         xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
-    def _final_stage(self, targets: list, available: dict) -> None:
+    def _final_stage(self, targets: list, available: dict, what: str = "the whole of") -> None:
         from dask.highlevelgraph import HighLevelGraph
         sub, sources = self._subgraph(targets, available)
         fn = self._function(sub)
@@ -526,7 +585,7 @@ class _Plan:
                     dsk.setdefault((name, *g), run)
                     dsk[(f"{name}-{k}", *b)] = (operator.getitem, (name, *g), k)
         tasks = len({key for key in dsk if key[0] == name})
-        self._log(f"per chunk: the whole of {fn.name} ({tasks} tasks" +
+        self._log(f"per chunk: {what} {fn.name} ({tasks} tasks" +
                   (f", {len(targets)} outputs split out)" if len(targets) > 1 else ")"))
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             out = name if len(targets) == 1 else f"{name}-{k}"
@@ -660,7 +719,7 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
         result = state["i"]
     else:
         result = state["v"]
-    if info["op"] not in ("matmul", "dot") and not info["keepdims"]:
+    if not info["keepdims"]:
         result = result.reshape(ops.reduced_shape(result.shape, info["axes"], False))
     return result.astype(info["dtype"])
 

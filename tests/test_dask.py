@@ -165,16 +165,44 @@ def test_variance_over_many_chunks_merges_as_chan(rng, threads):
     assert abs(naive - exact.var()) > 10 * abs(got[0] - exact.var())
 
 
-def test_matmul_with_chunked_inner_axis_and_epilogue(rng, threads):
+def dask_layers(array) -> dict:
+    """The tasks of each kind of layer in a Dask array's graph (``matmul``, ``gputrace-dense``, ...)."""
+    found: dict = {}
+    for key in dict(array.__dask_graph__()):
+        name = (key[0] if isinstance(key, tuple) else key).rsplit("-", 1)[0]
+        found[name] = found.get(name, 0) + 1
+    return found
+
+
+def test_matmul_is_dasks_blocked_matmul_with_a_gputrace_epilogue(rng, threads):
     a_np = rng.standard_normal((30, 20)).astype(np.float32)
     b_np = rng.standard_normal((20, 9)).astype(np.float32)
     bias = rng.standard_normal(9).astype(np.float32)
     traced = gputrace.trace(dense, (a_np, b_np, bias))
     a, b = da.from_array(a_np, chunks=((10, 15, 5), (8, 12))), da.from_array(b_np, chunks=((8, 12), (4, 5)))
     lowering = traced.lower(a, b, bias)
-    assert "tree reduction: matmul over 1 chunked axis, 1 combine level" in lowering.steps
-    assert lowering.steps[-1] == "per chunk: the whole of dense (6 tasks)"  # + bias and relu: one kernel per block
+    assert lowering.steps[1:] == ["Dask's blocked matmul: da.matmul of (3, 2) by (2, 2) blocks",
+                                  "per chunk: the whole of dense (6 tasks)"]  # + bias and relu: one task per block
+    layers = dask_layers(lowering.outputs)
+    assert layers["matmul"] == 3 * 2 * 2 and layers["gputrace-dense"] == 6  # Dask's product, our epilogue
     np.testing.assert_allclose(lowering.outputs.compute(), dense(a_np, b_np, bias), rtol=1e-5, atol=1e-5)
+    # x @ x.T on chunked rows: every row block meets every other, as Dask's own x @ x.T does; no rechunk
+    gram = gputrace.trace(lambda x, c: np.tanh(0.1 * (x - c) @ (x - c).T + c[:, :1]), (a_np, a_np[:, :1]))
+    x = da.from_array(a_np, chunks=((10, 15, 5), 20))
+    lowering = gram.lower(x, da.from_array(a_np[:, :1], chunks=((10, 15, 5), 1)))
+    assert lowering.steps == ["per chunk: the operands of matmul in <lambda> (3 tasks, 2 outputs split out)",
+                              "Dask's blocked matmul: da.matmul of (3, 1) by (1, 3) blocks",
+                              "per chunk: the whole of <lambda> (9 tasks)"]
+    assert lowering.outputs.chunks == ((10, 15, 5), (10, 15, 5))
+    assert gputrace_tasks(lowering.outputs) == {lowering.outputs.name: 9, **{
+        n: 3 for n in gputrace_tasks(lowering.outputs) if n != lowering.outputs.name}}
+    c_np = a_np[:, :1]
+    want = np.tanh(0.1 * (a_np - c_np) @ (a_np - c_np).T + c_np[:, :1])
+    np.testing.assert_allclose(lowering.outputs.compute(), want, rtol=1e-5, atol=1e-5)
+    plain = gputrace.trace(lambda x: x @ x.T, a_np)  # its transpose is Dask's, fused into the product's blocks
+    lowering = plain.lower(x)
+    assert lowering.steps == ["Dask's blocked matmul: da.matmul of (3, 1) by (1, 3) blocks"]
+    np.testing.assert_allclose(lowering.outputs.compute(), a_np @ a_np.T, rtol=1e-5, atol=1e-5)
 
 
 def centre(x):
