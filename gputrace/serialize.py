@@ -1,7 +1,9 @@
 """Save and load traces: one zip with ``graph.json`` and ``params.npz``.
 
 The graph saved is the frozen one (modules inlined, parameters by dotted
-name). Loading never executes anything from the file: JSON is parsed into
+name), with the traces made again for other input shapes (a function that
+reads shapes is re-specialised per shape), so that a loaded or unpickled
+trace runs those shapes without the Python function. Loading never executes anything from the file: JSON is parsed into
 plain values, arrays are read with ``allow_pickle=False``, every op must be in
 the op table, and every node's types are re-inferred and must match the
 stored ones. Anything else raises :class:`GraphFormatError`.
@@ -41,6 +43,8 @@ _DTYPES = {d.name: d for d in SUPPORTED_DTYPES}
 
 
 def _encode_value(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.generic):  # before float: np.float64 is a Python float too, but keeps its dtype
+        return {"scalar": value.dtype.name, "value": _encode_value(value.item(), arrays)}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -49,8 +53,6 @@ def _encode_value(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         return value if math.isfinite(value) else {"float": repr(value)}
     if isinstance(value, np.dtype):
         return {"dtype": value.name}
-    if isinstance(value, np.generic):
-        return {"scalar": value.dtype.name, "value": _encode_value(value.item(), arrays)}
     if isinstance(value, np.ndarray):
         key = f"const{len(arrays)}"
         arrays[key] = value
@@ -117,16 +119,34 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
             f"which a saved trace cannot take yet; trace a function of the arrays alone to save it")
     arrays: dict[str, np.ndarray] = {}
     graph = _encode_graph(traced.frozen_graph, arrays)
-    params = {}
-    for name, array in traced.params.items():
-        params[name] = np.asarray(array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array)
+    params = {name: _host(array) for name, array in traced.params.items()}
+    stored = {f"param:{k}": v for k, v in params.items()}
+    specializations = []
+    for graph_k, read in traced.specializations():
+        names = {}
+        for node in graph_k.nodes:
+            if node.kind == "prim::Param":
+                name = node.attrs["name"]
+                array = read(name)
+                if name in params and array is traced.param(name):  # a module's weights: stored once
+                    names[name] = f"param:{name}"
+                else:
+                    names[name] = stored_key = f"spec{len(specializations)}:{name}"
+                    stored[stored_key] = _host(array)
+        specializations.append({"graph": _encode_graph(graph_k, arrays), "params": names})
     document = {"format": FORMAT, "version": VERSION, "name": traced.name, "graph": graph,
                 "params": sorted(params), "constants": sorted(arrays)}
+    if specializations:  # optional: a file without them is what earlier versions wrote
+        document["specializations"] = specializations
     buffer = io.BytesIO()
-    np.savez(buffer, **{f"param:{k}": v for k, v in params.items()}, **{f"const:{k}": v for k, v in arrays.items()})
+    np.savez(buffer, **stored, **{f"const:{k}": v for k, v in arrays.items()})
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("graph.json", json.dumps(document, indent=1))
         archive.writestr("params.npz", buffer.getvalue())
+
+
+def _host(array: Any) -> np.ndarray:
+    return np.asarray(array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array)
 
 
 def dumps(traced: Any) -> bytes:
@@ -410,7 +430,34 @@ def load(path: str | Path | BinaryIO):
         raise _fail(f"params.npz is not a valid array archive ({type(exc).__name__}: {exc})") from None
     params = {k[len("param:"):]: v for k, v in stored.items() if k.startswith("param:")}
     constants = {k[len("const:"):]: v for k, v in stored.items() if k.startswith("const:")}
-    graph = _decode_graph(document.get("graph"), constants, [MAX_NODES])
+    budget = [MAX_NODES]
+    graph = _decode_graph(document.get("graph"), constants, budget)
+    _check_params(graph, params)
+    specializations = document.get("specializations", [])
+    if not isinstance(specializations, list):
+        raise _fail("the specializations are not a list")
+    retraced = []
+    for entry in specializations:
+        if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict) or \
+                not all(isinstance(k, str) for k in entry["params"].values()):
+            raise _fail("a specialization is not an object with a graph and its parameters")
+        graph_k = _decode_graph(entry.get("graph"), constants, budget)
+        if [(v.type.dtype, v.type.ndim) for v in graph_k.inputs] != [(v.type.dtype, v.type.ndim) for v in graph.inputs]:
+            raise _fail("a specialization takes other inputs than the graph")
+        missing = [key for key in entry["params"].values() if key not in stored]
+        if missing:
+            raise _fail(f"parameter {missing[0][:60]!r} is missing from params.npz")
+        captured = {name: stored[key] for name, key in entry["params"].items()}
+        _check_params(graph_k, captured)
+        retraced.append((graph_k, captured))
+    name = document.get("name") if isinstance(document.get("name"), str) else graph.name
+    traced = TracedFunction(graph, fn=None, params=params, name=name[:100])
+    for graph_k, captured in retraced:
+        traced.add_specialization(graph_k, captured)
+    return traced
+
+
+def _check_params(graph: Graph, params: dict[str, np.ndarray]) -> None:
     for node in graph.walk():
         if node.kind == "prim::Param":
             name = node.attrs["name"]
@@ -418,5 +465,3 @@ def load(path: str | Path | BinaryIO):
                 raise _fail(f"parameter {name!r} is missing from params.npz")
             if str(node.output.type.dtype) != str(params[name].dtype) or node.output.type.shape != params[name].shape:
                 raise _fail(f"parameter {name!r} does not match its type in the graph")
-    name = document.get("name") if isinstance(document.get("name"), str) else graph.name
-    return TracedFunction(graph, fn=None, params=params, name=name[:100])

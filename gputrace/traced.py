@@ -239,6 +239,22 @@ class TracedFunction:
             found = self._retraced[(specialization, shapes if state.reads_shape else None)] = (graph, state.params)
         return found
 
+    def specializations(self) -> list[tuple[Graph, Callable[[str], Any]]]:
+        """The traces made again for other input shapes of the traced call's arguments (a function that reads
+        shapes), each with how to read its parameters: what ``save`` and pickling carry, so that a worker
+        runs those shapes without the Python function."""
+        with self._lock:
+            return [(graph, functools.partial(_read_param, self.module, captured))
+                    for (specialization, _), (graph, captured) in self._retraced.items()
+                    if specialization == self._specialization_key]
+
+    def add_specialization(self, graph: Graph, captured: Mapping[str, Any]) -> None:
+        """Take a trace made for other input shapes (a loaded one): for those shapes if it read shapes, else
+        for any shape."""
+        shapes = tuple(v.type.shape for v in graph.inputs) if graph.meta.get("reads_shape") else None
+        with self._lock:
+            self._retraced[(self._specialization_key, shapes)] = (graph, dict(captured))
+
     def _build_graph(self, frozen: Graph, input_types, param_types) -> Graph:
         from .codegen import fuse
         graph, _ = specialize(frozen.copy(), input_types, param_types)

@@ -81,6 +81,75 @@ def test_a_loaded_trace_that_read_shapes_cannot_be_respecialised(tmp_path):
         loaded(np.ones((5, 3, 4), np.float32))
 
 
+def rows_scaled(x):
+    return x * np.full(x.shape[1], 1.0 / x.shape[0], np.float32) + W[:1, :x.shape[1]]
+
+
+def test_specialisations_travel_with_the_trace(rng):
+    traced = gputrace.trace(rows_scaled, rng.random((4, 3), dtype=np.float32))
+    for n in (2, 7):
+        traced(rng.random((n, 3), dtype=np.float32))  # traced again at each shape
+    for loaded in (pickle.loads(pickle.dumps(traced)), gputrace.load(io.BytesIO(gputrace.serialize.dumps(traced)))):
+        assert loaded.fn is None and len(loaded.specializations()) == 2
+        for n in (4, 2, 7):  # run without the Python function: nothing re-traced on a worker
+            x = rng.random((n, 3), dtype=np.float32)
+            np.testing.assert_array_equal(loaded(x), rows_scaled(x))
+        with pytest.raises(gputrace.SignatureError, match=r"cannot be re-specialised to \[\(5, 3\)\]"):
+            loaded(rng.random((5, 3), dtype=np.float32))
+
+
+def test_a_modules_specialisations_store_its_weights_once(tmp_path, rng):
+    from test_specialization import CausalAttention
+    module = CausalAttention(4)
+    traced = gputrace.trace(module, rng.random((6, 4)).astype(np.float32))  # np.sqrt(4): an np.float64 constant
+    traced(rng.random((3, 4)).astype(np.float32))
+    gputrace.save(traced, tmp_path / "m.gpt")
+    with zipfile.ZipFile(tmp_path / "m.gpt") as archive:
+        document = json.loads(archive.read("graph.json"))
+        stored = np.load(io.BytesIO(archive.read("params.npz"))).files
+    assert document["specializations"][0]["params"] == {"proj.weight": "param:proj.weight",
+                                                        "proj.bias": "param:proj.bias"}
+    assert sorted(k for k in stored if k.startswith("param:")) == ["param:proj.bias", "param:proj.weight"]
+    loaded = gputrace.load(tmp_path / "m.gpt")
+    for t in (6, 3):
+        x = rng.random((t, 4)).astype(np.float32)
+        np.testing.assert_allclose(loaded(x), module(x), rtol=1e-5, atol=1e-7)
+
+
+def test_a_file_written_before_specialisations_were_saved_loads(rng):
+    from pathlib import Path
+    loaded = gputrace.load(Path(__file__).parent / "data" / "head_fn-format1-2026-12-02.gpt")
+    assert loaded.specializations() == []
+    x = rng.random((5, 3), dtype=np.float32)
+    for got, want in zip(loaded(x), head_fn(x)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bad_specialisations_raise_graph_format_error(tmp_path, rng):
+    traced = gputrace.trace(rows_scaled, rng.random((4, 3), dtype=np.float32))
+    traced(rng.random((2, 3), dtype=np.float32))
+    data = gputrace.serialize.dumps(traced)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        document, npz = json.loads(archive.read("graph.json")), archive.read("params.npz")
+
+    def rewritten(change) -> io.BytesIO:
+        changed = json.loads(json.dumps(document))
+        change(changed)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("graph.json", json.dumps(changed))
+            archive.writestr("params.npz", npz)
+        out.seek(0)
+        return out
+    bad = [(lambda d: d.update(specializations={}), "the specializations are not a list"),
+           (lambda d: d["specializations"][0].update(params={"W": "spec9:W"}), "'spec9:W' is missing"),
+           (lambda d: d["specializations"][0].update(graph={"inputs": [], "nodes": [], "outputs": []}),
+            "takes other inputs than the graph")]
+    for change, message in bad:
+        with pytest.raises(gputrace.GraphFormatError, match=message):
+            gputrace.load(rewritten(change))
+
+
 def test_save_rejects_what_is_not_a_trace(tmp_path):
     with pytest.raises(TypeError, match="expected a TracedFunction or TracedModule, got function"):
         gputrace.save(head_fn, tmp_path / "f.gpt")
