@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import ops
-from .errors import SignatureError, UnsupportedOperationError
+from .errors import UnsupportedOperationError
 from .ir import Graph, TensorType, Value
 from .tracer import array_module
 
@@ -44,8 +44,27 @@ def is_dask_array(x: Any) -> bool:
     return type(x).__module__.startswith("dask.array") and hasattr(x, "chunks") and hasattr(x, "__dask_graph__")
 
 
+def map_dask_arrays(value: Any, fn: Any) -> Any:
+    """``value`` with ``fn(x)`` for each Dask array ``x`` in it, through the tuples, lists and dicts that a
+    traced call's arguments nest in (as ``arguments.Call`` walks them)."""
+    if is_dask_array(value):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: map_dask_arrays(v, fn) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        items = [map_dask_arrays(v, fn) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a namedtuple
+    return value
+
+
+def _dask_leaves(value: Any) -> list:
+    found: list = []
+    map_dask_arrays(value, found.append)
+    return found
+
+
 def has_dask_arrays(args: Sequence[Any], kwargs: dict) -> bool:
-    return any(is_dask_array(a) for a in (*args, *kwargs.values()))
+    return bool(_dask_leaves((tuple(args), kwargs)))
 
 
 def require_dask() -> Any:
@@ -64,9 +83,8 @@ def first_chunk(x: Any) -> Any:
 def note_traced_on_first_chunks(error: Exception, example_inputs: Any) -> None:
     """A NumPy shape or index error raised while tracing on Dask arrays' first chunks is about those chunks, not
     the whole arrays: the note says so, and how to trace at the whole shapes instead."""
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     chunked = [f"{tuple(a.shape)} traced as its first chunk {tuple(c[0] for c in a.chunks)}"
-               for a in args if is_dask_array(a)]
+               for a in _dask_leaves(example_inputs)]
     if chunked:
         error.add_note(f"gputrace.trace ran the function on the Dask arguments' first chunks ({'; '.join(chunked)}); "
                        "a function that indexes, reshapes or broadcasts by the whole arrays' sizes can be traced on "
@@ -232,24 +250,27 @@ class DaskLowering:
 
 
 class _Plan:
-    def __init__(self, traced, arrays: list, backend: str | None):
+    def __init__(self, traced, arrays: list, frozen: Graph, param: Any, backend: str | None):
+        """``arrays``: the call's leaves as Dask arrays; ``frozen``: the trace for the call's specialisation,
+        whose parameters ``param(name)`` reads."""
         da = require_dask()
         from .passes import inline_graph
         from .passes.specialize import specialize
         self.traced, self.backend, self.da = traced, backend, da
+        self.input_names = [v.name for v in frozen.inputs]
         self.lowering = DaskLowering(traced.name)
         full_types = [TensorType(x.dtype, x.shape) for x in arrays]
-        frozen = traced.frozen_graph
+        traced_types = [v.type for v in frozen.inputs]
         if frozen.meta.get("updated_inputs"):
             raise UnsupportedOperationError(f"{traced.name} updates its inputs in place, which Dask arrays (immutable) "
                                             f"cannot take; return the new values instead")
-        if frozen.meta.get("reads_shape") and [t.shape for t in traced.input_types] != [t.shape for t in full_types]:
+        if frozen.meta.get("reads_shape") and [t.shape for t in traced_types] != [t.shape for t in full_types]:
             raise UnsupportedOperationError(
                 f"{traced.name} reads array shapes (x.shape, len(x), x.size), so its graph holds the sizes it was "
-                f"traced at {[t.shape for t in traced.input_types]}, not those of the whole Dask arrays "
+                f"traced at {[t.shape for t in traced_types]}, not those of the whole Dask arrays "
                 f"{[t.shape for t in full_types]}: trace it without reading shapes (x.mean(axis) rather than "
                 f"x.sum(axis) / x.shape[axis]) to run it per chunk")
-        self.params = {name: traced.param(name) for name in traced._param_names}
+        self.params = {n.attrs["name"]: param(n.attrs["name"]) for n in frozen.nodes if n.kind == "prim::Param"}
         param_types = {name: TensorType.of(p) for name, p in self.params.items()}
         graph, _ = specialize(inline_graph(frozen).copy(), full_types, param_types)
         self.graph = graph
@@ -300,12 +321,12 @@ class _Plan:
                     self.chunks.setdefault(root, (x.shape[d],))
                     if len(x.chunks[d]) > 1:
                         wanted[d] = -1
-                        self._log(f"rechunk {self.traced.input_names[k]} axis {d} into one chunk: {why[root]}")
+                        self._log(f"rechunk {self.input_names[k]} axis {d} into one chunk: {why[root]}")
                 else:
                     self.chunks.setdefault(root, x.chunks[d])
                     if self.chunks[root] != x.chunks[d]:
                         wanted[d] = self.chunks[root]
-                        self._log(f"rechunk {self.traced.input_names[k]} axis {d} to the chunks of the axes it "
+                        self._log(f"rechunk {self.input_names[k]} axis {d} to the chunks of the axes it "
                                   f"meets: {self.chunks[root]}")
             result.append(x.rechunk(wanted) if wanted else x)
         return result
@@ -727,34 +748,60 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
 # ----------------------------------------------------------------------------- entry points
 
 
-def _dask_arguments(traced, args: Sequence[Any], kwargs: dict) -> list:
+def _dask_call(traced, args: Sequence[Any], kwargs: dict) -> tuple[list, Graph, Any]:
+    """The call's leaves as Dask arrays (NumPy arrays, scalars and Python floats among them broadcast as in
+    NumPy), checked as a call on arrays is (nesting, keywords, dtypes, ndims, devices), and the trace of its
+    specialisation with the reader of that trace's parameters; a new specialisation (other static values, say)
+    is traced on the Dask arrays' first chunks, as ``gputrace.trace`` traces on Dask arrays."""
+    import functools
     da = require_dask()
-    if kwargs or not traced._plain:
-        raise UnsupportedOperationError(
-            f"{traced.name}: on Dask arrays, gputrace takes arrays by position only (got keyword arguments or a "
-            f"trace with nested, static or Python-float arguments)")
-    arrays = []
-    from .tracer import is_array
-    for i, x in enumerate(args):
-        if is_dask_array(x):
-            arrays.append(x)
-        elif is_array(x) or isinstance(x, np.generic):  # a NumPy array broadcasts against chunks, as in NumPy
-            arrays.append(da.from_array(np.asarray(x) if isinstance(x, np.generic) else x, chunks=-1))
-        else:
-            raise SignatureError(f"{traced.name}() argument {i}: with Dask arrays, expected a dask.array.Array or an "
-                                 f"array, got {type(x).__name__}")
-    traced._check_arguments([x._meta for x in arrays])  # count, dtypes, ndims, devices, against the trace
-    for i, x in enumerate(arrays):
+    stand_ins: dict[int, Any] = {}
+
+    def stand_in(x: Any) -> Any:  # an empty array of the chunks' type, dtype and ndim: what _bind checks
         if any(math.isnan(n) for n in x.shape):
-            raise ValueError(f"{traced.name}() argument {i}: a Dask array of unknown chunk sizes {x.chunks} (from "
-                             f"boolean indexing, say); call x.compute_chunk_sizes() first")
-    return arrays
+            raise ValueError(f"{traced.name}(): a Dask array of unknown chunk sizes {x.chunks} (from boolean "
+                             f"indexing, say); call x.compute_chunk_sizes() first")
+        s = x._meta.view()
+        stand_ins[id(s)] = (s, x)
+        return s
+    call = traced._bind(map_dask_arrays(tuple(args), stand_in), map_dask_arrays(dict(kwargs), stand_in))
+    arrays = [stand_ins[id(x)][1] if id(x) in stand_ins else da.from_array(x, chunks=-1) for x in call.leaves]
+    specialization = call.specialization if traced.call is not None else traced._specialization_key
+    if specialization == traced._specialization_key:
+        graph, captured = traced.frozen_graph, traced._params
+    else:
+        graph, captured = _retrace(traced, call, {i: x for i, (_, x) in stand_ins.items()})
+    from .traced import _read_param
+    return arrays, graph, functools.partial(_read_param, traced.module, captured)
+
+
+def _retrace(traced, call: Any, dask_of: dict) -> tuple[Graph, dict]:
+    """The trace for a call of another specialisation (other static values, dtypes or arguments), made where
+    a leaf of the traced call had the same path and rank on an array of the shape traced then (a shape that
+    traced once traces again; first chunks of different arrays need not fit together), else on the leaf itself
+    or its Dask array's first chunk."""
+    from .arguments import Call
+    traced_types = dict(zip(traced.call.paths, traced.input_types))
+    leaves = []
+    for x, path, weak in zip(call.leaves, call.paths, call.weak):
+        t = traced_types.get(path)
+        leaves.append(x if weak else np.ones(t.shape, x.dtype) if t is not None and t.ndim == x.ndim
+                      else first_chunk(dask_of[id(x)]) if id(x) in dask_of else x)
+    example = Call(traced.fn, *call.rebuild(leaves, python_floats=True))
+    try:
+        with traced._lock:
+            return traced._specialization([TensorType.of(x) for x in example.leaves], example.specialization, example)
+    except (ValueError, IndexError) as error:
+        error.add_note(f"gputrace traced {traced.name} again for this call's arguments, on arrays of the shapes "
+                       f"it was traced at ({', '.join(f'{p}: {t.shape}' for p, t in traced_types.items())}) and on "
+                       f"the first chunks of others")
+        raise
 
 
 def lower_on_dask(traced, args: Sequence[Any], kwargs: dict, backend: str | None = None) -> DaskLowering:
     """The Dask graph of ``traced`` on Dask arrays: its steps, and its outputs as lazy Dask arrays."""
-    arrays = _dask_arguments(traced, args, kwargs)
-    return _Plan(traced, arrays, backend).build()
+    arrays, graph, param = _dask_call(traced, args, kwargs)
+    return _Plan(traced, arrays, graph, param, backend).build()
 
 
 def run_on_dask(traced, args: Sequence[Any], kwargs: dict, backend: str | None) -> Any:
