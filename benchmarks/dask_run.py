@@ -2,8 +2,12 @@
 processes: softmax, layer norm and x.std() over a row-chunked float32 array (the numpy backend per chunk).
 
     PYTHONPATH=. python benchmarks/dask_run.py [--sizes small,large] [--repeat 3]
+    PYTHONPATH=. python benchmarks/dask_run.py --profile [--sizes large] [--programs std]
 
 Writes its table into benchmarks/RESULTS.md between the "dask" markers (the rest of the file is run.py's).
+``--profile`` writes nothing: per run it prints where the time goes, as measures that a loaded machine skews
+less than wall time: the workers' process CPU time, and the task stream's compute and transfer time by kind
+of task (chunk steps, combines, aggregates; Dask's own by its layer names).
 """
 from __future__ import annotations
 
@@ -67,6 +71,35 @@ def timed(make, x, repeat: int) -> float:
     return statistics.median(times)
 
 
+def task_kind(key) -> str:
+    name = key[0] if isinstance(key, tuple) else key
+    for kind in ("combine", "aggregate", "partial"):
+        if kind in name:
+            return kind
+    return "chunk step" if name.startswith("gputrace-") else name.rsplit("-", 1)[0]
+
+
+def profiled(client, make, x) -> str:
+    """One run of ``make(x)``: the workers' CPU time and the task stream's time by kind of task and action."""
+    import distributed
+    fresh = x.map_blocks(np.copy, name=f"input-{uuid.uuid4().hex}").persist()
+    distributed.wait(fresh)
+    before = client.run(time.process_time)
+    with distributed.get_task_stream(client) as stream:
+        start = time.perf_counter()
+        distributed.wait(make(fresh).persist())
+        wall = time.perf_counter() - start
+    cpu = sum(client.run(time.process_time)[w] - before[w] for w in before)
+    found: dict = {}
+    for task in stream.data:
+        for span in task["startstops"]:
+            entry = found.setdefault((task_kind(task["key"]), span["action"]), [0, 0.0])
+            entry[0] += 1
+            entry[1] += span["stop"] - span["start"]
+    spans = ", ".join(f"{kind} {action} {n}x {total * 1e3:.0f} ms" for (kind, action), (n, total) in sorted(found.items()))
+    return f"wall {wall * 1e3:.0f} ms, workers' CPU {cpu * 1e3:.0f} ms; {spans}"
+
+
 def main() -> None:
     import dask.array as da
     import distributed
@@ -75,7 +108,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out-of-core", action="store_true",
                         help="also x.std() of 4 GiB (64 MiB chunks) on 2 workers limited to 1 GiB each")
+    parser.add_argument("--profile", action="store_true", help="print where the time goes; write nothing")
+    parser.add_argument("--programs", default=",".join(PROGRAMS))
     args = parser.parse_args()
+    programs = {name: PROGRAMS[name] for name in args.programs.split(",")}
     rows = []
     load = os.getloadavg()[0]
     for workers in (1, 2):
@@ -86,15 +122,22 @@ def main() -> None:
                 x = da.random.default_rng(0).standard_normal(shape, chunks=(rows_per_chunk, -1),
                                                              dtype=np.float32).persist()
                 distributed.wait(x)
-                for name, fn in PROGRAMS.items():
+                for name, fn in programs.items():
                     traced = gputrace.trace(fn, x)
                     timed(traced, x, 1)  # compile on the workers first
+                    if args.profile:
+                        for label, make in (("gputrace", traced), ("Dask's own", fn)):
+                            for _ in range(args.repeat):
+                                print(f"{name} {size} {workers} worker(s), {label}: {profiled(client, make, x)}")
+                        continue
                     ours = timed(traced, x, args.repeat)
                     own = timed(fn, x, args.repeat)
                     chunks = x.numblocks[0]
                     rows.append((name, size, workers, ours, own, tasks(traced(x), "gputrace-") / chunks,
                                  (tasks(fn(x)) - tasks(x)) / chunks))
                     print(rows[-1], file=sys.stderr)
+    if args.profile:
+        return
     out_of_core = []
     if args.out_of_core:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None,
