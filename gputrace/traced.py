@@ -35,7 +35,9 @@ def _example_call(fn: Any, example_inputs: Any, where: str, example_kwargs: Mapp
                              f"got {type(example_kwargs).__name__}")
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     # on Dask arrays, trace on one chunk (as JAX traces on abstract values): a program runs per chunk
-    args, kwargs = _dask.map_dask_arrays((args, dict(example_kwargs or {})), _dask.first_chunk)
+    kwargs = dict(example_kwargs or {})
+    if _dask.has_dask_arrays(args, kwargs):
+        args, kwargs = _dask.map_dask_arrays((args, kwargs), _dask.first_chunk)
     return Call(fn, args, kwargs, where=where)
 
 
