@@ -302,14 +302,10 @@ class _Plan:
         self.chunks: dict[int, tuple] = {}
         self.starts: dict[int, tuple] = {}
         for a, (source, size) in letters.follows.items():  # a Dask matmul's output axes chunk as its operands'
-            root = letters.find(a)
-            if root in why:
-                self.chunks.setdefault(root, (size,))
-            for x, xl in zip(arrays, input_labels):
-                for d, b in enumerate(xl):
-                    if b is not None and letters.find(b) == letters.find(source) and letters.find(source) not in why:
-                        self.chunks.setdefault(root, x.chunks[d])
-            self.chunks.setdefault(root, (size,))
+            root, source = letters.find(a), letters.find(source)
+            given = [x.chunks[d] for x, xl in zip(arrays, input_labels) for d, b in enumerate(xl)
+                     if b is not None and letters.find(b) == source]
+            self.chunks.setdefault(root, given[0] if given and root not in why and source not in why else (size,))
         result = []
         for k, (x, xl) in enumerate(zip(arrays, input_labels)):
             wanted = {}
@@ -498,11 +494,11 @@ class _Plan:
             product = (self.da.matmul if c.op == "matmul" else self.da.dot)(a, b)
             if product.dtype != c.output.type.dtype:
                 product = product.astype(c.output.type.dtype)
+            self._log(f"Dask's blocked {c.op}: da.{c.op} of {tuple(a.numblocks)} by {tuple(b.numblocks)} blocks")
             wanted = self._chunks_of(c.output)
             if product.chunks != wanted:
                 self._log(f"rechunk the result of {c.kind} to {wanted}: what follows needs its axes whole")
                 product = product.rechunk(wanted)
-            self._log(f"Dask's blocked {c.op}: da.{c.op} of {tuple(a.numblocks)} by {tuple(b.numblocks)} blocks")
             available[c.output] = product
 
     def _transposed(self, v: Value, available: dict) -> Any:
@@ -747,8 +743,7 @@ def _aggregate_step(info: dict, k: int, state: Any, from_chunk: bool) -> Any:
 def _dask_call(traced, args: Sequence[Any], kwargs: dict) -> tuple[list, Graph, Any]:
     """The call's leaves as Dask arrays (NumPy arrays, scalars and Python floats among them broadcast as in
     NumPy), checked as a call on arrays is (nesting, keywords, dtypes, ndims, devices), and the trace of its
-    specialisation with the reader of that trace's parameters; a new specialisation (other static values, say)
-    is traced on the Dask arrays' first chunks, as ``gputrace.trace`` traces on Dask arrays."""
+    specialisation with the reader of that trace's parameters (a new specialisation traced by ``_retrace``)."""
     import functools
     da = require_dask()
     stand_ins: dict[int, Any] = {}

@@ -199,6 +199,11 @@ def test_matmul_is_dasks_blocked_matmul_with_a_gputrace_epilogue(rng, threads):
     c_np = a_np[:, :1]
     want = np.tanh(0.1 * (a_np - c_np) @ (a_np - c_np).T + c_np[:, :1])
     np.testing.assert_allclose(lowering.outputs.compute(), want, rtol=1e-5, atol=1e-5)
+    rows = gputrace.trace(lambda x: softmax(x @ x.T), a_np)  # a row of the product split across blocks
+    lowering = rows.lower(x)
+    assert lowering.steps[1:] == ["rechunk the result of np::matmul to ((10, 15, 5), (30,)): what follows needs its "
+                                  "axes whole", "per chunk: the whole of <lambda> (3 tasks)"]
+    np.testing.assert_allclose(lowering.outputs.compute(), softmax(a_np @ a_np.T), rtol=1e-5, atol=1e-6)
     plain = gputrace.trace(lambda x: x @ x.T, a_np)  # its transpose is Dask's, fused into the product's blocks
     lowering = plain.lower(x)
     assert lowering.steps == ["Dask's blocked matmul: da.matmul of (3, 1) by (1, 3) blocks"]
