@@ -19,8 +19,8 @@ one knows the row's result, so fusion ends a group where an element reads it (``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Sequence, Union
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -289,7 +289,7 @@ class RowAccesses:
     kdims: list[int]
     kstrides: list[list[int]]
     rdims: list[int]
-    rstrides: dict[int, list[int]] = field(default_factory=dict)  # element-level accesses only
+    rstrides: dict[int, list[int]]  # element-level accesses only
 
     @property
     def elem_accesses(self) -> list[int]:
@@ -382,7 +382,7 @@ class ElementwiseLayout:
     vectored: tuple[int, ...] = ()
 
 
-GroupLayout = Union[Layout, ElementwiseLayout]
+GroupLayout = Layout | ElementwiseLayout
 
 
 def elementwise_layout(reads: ElementAccesses, directly: Sequence[Value]) -> ElementwiseLayout:
