@@ -7,9 +7,9 @@ NumPy computes op by op. Inputs are read through strides over the group's
 iteration shape (broadcast dims have stride 0), after merging dimensions that
 are contiguous for every operand; a contiguous input is read at ``i`` and a
 broadcast scalar at 0. Indices are 32-bit when every offset fits. Contiguous
-operands and the outputs move as aligned vectors (16 bytes per access) when
-their pointers allow, with a scalar loop for the tail; where few operands are
-read, each thread loads up to four vectors before computing (48 bytes in flight).
+operands and the outputs move as aligned vectors when their pointers allow, with
+a scalar loop for the tail; the vector width and the vectors each thread loads
+before computing are the group's layout, decided in ``passes/layout.py``.
 """
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, ScalarType, TensorType, Type, Value, contiguous_strides
-from ..passes.layout import (VECTOR_BYTES, ElementwiseLayout, broadcast_strides, collapse_dims,  # noqa: F401
-                             element_accesses, gathers_of, read_directly)
+from ..ir import Graph, Node, ScalarType, TensorType, Type, Value
+from ..passes.layout import ElementwiseLayout, element_accesses, gathers_of, read_directly
 from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, render_gather
 from .kernel import Kernel
 from .templates import read_template
@@ -113,7 +112,7 @@ def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
     return render_cast(call, result, out) if result != out else call
 
 
-# ----------------------------------------------------------------------------- layouts
+# ----------------------------------------------------------------------------- index types
 
 
 # A grid-stride loop's index passes the last element by up to one grid of threads (times a vector's

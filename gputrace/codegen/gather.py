@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType
-from ..passes.layout import broadcast_strides, gathers_of, loaded_type, read_directly  # noqa: F401
+from ..passes.layout import broadcast_strides, gathers_of
 
 FLAG = "bad_index"  # the kernel parameter: one zeroed uint32 after the outputs, raised by any index out of bounds
 FLAG_PARAM = f"unsigned int* __restrict__ {FLAG}"
