@@ -742,7 +742,7 @@ def dispatch_overhead(quick: bool) -> dict:
     try:
         traced = gputrace.trace(bench.fn, (x,), check_trace=False)
         program = traced.lower(x)
-        executor = KernelExecutor(program, "emulate", launcher=NoLaunch())
+        executor = KernelExecutor(program.lowered, "emulate", launcher=NoLaunch())
         row["kernels"] = plan_counts(program)["kernels"]
         row["us_per_call"] = per_call_seconds(lambda: executor.run((x,), traced.param),
                                               calls=2000 if quick else 20000, batches=3 if quick else 5) * 1e6

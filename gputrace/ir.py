@@ -415,8 +415,8 @@ def format_graph(graph: Graph, indent: str = "", head: str = "graph(") -> str:
 
 
 def fusion_group_name(node: Node) -> str:
-    """``gt::FusionGroup_0`` for the group whose kernel is numbered 0: ``attrs["kernel"]`` is ``fused_0``
-    after fusion, the generated kernel's name (``gt_fused_0_add_tanh``) after code generation."""
+    """``gt::FusionGroup_0`` for the group whose kernel is numbered 0: fusion names the kernel in
+    ``attrs["kernel"]`` (``gt_fused_0_add_tanh``)."""
     kernel = str(node.attrs.get("kernel", ""))
     number = re.search(r"fused_(\d+)", kernel)
     return "gt::FusionGroup_" + (number.group(1) if number else kernel)

@@ -10,7 +10,7 @@ import copy
 import functools
 import threading
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from .passes import SIMPLIFY, dce, inline_graph, freeze, run_passes, to_fixed_po
 from .passes.specialize import specialize
 from .arguments import Call, check_array_argument
 from .tracer import freeze_hint as tracer_freeze_hint, is_array, trace_graph, unflatten_outputs
+
+if TYPE_CHECKING:
+    from .codegen import Kernel, LaunchPlan, LoweredProgram
 
 BACKENDS = ("numpy", "emulate", "cuda")
 
@@ -46,6 +49,7 @@ class Program:
 
     ``param(name)`` reads the arrays its graph's parameters stand for: a module's arrays as they are now,
     and the arrays its own trace captured (a trace redone at another shape captures constants of its own).
+    ``lowered`` (layouts, kernels, launch plan) is made on first use: the numpy backend needs none of it.
     """
 
     def __init__(self, graph: Graph, input_types: list[TensorType], param_types: dict[str, TensorType],
@@ -56,24 +60,32 @@ class Program:
         self.output_tree = output_tree
         self.graph = graph
         self._executors: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lowered: LoweredProgram | None = None
+        self._lock = threading.RLock()  # (an executor made under it lowers under it)
 
     def executor(self, backend: str) -> Any:
         with self._lock:
             if backend not in self._executors:
                 from .backends import make_executor
-                self._executors[backend] = make_executor(backend, self)
+                self._executors[backend] = make_executor(backend, self.graph, lambda: self.lowered)
             return self._executors[backend]
 
     @property
-    def kernels(self) -> list:
-        from .codegen import kernels_of
-        return kernels_of(self)
+    def lowered(self) -> LoweredProgram:
+        """The graph lowered: each fusion group's layout and kernel, and the launch plan."""
+        with self._lock:
+            if self._lowered is None:
+                from .codegen import lower
+                self._lowered = lower(self.graph)
+            return self._lowered
 
     @property
-    def plan(self) -> list:
-        from .codegen import launch_plan
-        return launch_plan(self)
+    def kernels(self) -> list[Kernel]:
+        return list(self.lowered.kernels.values())
+
+    @property
+    def plan(self) -> LaunchPlan:
+        return self.lowered.plan
 
     def __repr__(self) -> str:
         from .display import program_signature

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..codegen.lowered import LoweredProgram
 from ..ir import Graph
 from .reference import Interpreter, ReferencePlan, fresh_outputs, host_arrays, stored_outputs
 
@@ -35,8 +36,9 @@ class ReferenceExecutor:
         return fresh_outputs(self.graph, outputs, np, self.stored)
 
 
-def make_executor(backend: str, program: Any) -> Any:
+def make_executor(backend: str, graph: Graph, lowered: Callable[[], LoweredProgram]) -> Any:
+    """The executor of ``backend`` for a fused graph; ``lowered`` gives its kernels, made only where needed."""
     if backend == "numpy":
-        return ReferenceExecutor(program.graph)
+        return ReferenceExecutor(graph)
     from .kernels import KernelExecutor
-    return KernelExecutor(program, backend)
+    return KernelExecutor(lowered(), backend)

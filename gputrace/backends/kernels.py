@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import ops
+from ..codegen.kernel import Kernel
+from ..codegen.lowered import LoweredProgram
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType
 from .build import BODY_ENTRY, build_bodies
@@ -95,7 +97,7 @@ LAUNCHERS = {"emulate": EmulatedLauncher, "cuda": CudaLauncher}
 
 
 class KernelExecutor(Interpreter):
-    """Runs a Program's graph: fusion groups as generated kernels, other nodes with the array module.
+    """Runs a lowered program's graph: fusion groups as generated kernels, other nodes with the array module.
 
     A call without ``record`` runs ``plan``, straight-line Python generated once: values are its
     locals, constants its globals, and each step launches a fusion group's kernel or runs one other
@@ -103,20 +105,18 @@ class KernelExecutor(Interpreter):
     interpreted node by node and every value kept.
     """
 
-    def __init__(self, program: Any, backend: str, launcher: Any = None):
-        from ..codegen import kernels_of
+    def __init__(self, lowered: LoweredProgram, backend: str, launcher: Any = None):
         launcher = LAUNCHERS[backend]() if launcher is None else launcher
-        super().__init__(program.graph, None, launcher.xp)
+        super().__init__(lowered.graph, None, launcher.xp)
         self.name = backend
         self.launcher = launcher
-        groups = [n for n in program.graph.nodes if n.kind == "gt::FusionGroup"]
-        self.kernels = dict(zip(groups, kernels_of(program)))
+        self.kernels = lowered.kernels
         loaded = launcher.load_all(list(self.kernels.values()))
         self.groups = {node: self._group_runner(node, kernel, module)
                        for (node, kernel), module in zip(self.kernels.items(), loaded)}
         self.plan = Plan(self)
 
-    def _group_runner(self, node: Node, kernel: Any, loaded: Any) -> Callable[..., list]:
+    def _group_runner(self, node: Node, kernel: Kernel, loaded: Any) -> Callable[..., list]:
         """The function a call runs for fusion group ``node``: allocate its outputs, launch its kernel.
 
         Everything that does not change between calls is looked up here, once: a call allocates,
@@ -183,7 +183,7 @@ class KernelExecutor(Interpreter):
         raise AssertionError(f"internal error: %{value.name} has strides {actual}, its type says {t.strides}")
 
 
-def check_indices(kernel: Any, args: Sequence[Any], xp: Any) -> None:
+def check_indices(kernel: Kernel, args: Sequence[Any], xp: Any) -> None:
     """NumPy's IndexError if an index of a gather that ``kernel`` reads is out of bounds in ``args``."""
     for source, index, arrays in kernel.index_checks:
         ops.check_index_bounds(xp, args[source].shape, index, [args[a] for a in arrays])

@@ -7,21 +7,22 @@ NumPy computes op by op. Inputs are read through strides over the group's
 iteration shape (broadcast dims have stride 0), after merging dimensions that
 are contiguous for every operand; a contiguous input is read at ``i`` and a
 broadcast scalar at 0. Indices are 32-bit when every offset fits. Contiguous
-operands and the outputs move as aligned vectors (16 bytes per access) when
-their pointers allow, with a scalar loop for the tail; where few operands are
-read, each thread loads up to four vectors before computing (48 bytes in flight).
+operands and the outputs move as aligned vectors when their pointers allow, with
+a scalar loop for the tail; the vector width and the vectors each thread loads
+before computing are the group's layout, decided in ``passes/layout.py``.
 """
 from __future__ import annotations
 
 import math
 import string
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, ScalarType, TensorType, Type, Value, contiguous_strides
-from .gather import FLAG_PARAM, FLAG_WORKSPACE, gathers_of, index_checks, loaded_type, read_directly, render_gather
+from ..ir import Graph, Node, ScalarType, TensorType, Type, Value
+from ..passes.layout import ElementwiseLayout, element_accesses, gathers_of, read_directly
+from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
@@ -32,17 +33,6 @@ C_TYPES = {
 }
 STORAGE_TYPES = dict(C_TYPES, float16="__half")
 HALF = np.dtype(np.float16)
-BLOCK = 256
-VECTOR_BYTES = 16      # the widest global memory access
-MAX_VECTOR_WIDTH = 8   # elements per vector access (bounds the unrolled code per thread)
-# Bytes a thread has loading at once in the vector loop: with fewer, a program reading one array
-# keeps too little in flight per SM to cover the memory latency (Little's law). On an H100, threads
-# loading 16 bytes each reached 81% of copy bandwidth (GELU), 48 bytes 93.5% (Black-Scholes), 64
-# bytes 95% (Adam): a thread loads whole vectors, a grid stride apart, until it has 48 bytes loading.
-BYTES_IN_FLIGHT = 48
-MAX_VECTORS_PER_THREAD = 4
-
-
 def compute_type(dtype: np.dtype) -> str:
     """The C type a value of ``dtype`` is held in while computing (float16 is held as float)."""
     return C_TYPES[np.dtype(dtype).name]
@@ -122,33 +112,7 @@ def render_op(node: Node, args: list[str], arg_types: list[Type]) -> str:
     return render_cast(call, result, out) if result != out else call
 
 
-# ----------------------------------------------------------------------------- layouts
-
-
-def broadcast_strides(t: TensorType, shape: tuple[int, ...]) -> list[int]:
-    """Strides of ``t`` read over ``shape`` (NumPy broadcasting): 0 on broadcast and size-1 dims."""
-    lead = len(shape) - t.ndim
-    strides = [0] * lead
-    for n, m, st in zip(t.shape, shape[lead:], t.strides):
-        strides.append(0 if n == 1 else st)
-    return strides
-
-
-def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
-    """Merge adjacent dims that are contiguous for every operand; drop size-1 dims."""
-    keep = [d for d, n in enumerate(shape) if n != 1]
-    dims = [shape[d] for d in keep]
-    strs = [[s[d] for d in keep] for s in strides]
-    j = len(dims) - 1
-    while j > 0:
-        if all(s[j - 1] == s[j] * dims[j] for s in strs):
-            dims[j - 1] *= dims[j]
-            for s in strs:
-                s[j - 1] = s[j]
-                del s[j]
-            del dims[j]
-        j -= 1
-    return dims, strs
+# ----------------------------------------------------------------------------- index types
 
 
 # A grid-stride loop's index passes the last element by up to one grid of threads (times a vector's
@@ -174,32 +138,19 @@ def _index_type(n: int, dims: list[int], strides: list[list[int]]) -> str:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _kernel_name(number: int, nodes: list[Node]) -> str:
-    names = []
-    for node in nodes:
-        if node.kind.startswith("np::") and node.op not in names:
-            names.append(node.op)
-    label = "_".join(names[:3]) + ("_etc" if len(names) > 3 else "")
-    return f"gt_fused_{number}_{label}"[:60]
-
-
-def render_elementwise(group: Node, number: int) -> Kernel:
-    """The kernel computing fusion group ``group`` for its (specialised) input types."""
+def render_elementwise(group: Node, layout: ElementwiseLayout) -> Kernel:
+    """The kernel computing fusion group ``group`` for its (specialised) input types, laid out as ``layout``
+    (passes/layout.py's decision) says."""
     sub: Graph = group.subgraph
     shape = sub.outputs[0].type.shape
     n = int(np.prod(shape, dtype=np.int64))
     gathers = gathers_of(sub)
     # what each element reads: inputs at its place (through strides) and gathers' results (as contiguous arrays)
-    operands: list[Value] = read_directly(sub) + [g.output for g in gathers]
-    in_types: list[TensorType] = [v.type for v in read_directly(sub)] + [loaded_type(g) for g in gathers]
+    reads = element_accesses(sub)
+    operands, in_types, out_types, dims, in_strides = (reads.operands, reads.in_types, reads.out_types,
+                                                       reads.dims, reads.in_strides)
     pointer = {v: f"in{sub.inputs.index(v)}" for v in read_directly(sub)}
-    out_types: list[TensorType] = [v.type for v in sub.outputs]
-    out_strides = [list(contiguous_strides(shape))] * len(out_types)
-    raw = [broadcast_strides(t, shape) for t in in_types]
-    dims, collapsed = collapse_dims(shape, raw + out_strides)
-    in_strides = collapsed[:len(in_types)]
     index_t = _index_type(n, dims, in_strides)
-    contiguous = contiguous_strides(dims)
 
     params, setup, scalar_args = [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
     names: dict[Value, tuple[str, Type]] = {}
@@ -207,9 +158,9 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     strided = []
     params += [f"const {STORAGE_TYPES[v.type.dtype.name]}* __restrict__ in{k}" for k, v in enumerate(sub.inputs)]
     for k, (v, t, st) in enumerate(zip(operands, in_types, in_strides)):
-        if all(s == 0 for s in st):
+        if reads.kind(k) == "scalar":
             index_of.append("0")
-        elif tuple(st) == contiguous:
+        elif reads.kind(k) == "contiguous":
             index_of.append("i")
         else:
             index_of.append(f"off{k}")
@@ -261,9 +212,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         results.append(render_cast(expr, _weak_or_dtype(src), t.dtype))
 
     # Operands that move as vectors: inputs read at ``i`` and every output.
-    vectored = [k for k, index in enumerate(index_of) if index == "i" and operands[k] in pointer]
-    widest = max([in_types[k].dtype.itemsize for k in vectored] + [t.dtype.itemsize for t in out_types])
-    width = max(1, min(VECTOR_BYTES // widest, MAX_VECTOR_WIDTH))
+    vectored, width, vectors_per_thread = list(layout.vectored), layout.width, layout.vectors_per_thread
 
     def vector(t: TensorType) -> str:
         return f"GtVector<{STORAGE_TYPES[t.dtype.name]}, W>"
@@ -287,9 +236,6 @@ def render_elementwise(group: Node, number: int) -> Kernel:
 
     pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in range(len(out_types))]
     aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
-    # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
-    loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
-    vectors_per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
     vector_loads = [f"            {vector(in_types[k])} vin{k}[U];" for k in vectored]
     if vectored:
         vector_loads += ["#pragma unroll", "            for (int u = 0; u < U; ++u) if (v0 + u * stride < vectors) {"]
@@ -300,7 +246,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     vector_stores = [f"                reinterpret_cast<{vector(t)}*>(out{k})[v] = vout{k};"
                      for k, t in enumerate(out_types)]
 
-    name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
+    name = group.attrs["kernel"]  # fusion names each group's kernel
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("elementwise.cu")).substitute(
         name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, vector_width=width,
@@ -311,5 +257,5 @@ def render_elementwise(group: Node, number: int) -> Kernel:
                   inputs=[v.name for v in group.inputs], input_types=[v.type for v in sub.inputs],
                   outputs=[v.name for v in group.outputs], output_types=out_types,
                   scalar_args=scalar_args, workspace=[FLAG_WORKSPACE] if gathers else [],
-                  index_checks=index_checks(sub), elements=n, block=BLOCK, work_per_block=BLOCK * width,
-                  ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"])
+                  index_checks=index_checks(sub), elements=n, block=layout.block, work_per_block=layout.block * width,
+                  ops=[n.op for n in sub.nodes if n.kind != "prim::Constant"], layout=layout)

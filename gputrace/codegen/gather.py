@@ -9,26 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, TensorType, contiguous_strides
+from ..ir import Graph, Node, TensorType
+from ..passes.layout import broadcast_strides, gathers_of
 
 FLAG = "bad_index"  # the kernel parameter: one zeroed uint32 after the outputs, raised by any index out of bounds
 FLAG_PARAM = f"unsigned int* __restrict__ {FLAG}"
 FLAG_WORKSPACE = (np.dtype(np.uint32), 1, True)
-
-
-def gathers_of(sub: Graph) -> list[Node]:
-    return [n for n in sub.nodes if ops.is_element_load(n.kind)]
-
-
-def loaded_type(node: Node) -> TensorType:
-    """The type a gather's consumers read it through: its result, contiguous."""
-    t = node.output.type
-    return t.with_(strides=contiguous_strides(t.shape))
-
-
-def read_directly(sub: Graph) -> list:
-    """The group's inputs that some node other than a gather reads (those a gather reads it reads itself)."""
-    return [v for v in sub.inputs if any(not ops.is_element_load(u.kind) for u in v.users)]
 
 
 def index_checks(sub: Graph) -> list[tuple[int, tuple, list[int]]]:
@@ -40,7 +26,6 @@ def index_checks(sub: Graph) -> list[tuple[int, tuple, list[int]]]:
 
 def render_gather(node: Node, sub: Graph, name: str, position: str, ctype: str, storage_half: bool) -> list[str]:
     """Lines setting ``const <ctype> <name>`` to element ``position`` of the gather's result, in C order."""
-    from .elementwise import broadcast_strides  # (elementwise renders gathers with this module)
     x, arrays = node.inputs[0], node.inputs[1:]
     xt: TensorType = x.type
     layout = ops.index_layout(xt.shape, node.attrs["index"], [a.type.shape for a in arrays])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..ir import TensorType, html_view
-from ..passes.layout import Layout
+from ..passes.layout import GroupLayout
 
 DEFAULT_ARCH = "sm_90"
 HALF_HEADER = '#include "gputrace_half.cuh"'
@@ -57,7 +57,7 @@ class Kernel:
     # flag the kernel raises for an index out of bounds
     index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
-    layout: Layout | None = None  # a reduction's: how its rows map onto blocks, warps and threads
+    layout: GroupLayout | None = None  # passes/layout.py's decision for its group, which it was rendered from
 
     def __post_init__(self):
         self.source = with_needed_headers(self.source)

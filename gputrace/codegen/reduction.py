@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, own_space
-from ..passes.layout import THREADS_PER_SM, plan
-from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
-                          render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
-from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, loaded_type, render_gather
+from ..ir import Graph, Node, Value
+from ..passes.layout import THREADS_PER_SM, Layout, accumulator_dtype, row_accesses
+from .elementwise import (HALF, STORAGE_TYPES, compute_type, index_type, render_cast, render_literal, render_op,
+                          _reach, _weak_or_dtype)
+from .gather import FLAG_PARAM, FLAG_WORKSPACE, index_checks, render_gather
 from .kernel import Kernel
 from .templates import read_template
 
@@ -37,11 +36,6 @@ ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at 
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
 FAST_EXTREMUM = {("GtMax", "float"): "fmaxf", ("GtMax", "double"): "fmax",
                  ("GtMin", "float"): "fminf", ("GtMin", "double"): "fmin"}
-
-
-def accumulator_dtype(node: Node) -> np.dtype:
-    """The dtype a reduction accumulates in (its row's rule)."""
-    return ops.reduction_of(node).accumulator(node.inputs[0].type.dtype, node.output.type.dtype)
 
 
 def _identity(node: Node, acc: np.dtype) -> str:
@@ -89,25 +83,6 @@ class Reduced:
         return self.row.index
 
 
-@dataclass
-class Access:
-    """How one operand is indexed: strides over F's kept and reduced axes (before collapsing)."""
-    pointer: str
-    dtype: np.dtype
-    kept: list[int]
-    reduced: list[int] | None  # None: row-level (constant along the row)
-    gather: Node | None = None  # a gather's result, read as if it were a contiguous array
-
-
-def _embed_strides(t: TensorType, shape: tuple[int, ...], space: Space) -> list[int]:
-    """Strides over F of ``t`` read by a node of ``shape`` (F itself, or one of the reduced shapes)."""
-    strides = broadcast_strides(t, shape)
-    if len(shape) == len(space.shape):
-        return strides
-    it = iter(strides)  # the dropped-dims form: reduced axes are missing
-    return [0 if d in space.axes else next(it) for d in range(len(space.shape))]
-
-
 def _part_end(part: str) -> str:
     """The C expression for where part ``part`` of a split row ends (the last part ends with the row)."""
     return f"({part} + 1) * chunk < cols ? ({part} + 1) * chunk : cols"
@@ -142,90 +117,14 @@ def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str,
             f"        const {ctype} red{k}s = {total(f'shifts{k}')};"]
 
 
-def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
-    """Whether neighbouring rows of an operand lie closer together in memory than a row's elements do (a
-    reduction over a leading axis, ``x.sum(axis=0)``): then a thread per row reads coalesced."""
-    if not kept or kept[-1] == 0:
-        return False
-    inner = min((abs(r) for r in reduced if r), default=None)
-    return abs(kept[-1]) == 1 or (inner is not None and abs(kept[-1]) < inner)
-
-
-def _depends_on_reduction(values: list[Value], reductions: list[Node]) -> bool:
-    """Does one of ``values`` depend on a reduction's result (softmax's sum on its max, its ``e / sum``)?"""
-    seen: set[Node] = set()
-    stack = [v.producer for v in values if v.producer is not None]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        if node in reductions:
-            return True
-        seen.add(node)
-        stack += [v.producer for v in node.inputs if v.producer is not None]
-    return False
-
-
-def render_reduction(group: Node, number: int) -> Kernel:
+def render_reduction(group: Node, layout: Layout) -> Kernel:
     sub: Graph = group.subgraph
-    reductions = [n for n in sub.nodes if ops.OPS.get(n.kind) and ops.lookup(n.kind).category == ops.REDUCTION]
-    space = own_space(reductions[0])
-    F, axes = space.shape, space.axes
-    kept_axes = [d for d in range(len(F)) if d not in axes]
-    kept_shape, red_shape = [F[d] for d in kept_axes], [F[d] for d in axes]
-    rows = int(np.prod(kept_shape, dtype=np.int64))
-    cols = int(np.prod(red_shape, dtype=np.int64))
-
-    def element_level(node: Node) -> bool:
-        return node not in reductions and node.output.type.shape == F
-
-    level = {}  # value -> "elem" | "row"
-    for v in sub.inputs:
-        level[v] = "input"
-    for node in sub.nodes:
-        if node.kind == "prim::Constant":
-            level[node.output] = "const"
-        elif ops.is_element_load(node.kind):
-            level[node.output] = "input"  # loaded where read, like an input
-        else:
-            level[node.output] = "elem" if element_level(node) else "row"
-
-    # -- operand accesses: (input index, strides over F) -> one load each
-    accesses: list[Access] = []
-    access_of: dict[tuple[Node, int], int] = {}
-    keys: dict[tuple, int] = {}
-    for node in sub.nodes:
-        if ops.is_element_load(node.kind):
-            continue  # its inputs are read where its result is
-        for position, v in enumerate(node.inputs):
-            if level[v] != "input":
-                continue
-            gather = v.producer if v.producer is not None and ops.is_element_load(v.producer.kind) else None
-            t = loaded_type(gather) if gather else v.type
-            elem = node in reductions or element_level(node)
-            full = _embed_strides(t, F if elem else node.output.type.shape, space)
-            key = (v, tuple(full), elem)
-            if key not in keys:
-                keys[key] = len(accesses)
-                pointer = f"g{sub.nodes.index(gather)}" if gather else f"in{sub.inputs.index(v)}"
-                accesses.append(Access(pointer, v.type.dtype, [full[d] for d in kept_axes],
-                                       [full[d] for d in axes] if elem else None, gather))
-            access_of[(node, position)] = keys[key]
-    outputs = []  # (output index, value, element-level?, access index)
-    for k, v in enumerate(sub.outputs):
-        elem = level[v] == "elem"
-        access = None
-        if elem:
-            strides = contiguous_strides(F)
-            access = len(accesses)
-            accesses.append(Access(f"out{k}", v.type.dtype, [strides[d] for d in kept_axes],
-                                   [strides[d] for d in axes]))
-        outputs.append((k, v, elem, access))
-
-    kdims, kstrides = collapse_dims(kept_shape, [a.kept for a in accesses])
-    elem_accesses = [i for i, a in enumerate(accesses) if a.reduced is not None]
-    rdims, rstrides_list = collapse_dims(red_shape, [accesses[i].reduced for i in elem_accesses])
-    rstrides = dict(zip(elem_accesses, rstrides_list))
+    # how the group reads and writes: passes/layout.py's analysis, from which it decided ``layout``
+    reads = row_accesses(sub)
+    reductions, rows, cols, level, accesses, access_of, outputs = (
+        reads.reductions, reads.rows, reads.cols, reads.level, reads.accesses, reads.access_of, reads.outputs)
+    kdims, kstrides, rdims, rstrides, elem_accesses = reads.kdims, reads.kstrides, reads.rdims, reads.rstrides, \
+        reads.elem_accesses
     # an element's offset is its row's offset plus its offset within the row: the two reaches add up
     reach = max([rows * max(cols, 1)] + [_reach(kdims, kstrides[a]) + _reach(rdims, rstrides.get(a, []))
                                          for a in range(len(accesses))])
@@ -286,32 +185,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
             return f"a{a}", v.type
         return local.get(v) or names[v]
 
-    # A row may be split over several blocks or threads (which write partial results; the last of a row to
-    # finish, by a ticket counter, combines them and writes the row's outputs) only where nothing reads a
-    # row's result back over its elements (the fusion pass ends such groups at their reductions where it
-    # splits rows) and no reduction reads another's; element outputs (prologue values) are written by each
-    # block or thread for its part. A float var/std merges its parts by Chan's formula.
-    splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
-        and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
-        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
-    # how rows map onto threads, lanes and blocks is passes/layout.py's plan (its docstring says why)
-    side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
-                       for a in elem_accesses if not accesses[a].pointer.startswith("out"))
-    wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    layout = plan(rows, cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
-
-    # A row held in registers by a block or a group of lanes moves `width` elements per access (128-bit
-    # loads and stores of float32) for operands contiguous along the row whose rows start on a vector
-    # boundary, when their pointers are aligned (checked once per launch; else element by element, in
-    # the same order).
-    vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
-                and accesses[a].gather is None
-                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if layout.items else []
-    width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
-    vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
-    layout = layout.with_vectors(width) if vectored else layout
-    if layout.width == 1:
-        vectored = []
+    # how rows map onto threads, lanes and blocks, and which accesses move as vectors: passes/layout.py decided
+    vectored = list(layout.vectored)
     block, lanes, items, width = layout.block, layout.lanes, layout.items, layout.width
     per_thread, grouped, splits, chunk, units = layout.per_thread, layout.grouped, layout.splits, layout.chunk, layout.units
     lane = "lane" if grouped else "threadIdx.x"  # this thread's first element of the row
@@ -662,7 +537,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     if any(a.gather is not None for a in accesses):
         params.append(FLAG_PARAM)
         workspace.append(FLAG_WORKSPACE)
-    name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
+    name = group.attrs["kernel"]  # fusion names each group's kernel
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
     source = string.Template(read_template("reduction.cu")).substitute(
         name=name, summary=summary, params=",\n    ".join(params), index_t=index_t, constants="\n".join(constants),

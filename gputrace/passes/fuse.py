@@ -625,9 +625,28 @@ def fuse(graph: Graph) -> Graph:
     for number, group in enumerate(groups):
         _make_group(graph, group, number)
     graph.topological_sort()
+    name_kernels(graph)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("after fusion:\n%s", graph)
     return graph
+
+
+def kernel_name(number: int, group: Node) -> str:
+    """``gt_fused_0_add_tanh``: the kernel's launch number and its first three NumPy ops."""
+    names: list[str] = []
+    for node in group.subgraph.nodes:
+        if node.kind.startswith("np::") and node.op not in names:
+            names.append(node.op)
+    label = "_".join(names[:3]) + ("_etc" if len(names) > 3 else "")
+    return f"gt_fused_{number}_{label}"[:60]
+
+
+def name_kernels(graph: Graph) -> None:
+    """Name each fusion group's kernel (``attrs["kernel"]``), numbered in launch order: the graph prints,
+    displays and renders the name decided here."""
+    for number, group in enumerate(graph.find_nodes("gt::FusionGroup")):
+        group.attrs["kernel"] = kernel_name(number, group)
+        group.subgraph.name = f"FusionGroup_{number}"
 
 
 def split_shared_gathers(graph: Graph) -> bool:

@@ -1,6 +1,9 @@
-"""How a reduction group's rows map onto blocks, warps and threads: decided here, read by fusion and codegen.
+"""The layout of every fusion group is decided here, once, and stored in the lowered program: fusion asks
+``rows_are_split`` and the renderers read the layout (``group_layout``), so kernels and fusion cannot disagree.
 
-A row is one index over the kept axes; its elements are the reduced axes. Four layouts, chosen from the sizes:
+Elementwise groups: a thread per element, ``width`` elements per vector access, a few vectors in flight per
+thread. Reduction groups: a row is one index over the kept axes; its elements are the reduced axes. Four
+layouts, chosen from the sizes:
 - a group of lanes of one warp per row (a power of two, at most 32, each lane holding up to 8 elements, 4 of
   8 bytes) for rows shorter than a block that fit: the group reduces with shuffles alone, a warp works on
   several short rows;
@@ -17,6 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from .. import ops
+from ..ir import Graph, Node, TensorType, Value, contiguous_strides
 
 BLOCK = 256            # threads per row when the row does not fit in registers
 MAX_ITEMS = 16         # row elements one thread keeps in registers
@@ -30,6 +39,15 @@ SPLIT_BLOCKS = 1024    # blocks a split reduction aims for
 PER_THREAD_TARGET = 65536  # threads a reduction over leading axes aims for, splitting its columns
 COLUMN_PART_MIN = 128      # at least this many elements per thread when a column is split
 COLUMN_SPLITS_MAX = 1024   # parts of one column at most (its last thread adds them up one by one)
+VECTOR_BYTES = 16      # the widest global memory access
+ELEMENTWISE_BLOCK = 256
+MAX_VECTOR_WIDTH = 8   # elements per vector access (bounds the unrolled code per thread)
+# Bytes a thread has loading at once in the vector loop: with fewer, a program reading one array
+# keeps too little in flight per SM to cover the memory latency (Little's law). On an H100, threads
+# loading 16 bytes each reached 81% of copy bandwidth (GELU), 48 bytes 93.5% (Black-Scholes), 64
+# bytes 95% (Adam): a thread loads whole vectors, a grid stride apart, until it has 48 bytes loading.
+BYTES_IN_FLIGHT = 48
+MAX_VECTORS_PER_THREAD = 4
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,7 @@ class Layout:
     splits: int = 1
     chunk: int = 0
     width: int = 1
+    vectored: tuple[int, ...] = ()  # the accesses (``RowAccesses.accesses``) moved ``width`` elements at a time
 
     @property
     def per_thread(self) -> bool:
@@ -158,3 +177,286 @@ def rows_are_split(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
     rows = math.prod(shape) // max(cols, 1)
     leading = axes == tuple(range(len(axes))) and len(axes) < len(shape)
     return plan(rows, cols, side_by_side=leading, splittable=True, wide=False).splits > 1 and not block_holds(cols)
+
+
+# ----------------------------------------------------------------------------- how a group reads its operands
+
+
+def broadcast_strides(t: TensorType, shape: tuple[int, ...]) -> list[int]:
+    """Strides of ``t`` read over ``shape`` (NumPy broadcasting): 0 on broadcast and size-1 dims."""
+    lead = len(shape) - t.ndim
+    strides = [0] * lead
+    for n, m, st in zip(t.shape, shape[lead:], t.strides):
+        strides.append(0 if n == 1 else st)
+    return strides
+
+
+def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent dims that are contiguous for every operand; drop size-1 dims."""
+    keep = [d for d, n in enumerate(shape) if n != 1]
+    dims = [shape[d] for d in keep]
+    strs = [[s[d] for d in keep] for s in strides]
+    j = len(dims) - 1
+    while j > 0:
+        if all(s[j - 1] == s[j] * dims[j] for s in strs):
+            dims[j - 1] *= dims[j]
+            for s in strs:
+                s[j - 1] = s[j]
+                del s[j]
+            del dims[j]
+        j -= 1
+    return dims, strs
+
+
+def gathers_of(sub: Graph) -> list[Node]:
+    return [n for n in sub.nodes if ops.is_element_load(n.kind)]
+
+
+def loaded_type(node: Node) -> TensorType:
+    """The type a gather's consumers read it through: its result, contiguous."""
+    t = node.output.type
+    return t.with_(strides=contiguous_strides(t.shape))
+
+
+def read_directly(sub: Graph) -> list:
+    """The group's inputs that some node other than a gather reads (those a gather reads it reads itself)."""
+    return [v for v in sub.inputs if any(not ops.is_element_load(u.kind) for u in v.users)]
+
+
+def is_reduction(node: Node) -> bool:
+    return node.kind in ops.OPS and ops.lookup(node.kind).category == ops.REDUCTION
+
+
+def accumulator_dtype(node: Node) -> np.dtype:
+    """The dtype a reduction accumulates in (its row's rule)."""
+    return ops.reduction_of(node).accumulator(node.inputs[0].type.dtype, node.output.type.dtype)
+
+
+@dataclass
+class ElementAccesses:
+    """What each element of an elementwise group reads: its operands (inputs read directly, then gathers'
+    results, read as contiguous arrays) with their strides over the group's shape, dims merged where every
+    operand and output is contiguous across them."""
+    operands: list[Value]
+    in_types: list[TensorType]
+    out_types: list[TensorType]
+    dims: list[int]
+    in_strides: list[list[int]]
+
+    def kind(self, k: int) -> str:
+        """How operand ``k`` is read: "scalar" (one value for all), "contiguous" (at ``i``) or "strided"."""
+        if all(s == 0 for s in self.in_strides[k]):
+            return "scalar"
+        return "contiguous" if tuple(self.in_strides[k]) == contiguous_strides(self.dims) else "strided"
+
+
+def element_accesses(sub: Graph) -> ElementAccesses:
+    shape = sub.outputs[0].type.shape
+    gathers = gathers_of(sub)
+    operands: list[Value] = read_directly(sub) + [g.output for g in gathers]
+    in_types = [v.type for v in read_directly(sub)] + [loaded_type(g) for g in gathers]
+    out_types = [v.type for v in sub.outputs]
+    raw = [broadcast_strides(t, shape) for t in in_types]
+    dims, collapsed = collapse_dims(shape, raw + [list(contiguous_strides(shape))] * len(out_types))
+    return ElementAccesses(operands, in_types, out_types, dims, collapsed[:len(in_types)])
+
+
+@dataclass
+class Access:
+    """How one operand of a reduction group is indexed: strides over F's kept and reduced axes (before
+    collapsing)."""
+    pointer: str
+    dtype: np.dtype
+    kept: list[int]
+    reduced: list[int] | None  # None: row-level (constant along the row)
+    gather: Node | None = None  # a gather's result, read as if it were a contiguous array
+
+
+@dataclass
+class RowAccesses:
+    """How a reduction group reads and writes: its space F (``shape``) and reduced ``axes``, each value's level
+    ("input", "const", "elem": one per row element, "row": one per row), one access per distinct operand
+    read (and per element-level output), their strides over the kept and the reduced dims (each collapsed)."""
+    reductions: list[Node]
+    shape: tuple[int, ...]
+    axes: tuple[int, ...]
+    rows: int
+    cols: int
+    level: dict[Value, str]
+    accesses: list[Access]
+    access_of: dict[tuple[Node, int], int]       # (node, input position) -> access
+    outputs: list[tuple[int, Value, bool, int | None]]  # (output index, value, element-level?, access)
+    kdims: list[int]
+    kstrides: list[list[int]]
+    rdims: list[int]
+    rstrides: dict[int, list[int]]  # element-level accesses only
+
+    @property
+    def elem_accesses(self) -> list[int]:
+        return [i for i, a in enumerate(self.accesses) if a.reduced is not None]
+
+
+def _embed_strides(t: TensorType, shape: tuple[int, ...], full: tuple[int, ...], axes: tuple[int, ...]) -> list[int]:
+    """Strides over the space ``full`` of ``t`` read by a node of ``shape`` (``full`` itself, or one of the
+    reduced shapes)."""
+    strides = broadcast_strides(t, shape)
+    if len(shape) == len(full):
+        return strides
+    it = iter(strides)  # the dropped-dims form: reduced axes are missing
+    return [0 if d in axes else next(it) for d in range(len(full))]
+
+
+def row_accesses(sub: Graph) -> RowAccesses:
+    reductions = [n for n in sub.nodes if is_reduction(n)]
+    first = reductions[0]
+    F = first.inputs[0].type.shape
+    axes = tuple(range(len(F))) if first.attrs.get("axis") is None else tuple(first.attrs["axis"])
+    kept_axes = [d for d in range(len(F)) if d not in axes]
+    kept_shape, red_shape = [F[d] for d in kept_axes], [F[d] for d in axes]
+
+    def element_level(node: Node) -> bool:
+        return node not in reductions and node.output.type.shape == F
+
+    level = {}
+    for v in sub.inputs:
+        level[v] = "input"
+    for node in sub.nodes:
+        if node.kind == "prim::Constant":
+            level[node.output] = "const"
+        elif ops.is_element_load(node.kind):
+            level[node.output] = "input"  # loaded where read, like an input
+        else:
+            level[node.output] = "elem" if element_level(node) else "row"
+
+    # (input, strides over F, element-level?) -> one load each
+    accesses: list[Access] = []
+    access_of: dict[tuple[Node, int], int] = {}
+    keys: dict[tuple, int] = {}
+    for node in sub.nodes:
+        if ops.is_element_load(node.kind):
+            continue  # its inputs are read where its result is
+        for position, v in enumerate(node.inputs):
+            if level[v] != "input":
+                continue
+            gather = v.producer if v.producer is not None and ops.is_element_load(v.producer.kind) else None
+            t = loaded_type(gather) if gather else v.type
+            elem = node in reductions or element_level(node)
+            full = _embed_strides(t, F if elem else node.output.type.shape, F, axes)
+            key = (v, tuple(full), elem)
+            if key not in keys:
+                keys[key] = len(accesses)
+                pointer = f"g{sub.nodes.index(gather)}" if gather else f"in{sub.inputs.index(v)}"
+                accesses.append(Access(pointer, v.type.dtype, [full[d] for d in kept_axes],
+                                       [full[d] for d in axes] if elem else None, gather))
+            access_of[(node, position)] = keys[key]
+    outputs: list[tuple[int, Value, bool, int | None]] = []
+    for k, v in enumerate(sub.outputs):
+        elem = level[v] == "elem"
+        access = None
+        if elem:
+            strides = contiguous_strides(F)
+            access = len(accesses)
+            accesses.append(Access(f"out{k}", v.type.dtype, [strides[d] for d in kept_axes],
+                                   [strides[d] for d in axes]))
+        outputs.append((k, v, elem, access))
+
+    kdims, kstrides = collapse_dims(kept_shape, [a.kept for a in accesses])
+    elem_accesses = [i for i, a in enumerate(accesses) if a.reduced is not None]
+    rdims, rstrides_list = collapse_dims(red_shape, [accesses[i].reduced for i in elem_accesses])
+    return RowAccesses(reductions, F, axes, int(np.prod(kept_shape, dtype=np.int64)),
+                       int(np.prod(red_shape, dtype=np.int64)), level, accesses, access_of, outputs,
+                       kdims, kstrides, rdims, dict(zip(elem_accesses, rstrides_list)))
+
+
+# ----------------------------------------------------------------------------- each group's layout, decided once
+
+
+@dataclass(frozen=True)
+class ElementwiseLayout:
+    """A thread per element in ``block``-thread blocks; contiguous operands (``vectored``: indices into
+    ``ElementAccesses.operands``) and the outputs move ``width`` elements per access, each thread loading
+    ``vectors_per_thread`` vectors before computing."""
+    block: int
+    width: int
+    vectors_per_thread: int
+    vectored: tuple[int, ...] = ()
+
+
+GroupLayout = Layout | ElementwiseLayout
+
+
+def elementwise_layout(reads: ElementAccesses, directly: Sequence[Value]) -> ElementwiseLayout:
+    """Vectors as wide as the widest contiguous operand or output allows (16 bytes), and enough of them per
+    thread to have BYTES_IN_FLIGHT loading. ``directly``: the operands read from a pointer (not gathered)."""
+    kinds = [reads.kind(k) for k in range(len(reads.operands))]
+    vectored = [k for k, kind in enumerate(kinds) if kind == "contiguous" and reads.operands[k] in directly]
+    widest = max([reads.in_types[k].dtype.itemsize for k in vectored] + [t.dtype.itemsize for t in reads.out_types])
+    width = max(1, min(VECTOR_BYTES // widest, MAX_VECTOR_WIDTH))
+    # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
+    loaded = sum(width * reads.in_types[k].dtype.itemsize for k, kind in enumerate(kinds) if kind != "scalar")
+    vectors_per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
+    return ElementwiseLayout(ELEMENTWISE_BLOCK, width, vectors_per_thread, tuple(vectored))
+
+
+def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
+    """Whether neighbouring rows of an operand lie closer together in memory than a row's elements do (a
+    reduction over a leading axis, ``x.sum(axis=0)``): then a thread per row reads coalesced."""
+    if not kept or kept[-1] == 0:
+        return False
+    inner = min((abs(r) for r in reduced if r), default=None)
+    return abs(kept[-1]) == 1 or (inner is not None and abs(kept[-1]) < inner)
+
+
+def _depends_on_reduction(values: list[Value], reductions: list[Node]) -> bool:
+    """Does one of ``values`` depend on a reduction's result (softmax's sum on its max, its ``e / sum``)?"""
+    seen: set[Node] = set()
+    stack = [v.producer for v in values if v.producer is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        if node in reductions:
+            return True
+        seen.add(node)
+        stack += [v.producer for v in node.inputs if v.producer is not None]
+    return False
+
+
+def reduction_layout(reads: RowAccesses) -> Layout:
+    """``plan`` for the group's rows, then the accesses that move as vectors.
+
+    A row may be split over several blocks or threads (which write partial results; the last of a row to
+    finish, by a ticket counter, combines them and writes the row's outputs) only where nothing reads a
+    row's result back over its elements (fusion ends such groups at their reductions where it splits rows)
+    and no reduction reads another's; a var/std's parts merge by Chan's formula, in float. A row held in
+    registers by a block or a group of lanes moves ``width`` elements per access (128-bit loads and stores
+    of float32) for operands contiguous along the row whose rows start on a vector boundary."""
+    reductions, accesses, rstrides, kstrides = reads.reductions, reads.accesses, reads.rstrides, reads.kstrides
+    elem_accesses = reads.elem_accesses
+    splittable = not _depends_on_reduction([v for _, v, elem, _ in reads.outputs if elem], reductions) \
+        and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
+        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
+    side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
+                       for a in elem_accesses if not accesses[a].pointer.startswith("out"))
+    wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
+    layout = plan(reads.rows, reads.cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
+    vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
+                and accesses[a].gather is None
+                and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if layout.items else []
+    width = min(4, VECTOR_BYTES // max(accesses[a].dtype.itemsize for a in vectored)) if vectored else 1
+    vectored = [a for a in vectored if all(s % width == 0 for s in kstrides[a])]
+    layout = layout.with_vectors(width) if vectored else layout
+    return replace(layout, vectored=tuple(vectored)) if layout.width > 1 else layout
+
+
+def group_layout(group: Node) -> GroupLayout:
+    """The layout of fusion group ``group``: the one place it is decided (the renderers read it)."""
+    sub = group.subgraph
+    if any(is_reduction(n) for n in sub.nodes):
+        return reduction_layout(row_accesses(sub))
+    return elementwise_layout(element_accesses(sub), read_directly(sub))
+
+
+def lay_out(graph: Graph) -> dict[Node, GroupLayout]:
+    """Every fusion group's layout, in launch order."""
+    return {node: group_layout(node) for node in graph.find_nodes("gt::FusionGroup")}

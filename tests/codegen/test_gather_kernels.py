@@ -11,7 +11,7 @@ import pytest
 
 import gputrace
 from gputrace.backends.host_compiler import host_compiler
-from gputrace.codegen import Kernel, launch_plan
+from gputrace.codegen import Kernel
 
 
 def embed(wte, wpe, ids):
@@ -59,14 +59,14 @@ def test_gathers_are_loads_in_their_consumers_kernel(dtype, id_dtype, tolerance,
     check(embed, inputs, traced, tolerance)
     if other_shapes:
         check(embed, embed_inputs(3, 4, 7, 40, dtype, id_dtype, seed=1), traced, tolerance)
-    plan = launch_plan(traced.lower(*inputs))
+    plan = traced.lower(*inputs).plan
     assert len(plan) == 1 and plan[0].ops == ["gather", "gather", "add", "mean", "subtract", "var", "add", "sqrt",
                                               "divide"]
 
     inputs = pick_inputs(6, 5, 4, dtype, id_dtype, seed=2)
     traced = gputrace.trace(pick, inputs)
     check(pick, inputs, traced, tolerance)
-    plan = launch_plan(traced.lower(*inputs))
+    plan = traced.lower(*inputs).plan
     assert all(isinstance(k, Kernel) for k in plan)
     assert sorted(k.ops for k in plan) == [["gather", "log", "negative"], ["gather", "max"], ["gather", "multiply", "add"],
                                            ["gather", "subtract"]]
@@ -91,7 +91,7 @@ def test_indices_out_of_bounds_raise_numpys_index_error_on_emulate():
     for backend in ("numpy", "emulate"):  # negative indices count from the end
         for got, want in zip(traced.run(table, *good[:1], x, good[1], backend=backend), out_of_bounds(table, good[0], x, good[1])):
             np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert [k.ops for k in launch_plan(traced.lower(table, *good[:1], x, good[1]))] == [
+    assert [k.ops for k in traced.lower(table, *good[:1], x, good[1]).plan] == [
         ["gather", "multiply", "sum"], ["gather", "exp"], ["gather", "gather", "add"]]
     with pytest.raises(IndexError, match="^index 7 is out of bounds for axis 0 with size 5$"):
         gputrace.trace(lambda t, i: t[i], (table, good[0])).run(np.ones((5, 0), np.float32), np.array([7]), backend="emulate")
@@ -105,12 +105,11 @@ def test_indices_out_of_bounds_raise_numpys_index_error_on_emulate():
 ASAN_RUN = textwrap.dedent("""
     import numpy as np, gputrace
     from gputrace.backends.host_compiler import build_host_module
-    from gputrace.codegen import launch_plan
     table = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
     traced = gputrace.trace(lambda t, i: t[i] * 2, (table, np.array([0, 4])))
     ids = np.array([1, 5, -6, 4])  # 5 and -6 are out of bounds: read, they would be the 8 bytes after the table
     if {unchecked}:  # the same kernel with the bounds check taken out: AddressSanitizer must see the read
-        kernel = launch_plan(traced.lower(table, ids))[0]
+        kernel = traced.lower(table, ids).plan[0]
         source = kernel.source.replace('#include "gputrace_kernel.cuh"', '#include "gputrace_kernel.cuh"\\n'
                                        '#define gt_index_in_bounds(raw, n, q) ((q) = (raw) < 0 ? (raw) + (n) : (raw), true)')
         out, flag = np.empty((4, 2), np.float32), np.zeros(1, np.uint32)
