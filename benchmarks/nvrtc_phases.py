@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = phase_rows(args.programs.split(","), tuple(args.option), args.repeat)
     print(f"NVRTC {'.'.join(map(str, nvrtc.nvrtc_version()))}, sm_90, options: {' '.join(args.option) or '(none)'}")
     print(f"| kernel | CPU ms | {' | '.join(f'{p} (wall ms)' for p in PHASES)} | SASS instructions | registers | spills |")
-    print("|---" * (6 + len(PHASES)) + "|")
+    print("|---" * (5 + len(PHASES)) + "|")
     for row in rows:
         phases = " | ".join(f"{row.get(p, float('nan')):.0f}" for p in PHASES)
         print(f"| {row['kernel']} | {row['cpu_ms']:.0f} | {phases} | {row['instructions']} | {row['registers']} | "
