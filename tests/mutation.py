@@ -193,8 +193,8 @@ def reduction_mutants() -> list[Mutant]:
                'Reduction(np.mean, "GtSum", 0, "result", (MEAN,))', 'Reduction(np.mean, "GtSum", 0, "input", (MEAN,))',
                REDUCTION_TESTS),
         # the combining code every reduction shares
-        Mutant("max of floats in a thread: fminf", REDUCTION, '("GtMax", "float"): "fmaxf"', '("GtMax", "float"): "fminf"',
-               REDUCTION_TESTS),
+        Mutant("max of floats in a thread: fminf", HEADER, "float operator()(float a, float b) const { return fmaxf(a, b); }",
+               "float operator()(float a, float b) const { return fminf(a, b); }", REDUCTION_TESTS),
         Mutant("argmax: NaN does not win", HEADER, "return an ? a : b;", "return an ? b : a;", REDUCTION_TESTS),
         Mutant("argmax: ties keep the later index", HEADER, "(b.v == a.v && b.i < a.i)", "(b.v == a.v && b.i > a.i)",
                REDUCTION_TESTS),

@@ -35,8 +35,7 @@ ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at 
 
 
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
-FAST_EXTREMUM = {("GtMax", "float"): "fmaxf", ("GtMax", "double"): "fmax",
-                 ("GtMin", "float"): "fminf", ("GtMin", "double"): "fmin"}
+FAST_EXTREMUM = {"GtMax": "GtFastMax", "GtMin": "GtFastMin"}
 
 
 def accumulator_dtype(node: Node) -> np.dtype:
@@ -341,44 +340,19 @@ def render_reduction(group: Node, number: int) -> Kernel:
     cached: set[int] = set()  # element-level accesses already held in registers (cache<a>[t])
     held: dict[Node, str] = {}  # element-level values computed by an earlier pass, held in registers
 
-    def row_loop(indent: str) -> list[str]:
-        """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
+    def each_element(indent: str, lines: list[str]) -> list[str]:
+        """``lines`` (indented one level more) run for each of this thread's elements of the row (register
+        ``t``, column ``j``): gputrace_reduce.cuh's loop over registers, or strided."""
         if items:
-            j = (f"(t / {width}) * {row_threads * width} + {lane} * {width} + t % {width}" if width > 1 else
-                 f"{lane} + t * {lanes}")
-            return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
-                    f"{indent}    const index_t j = {j};",
-                    f"{indent}    if (j < cols) {{"]
-        if per_thread:
-            return [f"{indent}for (index_t j = part * chunk; j < end; ++j) {{" if splits > 1 else
-                    f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
-        if splits > 1:
-            return [f"{indent}for (index_t j = part * chunk + threadIdx.x; j < end; j += blockDim.x) {{"]
-        return [f"{indent}for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {{"]
-
-    def end_row_loop(indent: str) -> list[str]:
-        return [f"{indent}}}}}" if items else f"{indent}}}"]
-
-    def vectors_of_the_row(indent: str) -> list[str]:
-        """The loop header over this thread's vectors of the row (``q``), the first element ``j0`` of each."""
-        return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
-                f"{indent}    const index_t j0 = q * {row_threads * width} + {lane} * {width};"]
-
-    def vector_loop(indent: str, vector: list[str], element: list[str]) -> list[str]:
-        """A loop over this thread's vectors of the row: ``vector`` moves the W elements from ``j0`` at once,
-        ``element`` the element ``j0 + r`` (a pointer not aligned, or the row's last vector cut short)."""
-        inner = indent + "        "
-        return [*vectors_of_the_row(indent),
-                f"{indent}    if (vectors_aligned && j0 + {width} <= cols) {{",
-                *[inner + line for line in vector],
-                f"{indent}    }} else {{",
-                f"{inner}#pragma unroll",
-                f"{inner}for (int r = 0; r < {width}; ++r) {{",
-                f"{inner}    if (j0 + r < cols) {{",
-                *[inner + "        " + line for line in element],
-                f"{inner}}}}}",
-                f"{indent}    }}",
-                f"{indent}}}"]
+            loop = f"gt_for_held<{items}, {width}, {row_threads}>({lane}, cols, "
+        elif per_thread:
+            loop = "gt_for_strided<index_t>(part * chunk, end, 1, " if splits > 1 else \
+                "gt_for_strided<index_t>(0, cols, 1, "
+        elif splits > 1:
+            loop = "gt_for_strided<index_t>(part * chunk + threadIdx.x, end, blockDim.x, "
+        else:
+            loop = "gt_for_strided<index_t>(threadIdx.x, cols, blockDim.x, "
+        return [f"{indent}{loop}[&](int t, index_t j) {{", *lines, f"{indent}}});"]
 
     def vector_type(a: int) -> str:
         return f"GtVector<{STORAGE_TYPES[accesses[a].dtype.name]}, {width}>"
@@ -405,18 +379,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
         preload = []
         one_by_one = [a for a in keep if a not in vectored]
         if one_by_one:
-            inner = indent + "    "
-            preload = row_loop(indent[:-4]) + column_setup(inner, one_by_one)
-            preload += [load(a, inner, True) for a in one_by_one]
-            preload += [f"{inner}cache{a}[t] = a{a};" for a in one_by_one] + end_row_loop(indent[:-4])
-        as_vectors = [a for a in keep if a in vectored]
-        if as_vectors:
-            preload += vector_loop(indent[:-4], [
-                line for a in as_vectors for line in (
-                    f"const {vector_type(a)} v{a} = *reinterpret_cast<const {vector_type(a)}*>("
-                    f"{accesses[a].pointer} + roff{a} + j0);",
-                    f"for (int r = 0; r < {width}; ++r) cache{a}[q * {width} + r] = v{a}.v[r];")],
-                [f"cache{a}[q * {width} + r] = {accesses[a].pointer}[roff{a} + j0 + r];" for a in as_vectors])
+            preload = each_element(indent[:-4], column_setup(indent, one_by_one) +
+                                   [load(a, indent, True) for a in one_by_one] +
+                                   [f"{indent}cache{a}[t] = a{a};" for a in one_by_one])
+        preload += [f"{indent[:-4]}gt_load_held<{width}, {row_threads}>(cache{a}, {accesses[a].pointer} + roff{a}, "
+                    f"{lane}, cols, vectors_aligned);" for a in keep if a in vectored]
         cached.update(keep)
         fresh = [a for a in loads if a not in cached]
         lines = column_setup(indent, fresh + list(stores)) + [load(a, indent, True) for a in fresh]
@@ -513,54 +480,34 @@ def render_reduction(group: Node, number: int) -> Kernel:
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
-            body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
-            fast_extremum = (row.combine, ctype) in FAST_EXTREMUM
-            if fast_extremum:
-                body.append(f"        bool nan{number_r} = false;")
-            # float sums are compensated (Kahan) in each thread's loop: a thread may add thousands of
-            # elements one after another; the tree of the block reduction adds the rest
+            # what a thread accumulates over its elements (gputrace_reduce.cuh): float sums compensated,
+            # float max/min by the hardware's fmax/fmin with NaN aside, var/std's deviations from the mean
             compensated = row.combine == "GtSum" and acc.kind == "f"
-            if compensated:
-                body.append(f"        {ctype} lost_{acc_name} = 0;")
-                if stage == "dev":  # the deviations' own sum, for the corrected two-pass variance
-                    body.append(f"        {ctype} sum{number_r}d = 0, lost_sum{number_r}d = 0;")
-            preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
-            body += preload + row_loop("        ") + lines
-            x, xt = operand(node, 0, local)
-            value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
-            if is_arg:
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, "
-                            f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
-            elif stage == "dev" and compensated:
-                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
-                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, gt_multiply(d, d));")
-                body.append(f"            gt_kahan_add(sum{number_r}d, lost_sum{number_r}d, d);")
-            elif stage == "dev":
-                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
-                body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
-            elif compensated:
-                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, {value});")
-            elif row.accumulate == "bool":
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, gt_cast<bool>({x}));")
-            elif fast_extremum:
-                # fmax plus a NaN flag beside it: a NaN-propagating max in the loop costs 1.5x the time
-                # of the whole softmax (H100); the block reduction below propagates NaN between threads.
-                body.append(f"            const {ctype} v{number_r} = {value};")
-                body.append(f"            {acc_name} = {FAST_EXTREMUM[row.combine, ctype]}({acc_name}, v{number_r});")
-                body.append(f"            nan{number_r} = nan{number_r} || v{number_r} != v{number_r};")
+            fast_extremum = FAST_EXTREMUM.get(row.combine) if ctype in ("float", "double") else None
+            if stage == "dev":
+                accumulator = f"GtKahanDeviations<{ctype}>" if compensated else f"GtDeviations<{ctype}>"
+                start = f"{identity}, {mean_name}"
             else:
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, {value});")
-            body += end_row_loop("        ")
-            if fast_extremum:
-                body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
-            if compensated:
-                body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
+                accumulator = (f"GtKahanSum<{ctype}>" if compensated else
+                               f"GtFastExtremum<{ctype}, {fast_extremum}>" if fast_extremum else
+                               f"GtFold<{value_t}, {row.combine}>")
+                start = identity
+            body.append(f"        {accumulator} {acc_name}{{{start}}};  // {node.kind}" +
+                        (f" ({stage})" if stage != name else ""))
+            preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
+            x, xt = operand(node, 0, local)
+            value = render_cast(x, _weak_or_dtype(xt), acc)
+            if is_arg:
+                value = f"GtArg<{ctype}>{{{value}, (long long)j}}"
+            elif row.accumulate == "bool":
+                value = f"gt_cast<bool>({x})"
+            body += preload + each_element("        ", lines + [f"            {acc_name}.add({value});"])
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            combined = combine_threads(acc_name, row.combine, identity, number_r)
+            combined = combine_threads(f"{acc_name}.total()", row.combine, identity, number_r)
             body.append(f"        const {value_t} {reduced} = {combined};")
             if stage == "dev" and compensated:
-                total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
+                total = f"{acc_name}.deviations()"
                 body.append(f"        const {ctype} {prefix}{number_r}s = "
                             f"{combine_threads(total, 'GtSum', f'{ctype}(0)', number_r)};")
             if stage == "mean" and len(passes) == 2:
@@ -595,41 +542,32 @@ def render_reduction(group: Node, number: int) -> Kernel:
     def write_elem_outputs() -> None:
         """The loop over the row (or, split, over this block's part) writing the element-level outputs."""
         stored = [(k, a) for k, _, a in elem_outputs if a in vectored]
-        indent = "                    " if stored else "            "
+        indent = "                " if stored else "            "
         preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], indent,
                                               stores=tuple(a for _, _, a in elem_outputs))
-        if stored:  # each vector's elements are computed into it, then it is stored at once
-            body.extend(preload + vectors_of_the_row("        ") + [
-                *[f"            {vector_type(a)} v{a};" for _, a in stored],
-                "            #pragma unroll", f"            for (int r = 0; r < {width}; ++r) {{",
-                f"                const int t = q * {width} + r;",
-                "                const index_t j = j0 + r;",
-                "                if (j < cols) {"] + lines)
-        else:
-            body.extend(preload + row_loop("        ") + lines)
-        guard = "active && " if grouped else ""  # spare lanes redo a row and store nothing
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
             index = f"roff{a} + coff{a}"
             if a in vectored:
-                body.append(f"{indent}v{a}.v[r] = {value};")
+                lines.append(f"{indent}v{a}.v[j - j0] = {value};")
             else:
                 store = f"gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else \
                     f"out{k}[{index}] = {value};"
-                body.append(f"{indent}if (active) {store}" if grouped else f"{indent}{store}")
+                lines.append(f"{indent}if (active) {store}" if grouped else f"{indent}{store}")
         if not stored:
-            body.extend(end_row_loop("        "))
+            body.extend(preload + each_element("        ", lines))
             return
-        body.extend(["                }", "            }",
-                     f"            if ({guard}vectors_aligned && j0 + {width} <= cols) {{",
-                     *[f"                *reinterpret_cast<{vector_type(a)}*>(out{k} + roff{a} + j0) = v{a};"
-                       for k, a in stored],
-                     "            } else {",
-                     "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r) {{",
-                     *[f"                    if ({guard}j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
-                       for k, a in stored],
-                     "                }", "            }", "        }"])
+        # each vector's elements are computed into it, then it is stored at once (spare lanes store nothing)
+        active = "active" if grouped else "true"
+        body.extend([*preload, f"        gt_for_vectors<{items}, {width}, {row_threads}, index_t>({lane}, "
+                                "[&](int q, index_t j0) {",
+                     *[f"            {vector_type(a)} v{a};" for _, a in stored],
+                     "            gt_for_vector_elements<%d>(q, j0, cols, [&](int t, index_t j) {" % width,
+                     *lines, "            });",
+                     *[f"            gt_store_vector<{width}>(out{k} + roff{a}, j0, cols, v{a}, vectors_aligned, "
+                       f"{active});" for k, a in stored],
+                     "        });"])
 
     if splits > 1:
         if elem_outputs:  # they read no reduction's result: each block writes its own part
