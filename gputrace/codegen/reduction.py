@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Graph, Node, TensorType, Value, contiguous_strides
-from ..passes.fuse import Space, own_space
+from ..passes.fuse import Space, own_space, reduces_row_values
 from ..passes.layout import THREADS_PER_SM, plan
 from .elementwise import (HALF, STORAGE_TYPES, VECTOR_BYTES, broadcast_strides, collapse_dims, compute_type, index_type,
                           render_cast, render_literal, render_op, _kernel_name, _reach, _weak_or_dtype)
@@ -141,6 +141,17 @@ def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str,
             f"        const {ctype} red{k}s = {total(f'shifts{k}')};"]
 
 
+def _accumulator(row: ops.Reduction, acc: np.dtype, value_t: str) -> str:
+    """The gputrace_reduce.cuh type a thread accumulates a (one-pass) reduction in: float sums compensated,
+    float max/min by the hardware's fmax/fmin with NaN aside, the rest by the row's combine functor."""
+    ctype = compute_type(acc)
+    if row.combine == "GtSum" and acc.kind == "f":
+        return f"GtKahanSum<{ctype}>"
+    if row.combine in FAST_EXTREMUM and ctype in ("float", "double"):
+        return f"GtFastExtremum<{ctype}, {FAST_EXTREMUM[row.combine]}>"
+    return f"GtFold<{value_t}, {row.combine}>"
+
+
 def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
     """Whether neighbouring rows of an operand lie closer together in memory than a row's elements do (a
     reduction over a leading axis, ``x.sum(axis=0)``): then a thread per row reads coalesced."""
@@ -168,7 +179,9 @@ def _depends_on_reduction(values: list[Value], reductions: list[Node]) -> bool:
 def render_reduction(group: Node, number: int) -> Kernel:
     sub: Graph = group.subgraph
     reductions = [n for n in sub.nodes if ops.OPS.get(n.kind) and ops.lookup(n.kind).category == ops.REDUCTION]
-    space = own_space(reductions[0])
+    space = own_space(max(reductions, key=lambda n: n.inputs[0].type.size))  # the rows' (a total reads fewer)
+    totals = [n for n in reductions if reduces_row_values(n, space)]  # of every row's value: finished last
+    reductions = [n for n in reductions if n not in totals]
     F, axes = space.shape, space.axes
     kept_axes = [d for d in range(len(F)) if d not in axes]
     kept_shape, red_shape = [F[d] for d in kept_axes], [F[d] for d in axes]
@@ -186,6 +199,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
             level[node.output] = "const"
         elif ops.is_element_load(node.kind):
             level[node.output] = "input"  # loaded where read, like an input
+        elif node in totals:
+            level[node.output] = "total"
         else:
             level[node.output] = "elem" if element_level(node) else "row"
 
@@ -212,6 +227,8 @@ def render_reduction(group: Node, number: int) -> Kernel:
             access_of[(node, position)] = keys[key]
     outputs = []  # (output index, value, element-level?, access index)
     for k, v in enumerate(sub.outputs):
+        if level[v] == "total":
+            continue  # written by the last block (below)
         elem = level[v] == "elem"
         access = None
         if elem:
@@ -292,7 +309,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
     # block or thread for its part. A float var/std merges its parts by Chan's formula.
     splittable = not _depends_on_reduction([v for _, v, elem, _ in outputs if elem], reductions) \
         and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
-        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
+        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions) and not totals
     # how rows map onto threads, lanes and blocks is passes/layout.py's plan (its docstring says why)
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
@@ -438,8 +455,9 @@ def render_reduction(group: Node, number: int) -> Kernel:
                 emitted_row.add(node)
                 progress = True
 
-    def finish(reduced: Reduced) -> None:
-        """The reduction's result from its block-reduced value, then the row-level nodes it enables."""
+    def finish(reduced: Reduced, count: str = "cols", into: list[str] | None = None) -> None:
+        """The reduction's result from its block-reduced value of ``count`` elements, then (in the row's body)
+        the row-level nodes it enables; ``into``: the lines after the rows (a total of their values)."""
         node, acc, ctype, name, is_arg = reduced.node, reduced.acc, reduced.ctype, reduced.node.op, reduced.is_arg
         result = f"red{reduced.number}{reduced.passes[-1][0]}"
         if is_arg:
@@ -448,7 +466,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             if step == ops.MEAN:
                 if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
                     result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
-                result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>({count}))"
             elif step == ops.VARIANCE:
                 if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
                     result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
@@ -460,9 +478,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
         source_dtype = np.dtype(np.int64) if is_arg else acc
         final = render_cast(result, source_dtype, out_dtype)
         j = sub.nodes.index(node)
-        body.append(f"        const {compute_type(out_dtype)} r{j} = {final};  // {node.kind} result")
+        (body if into is None else into).append(
+            f"        const {compute_type(out_dtype)} r{j} = {final};  // {node.kind} result")
         names[node.output] = (f"r{j}", node.output.type)
-        emit_row_nodes()
+        if into is None:
+            emit_row_nodes()
 
     emit_row_nodes()
     finishes = []
@@ -483,15 +503,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
             # what a thread accumulates over its elements (gputrace_reduce.cuh): float sums compensated,
             # float max/min by the hardware's fmax/fmin with NaN aside, var/std's deviations from the mean
             compensated = row.combine == "GtSum" and acc.kind == "f"
-            fast_extremum = FAST_EXTREMUM.get(row.combine) if ctype in ("float", "double") else None
             if stage == "dev":
                 accumulator = f"GtKahanDeviations<{ctype}>" if compensated else f"GtDeviations<{ctype}>"
                 start = f"{identity}, {mean_name}"
             else:
-                accumulator = (f"GtKahanSum<{ctype}>" if compensated else
-                               f"GtFastExtremum<{ctype}, {fast_extremum}>" if fast_extremum else
-                               f"GtFold<{value_t}, {row.combine}>")
-                start = identity
+                accumulator, start = _accumulator(row, acc, value_t), identity
             body.append(f"        {accumulator} {acc_name}{{{start}}};  // {node.kind}" +
                         (f" ({stage})" if stage != name else ""))
             preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
@@ -538,6 +554,42 @@ def render_reduction(group: Node, number: int) -> Kernel:
             finish(reduced_here)
 
     elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
+    outputs_of_totals = {v: k for k, v in enumerate(sub.outputs) if level[v] == "total"}
+
+    def total_of_rows(totals: list[Node], written: dict[Value, int]) -> list[str]:
+        """A reduction of every row's value (the mean of per-row losses), finished in this kernel: each thread
+        adds the values of the rows it finished, each block combines its threads', and the launch's last
+        block (counted on a ticket, as a split row's last part) merges the blocks' partial results, as
+        ``_combine_parts`` does, and writes the result. Returns the lines after the loop over rows."""
+        owner = "" if per_thread else "if (lane == 0 && active) " if grouped else "if (threadIdx.x == 0) "
+        blocks = -(-units // (block // lanes if lanes <= 32 else 1))  # the most a launch has (Kernel.grid)
+        after, last = [], []
+        for i, node in enumerate(totals):
+            n, acc, row = len(reductions) + i, accumulator_dtype(node), ops.reduction_of(node)
+            ctype, identity = compute_type(acc), _identity(node, acc)
+            shared.extend([f"    __shared__ {ctype} scratch{n}[33];",
+                           f"    {_accumulator(row, acc, ctype)} total{n}{{{identity}}};  // {node.kind} of the rows'"])
+            x, xt = names[node.inputs[0]]
+            value = f"gt_cast<bool>({x})" if row.accumulate == "bool" else render_cast(x, _weak_or_dtype(xt), acc)
+            body.append(f"        {owner}total{n}.add({value});")
+            after += [f"    const {ctype} block{n} = gt_block_reduce(total{n}.total(), {row.combine}(), {identity}, "
+                      f"scratch{n});",
+                      f"    if (threadIdx.x == 0) partial{n}[blockIdx.x] = block{n};"]
+            params.append(f"{ctype}* __restrict__ partial{n}")
+            workspace.append((acc, blocks, False))
+            merged = f"gt_sum_parts<false>(partial{n}, gridDim.x)" if row.combine == "GtSum" and acc.kind == "f" \
+                else f"gt_merge_parts<false>(partial{n}, gridDim.x, {row.combine}(), {identity})"
+            last.append(f"        const {ctype} red{n}{node.op[0]} = gt_block_reduce({merged}, {row.combine}(), "
+                        f"{identity}, scratch{n});")
+            finish(Reduced(n, node, acc, ctype, ctype, identity, [node.op]), "rows", last)
+            if node.output in written:
+                k, (expr, t) = written[node.output], names[node.output]
+                stored = render_cast(expr, _weak_or_dtype(t), node.output.type.dtype)
+                last.append(f"        if (threadIdx.x == 0) gt_store_half(out{k}, {stored});" if
+                            node.output.type.dtype == HALF else f"        if (threadIdx.x == 0) out{k}[0] = {stored};")
+        params.append("unsigned int* __restrict__ total_ticket")
+        workspace.append((np.dtype(np.uint32), 1, True))
+        return after + ["    if (gt_last_part<false>(total_ticket, gridDim.x)) {", *last, "    }"]
 
     def write_elem_outputs() -> None:
         """The loop over the row (or, split, over this block's part) writing the element-level outputs."""
@@ -592,6 +644,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
             body.append(f"            gt_store_half(out{k} + row, {value});" if v.type.dtype == HALF else
                         f"            out{k}[row] = {value};")
         body.append("        }")
+    after_rows = total_of_rows(totals, outputs_of_totals) if totals else []
 
     body[:0] = [f"        {compute_type(accesses[a].dtype)} cache{a}[{items}];  // this thread's row elements"
                 for a in sorted(cached)] + \
@@ -611,7 +664,7 @@ def render_reduction(group: Node, number: int) -> Kernel:
                    "blockIdx.x",
         unit_step="(index_t)blockDim.x * gridDim.x" if per_thread else
                   f"(index_t)blockDim.x * gridDim.x / {lanes}" if grouped else "gridDim.x",
-        row_setup="\n".join(setup), row_body="\n".join(body))
+        row_setup="\n".join(setup), row_body="\n".join(body), after_rows="\n".join(after_rows))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
         empty_error = next((error for n in reductions
