@@ -314,7 +314,15 @@ def render_reduction(group: Node, number: int) -> Kernel:
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    layout = plan(rows, cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
+    # bytes of a row element read again by later passes over the row (each reduction's, the epilogue's): of the
+    # operands that differ between rows and along them (a batch norm's weight is one value per row)
+    passes = sum(2 if ops.reduction_of(n).two_pass else 1 for n in reductions) + any(
+        elem for _, _, elem, _ in outputs)
+    along_rows = [a for a in elem_accesses if any(accesses[a].kept) and any(rstrides[a])
+                  and not accesses[a].pointer.startswith("out")]
+    reread = sum(4 if accesses[a].dtype == HALF else accesses[a].dtype.itemsize for a in along_rows) \
+        if passes > 1 else 0
+    layout = plan(rows, cols, side_by_side=side_by_side, splittable=splittable, wide=wide, reread_bytes=reread)
 
     # A row held in registers by a block or a group of lanes moves `width` elements per access (128-bit
     # loads and stores of float32) for operands contiguous along the row whose rows start on a vector
@@ -371,6 +379,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
             loop = "gt_for_strided<index_t>(threadIdx.x, cols, blockDim.x, "
         return [f"{indent}{loop}[&](int t, index_t j) {{", *lines, f"{indent}}});"]
 
+    def held_element(a: int) -> str:
+        """This thread's element of access ``a`` held on chip: in registers (``t``), or in shared memory (column
+        ``j`` of this thread's row: neighbouring threads' elements side by side, no bank conflicts)."""
+        return f"cache{a}[j][threadIdx.x]" if layout.shared else f"cache{a}[t]"
+
     def vector_type(a: int) -> str:
         return f"GtVector<{STORAGE_TYPES[accesses[a].dtype.name]}, {width}>"
 
@@ -392,19 +405,21 @@ def render_reduction(group: Node, number: int) -> Kernel:
                         if (n, p) in access_of and accesses[access_of[(n, p)]].reduced is not None})
         # Operands that differ between rows are loaded into registers once, all loads issued before any use;
         # the ones that are the same for every row (a layernorm weight) are read where used, from L1.
-        keep = [a for a in loads if items and a not in cached and any(accesses[a].kept)]
+        keep = [a for a in loads if a not in cached and (items and any(accesses[a].kept) or
+                                                          layout.shared and a in along_rows)]
         preload = []
         one_by_one = [a for a in keep if a not in vectored]
         if one_by_one:
             preload = each_element(indent[:-4], column_setup(indent, one_by_one) +
                                    [load(a, indent, True) for a in one_by_one] +
-                                   [f"{indent}cache{a}[t] = a{a};" for a in one_by_one])
+                                   [f"{indent}{held_element(a)} = a{a};" for a in one_by_one])
         preload += [f"{indent[:-4]}gt_load_held<{width}, {row_threads}>(cache{a}, {accesses[a].pointer} + roff{a}, "
                     f"{lane}, cols, vectors_aligned);" for a in keep if a in vectored]
         cached.update(keep)
         fresh = [a for a in loads if a not in cached]
         lines = column_setup(indent, fresh + list(stores)) + [load(a, indent, True) for a in fresh]
-        lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = cache{a}[t];" for a in loads if a in cached]
+        lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = {held_element(a)};" for a in loads
+                  if a in cached]
         local: dict = {}
         for j, node in enumerate(sub.nodes):
             if node not in needed:
@@ -484,8 +499,32 @@ def render_reduction(group: Node, number: int) -> Kernel:
         if into is None:
             emit_row_nodes()
 
+    def accumulate(r: Reduced, stage: str, acc_name: str, mean_name: str | None, compensated: bool) -> list[str]:
+        """One pass of reduction ``r`` over this thread's elements of the row, into ``acc_name`` (a
+        gputrace_reduce.cuh accumulator: float sums compensated, float max/min by the hardware's fmax/fmin with
+        NaN aside, var/std's deviations from the mean)."""
+        node, row, ctype = r.node, r.row, r.ctype
+        if stage == "dev":
+            accumulator = f"GtKahanDeviations<{ctype}>" if compensated else f"GtDeviations<{ctype}>"
+            start = f"{r.identity}, {mean_name}"
+        else:
+            accumulator, start = _accumulator(row, r.acc, r.value_t), r.identity
+        lines = [f"        {accumulator} {acc_name}{{{start}}};  // {node.kind}" +
+                 (f" ({stage})" if stage != node.op else "")]
+        preload, loop, local = emit_elements([node.inputs[0]], "            ", consumer=node)
+        x, xt = operand(node, 0, local)
+        value = render_cast(x, _weak_or_dtype(xt), r.acc)
+        if r.is_arg:
+            value = f"GtArg<{ctype}>{{{value}, (long long)j}}"
+        elif row.accumulate == "bool":
+            value = f"gt_cast<bool>({x})"
+        return lines + preload + each_element("        ", loop + [f"            {acc_name}.add({value});"])
+
     emit_row_nodes()
     finishes = []
+    # (input, accumulator dtype, start) -> the name of a compensated sum of it over the row: a sibling summing the
+    # same input (layer norm's mean and its var's first pass) reads it instead of passing over the row again
+    row_sums: dict[tuple[Value, np.dtype, str], str] = {}
     for number_r, node in enumerate(reductions):
         acc = accumulator_dtype(node)
         ctype = compute_type(acc)
@@ -500,28 +539,19 @@ def render_reduction(group: Node, number: int) -> Kernel:
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
-            # what a thread accumulates over its elements (gputrace_reduce.cuh): float sums compensated,
-            # float max/min by the hardware's fmax/fmin with NaN aside, var/std's deviations from the mean
             compensated = row.combine == "GtSum" and acc.kind == "f"
-            if stage == "dev":
-                accumulator = f"GtKahanDeviations<{ctype}>" if compensated else f"GtDeviations<{ctype}>"
-                start = f"{identity}, {mean_name}"
-            else:
-                accumulator, start = _accumulator(row, acc, value_t), identity
-            body.append(f"        {accumulator} {acc_name}{{{start}}};  // {node.kind}" +
-                        (f" ({stage})" if stage != name else ""))
-            preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
-            x, xt = operand(node, 0, local)
-            value = render_cast(x, _weak_or_dtype(xt), acc)
-            if is_arg:
-                value = f"GtArg<{ctype}>{{{value}, (long long)j}}"
-            elif row.accumulate == "bool":
-                value = f"gt_cast<bool>({x})"
-            body += preload + each_element("        ", lines + [f"            {acc_name}.add({value});"])
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            combined = combine_threads(f"{acc_name}.total()", row.combine, identity, number_r)
-            body.append(f"        const {value_t} {reduced} = {combined};")
+            same_sum = (node.inputs[0], acc, identity) if compensated and stage != "dev" and splits == 1 else None
+            if same_sum in row_sums:
+                body.append(f"        const {value_t} {reduced} = {row_sums[same_sum]};  // {node.kind}"
+                            f"{f' ({stage})' if stage != name else ''}: the same sum, computed above")
+            else:
+                body += accumulate(reduced_here, stage, acc_name, mean_name, compensated)
+                body.append(f"        const {value_t} {reduced} = "
+                            f"{combine_threads(f'{acc_name}.total()', row.combine, identity, number_r)};")
+                if same_sum is not None:
+                    row_sums[same_sum] = reduced
             if stage == "dev" and compensated:
                 total = f"{acc_name}.deviations()"
                 body.append(f"        const {ctype} {prefix}{number_r}s = "
@@ -646,8 +676,11 @@ def render_reduction(group: Node, number: int) -> Kernel:
         body.append("        }")
     after_rows = total_of_rows(totals, outputs_of_totals) if totals else []
 
+    if layout.shared:
+        shared.extend(f"    __shared__ {compute_type(accesses[a].dtype)} cache{a}[cols][{block}];  // each thread's row"
+                      for a in sorted(cached))
     body[:0] = [f"        {compute_type(accesses[a].dtype)} cache{a}[{items}];  // this thread's row elements"
-                for a in sorted(cached)] + \
+                for a in sorted(cached) if items] + \
                [f"        {compute_type(node.output.type.dtype)} {name}[{items}];  // {node.kind} of this thread's elements"
                 for node, name in held.items()]
     if any(a.gather is not None for a in accesses):

@@ -8,7 +8,11 @@ A row is one index over the kept axes; its elements are the reduced axes. Four l
   from memory once, and element values a later phase needs again (softmax's ``exp``) are kept;
 - a block per row, re-reading longer rows in each phase (from L2);
 - a thread per row when rows lie side by side in memory (a reduction over a leading axis), so neighbouring
-  threads read neighbouring elements.
+  threads read neighbouring elements; where the kernel passes over a row more than once (batch norm's mean,
+  variance and epilogue) and a block's rows fit in shared memory, each thread holds its row there and reads
+  it from memory once. (Batch norm of a 32768 x 1024 batch cannot: 128 KiB per column, 128 MiB in all, is more
+  than the registers and shared memory of any GPU, about 60 MB on an H200; it reads its columns twice, its
+  statistics' kernel ending where the epilogue reads them: ``rows_are_split``.)
 Few long rows (a full reduction) are split over several blocks, or, side by side, over several threads (too
 few columns of a tall matrix to fill the GPU); the row's last block or thread combines the parts. Only that
 one knows the row's result, so fusion ends a group where an element reads it (``rows_are_split``).
@@ -30,13 +34,16 @@ SPLIT_BLOCKS = 1024    # blocks a split reduction aims for
 PER_THREAD_TARGET = 65536  # threads a reduction over leading axes aims for, splitting its columns
 COLUMN_PART_MIN = 128      # at least this many elements per thread when a column is split
 COLUMN_SPLITS_MAX = 1024   # parts of one column at most (its last thread adds them up one by one)
+SHARED_ROWS_BYTES = 32768  # static shared memory a block of a thread per row may hold its rows in (of 48 KiB)
+MIN_SHARED_BLOCK = 64      # threads per block at least, holding rows in shared memory (2 warps)
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where a row's elements are: a "thread", a group of ``lanes`` of one warp ("lanes") or a "block" per
     row, each thread holding ``items`` of its elements in registers (0: read again in each phase), moved
-    ``width`` at a time; each row split into ``splits`` parts of ``chunk`` elements."""
+    ``width`` at a time; each row split into ``splits`` parts of ``chunk`` elements. ``shared``: a thread per
+    row holding its row in shared memory (``block`` rows of ``cols`` elements per block)."""
     rows: int
     cols: int
     kind: str
@@ -46,6 +53,7 @@ class Layout:
     splits: int = 1
     chunk: int = 0
     width: int = 1
+    shared: bool = False
 
     @property
     def per_thread(self) -> bool:
@@ -121,17 +129,31 @@ def column_splits(rows: int, cols: int) -> int:
     return max(1, min(-(-cols // COLUMN_PART_MIN), PER_THREAD_TARGET // max(rows, 1), COLUMN_SPLITS_MAX))
 
 
-def plan(rows: int, cols: int, *, side_by_side: bool, splittable: bool, wide: bool) -> Layout:
+def shared_block(cols: int, held_bytes: int) -> int:
+    """Threads per block when each holds a row of ``cols`` elements of ``held_bytes`` in shared memory: the most
+    (a power of two, at most BLOCK) that fit SHARED_ROWS_BYTES, 0 where not MIN_SHARED_BLOCK do."""
+    block = BLOCK if cols else 0
+    while block >= MIN_SHARED_BLOCK:
+        if block * cols * held_bytes <= SHARED_ROWS_BYTES:
+            return block
+        block //= 2
+    return 0
+
+
+def plan(rows: int, cols: int, *, side_by_side: bool, splittable: bool, wide: bool, reread_bytes: int = 0
+         ) -> Layout:
     """The layout of ``rows`` rows of ``cols`` elements.
 
     ``side_by_side``: neighbouring rows lie closer in memory than a row's elements (a reduction over a
     leading axis): a thread per row, where there are enough rows (or parts of them) to fill the GPU.
     ``splittable``: nothing of the kernel reads a row's result back over its elements, so a row may be
-    split. ``wide``: the row's elements take 8 bytes (two registers each held).
+    split. ``wide``: the row's elements take 8 bytes (two registers each held). ``reread_bytes``: bytes of a row
+    element that later passes over the row read again (0: the kernel passes over its rows once).
     """
     thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
     if side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS:
-        layout = Layout(rows, cols, "thread", BLOCK, 1, 0, thread_parts)
+        held = shared_block(cols, reread_bytes) if reread_bytes and thread_parts == 1 else 0
+        layout = Layout(rows, cols, "thread", held or BLOCK, 1, 0, thread_parts, shared=held > 0)
     elif cols < BLOCK and -(-cols // 32) <= held_items(MAX_LANE_ITEMS, wide):
         lanes = lanes_per_row(cols, wide)  # (32 lanes hold at most 32 * held_items(...): longer rows, a block)
         layout = Layout(rows, cols, "lanes", BLOCK, lanes, max(-(-cols // lanes), 1))
