@@ -121,6 +121,156 @@ struct GtAll  { __device__ __forceinline__ bool operator()(bool a, bool b) const
 struct GtArgMax { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, true>(a, b); } };
 struct GtArgMin { template <class T> __device__ __forceinline__ GtArg<T> operator()(GtArg<T> a, GtArg<T> b) const { return gt_arg_combine<T, false>(a, b); } };
 
+// ---- a thread's elements of a row (reduction.cu's phases: reduction.py fills in each loop's body)
+
+// A row held in registers: this thread's Items elements of the row, register t at column j (RowThreads
+// threads share the row, lane is this one's place among them; Width consecutive elements per vector).
+template <int Items, int Width, int RowThreads, class Index, class Visit>
+__device__ __forceinline__ void gt_for_held(int lane, Index cols, Visit visit)
+{
+#pragma unroll
+    for (int t = 0; t < Items; ++t) {
+        const Index j = Width > 1 ? (Index)((t / Width) * (RowThreads * Width) + lane * Width + t % Width)
+                                  : (Index)(lane + t * RowThreads);
+        if (j < cols) visit(t, j);
+    }
+}
+
+// A row re-read in each phase: columns begin, begin + step, ... before end (register 0: none is held).
+template <class Index, class Visit>
+__device__ __forceinline__ void gt_for_strided(Index begin, Index end, Index step, Visit visit)
+{
+    for (Index j = begin; j < end; j += step) visit(0, j);
+}
+
+// A row held in registers and moved Width elements at a time: this thread's vectors of the row, vector q
+// from column j0.
+template <int Items, int Width, int RowThreads, class Index, class Visit>
+__device__ __forceinline__ void gt_for_vectors(int lane, Visit visit)
+{
+#pragma unroll
+    for (int q = 0; q < Items / Width; ++q) visit(q, (Index)(q * (RowThreads * Width) + lane * Width));
+}
+
+// The elements of vector q (register t, column j) that lie in the row.
+template <int Width, class Index, class Visit>
+__device__ __forceinline__ void gt_for_vector_elements(int q, Index j0, Index cols, Visit visit)
+{
+#pragma unroll
+    for (int r = 0; r < Width; ++r) {
+        const Index j = j0 + r;
+        if (j < cols) visit(q * Width + r, j);
+    }
+}
+
+// Load this thread's elements of a row (from row[0]) into registers, a vector at a time where the pointers
+// are aligned and the vector lies in the row, else element by element.
+template <int Width, int RowThreads, int Items, class Index, class T, class S>
+__device__ __forceinline__ void gt_load_held(T (&held)[Items], const S* row, int lane, Index cols, bool aligned)
+{
+    gt_for_vectors<Items, Width, RowThreads, Index>(lane, [&](int q, Index j0) {
+        if (aligned && j0 + Width <= cols) {
+            const GtVector<S, Width> v = *reinterpret_cast<const GtVector<S, Width>*>(row + j0);
+#pragma unroll
+            for (int r = 0; r < Width; ++r) held[q * Width + r] = v.v[r];
+        } else {
+#pragma unroll
+            for (int r = 0; r < Width; ++r)
+                if (j0 + r < cols) held[q * Width + r] = row[j0 + r];
+        }
+    });
+}
+
+// Store vector q's elements computed into v at row[j0...]: at once where aligned and in the row, else
+// those in the row one by one; nothing where the thread is not active (a spare lane redoing a row).
+template <int Width, class Index, class T>
+__device__ __forceinline__ void gt_store_vector(T* row, Index j0, Index cols, const GtVector<T, Width>& v,
+                                                bool aligned, bool active)
+{
+    if (active && aligned && j0 + Width <= cols) {
+        *reinterpret_cast<GtVector<T, Width>*>(row + j0) = v;
+    } else {
+#pragma unroll
+        for (int r = 0; r < Width; ++r)
+            if (active && j0 + r < cols) row[j0 + r] = v.v[r];
+    }
+}
+
+// ---- what a thread accumulates over its elements of a row: add() each element, total() at the end
+
+// Any combine op (max, prod, any, argmax, integer sums): acc = op(acc, value).
+template <class T, class Op>
+struct GtFold {
+    T acc;
+    __device__ __forceinline__ void add(T value) { acc = Op()(acc, value); }
+    __device__ __forceinline__ T total() const { return acc; }
+};
+
+// Float sums, compensated (Kahan): a thread may add thousands of elements one after another; the tree of
+// the block reduction adds the rest.
+template <class T>
+struct GtKahanSum {
+    T sum, lost = 0;
+    __device__ __forceinline__ void add(T value) { gt_kahan_add(sum, lost, value); }
+    __device__ __forceinline__ T total() const { return gt_kahan_total(sum, lost); }
+};
+
+// max/min of floats: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside. A NaN-propagating
+// max in the loop costs 1.5x the time of the whole softmax (H100); the block reduction propagates NaN
+// between threads.
+struct GtFastMax {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    __device__ __forceinline__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+struct GtFastMin {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fminf(a, b); }
+    __device__ __forceinline__ double operator()(double a, double b) const { return fmin(a, b); }
+};
+
+template <class T, class Fast>
+struct GtFastExtremum {
+    T acc;
+    bool nan = false;
+    __device__ __forceinline__ void add(T value)
+    {
+        acc = Fast()(acc, value);
+        nan = nan || value != value;
+    }
+    __device__ __forceinline__ T total() const
+    {
+        return nan ? gt_cast<T>(gt_double_from_bits(0x7ff8000000000000ULL)) : acc;
+    }
+};
+
+// var/std's second pass: the squared deviations from the row's (or part's) mean; compensated for floats,
+// with the deviations' own sum for the corrected two-pass formula (gt_corrected_squares).
+template <class T>
+struct GtDeviations {
+    T squares;
+    T mean;
+    __device__ __forceinline__ void add(T value)
+    {
+        const T d = gt_subtract(value, mean);
+        squares = gt_add(squares, gt_multiply(d, d));
+    }
+    __device__ __forceinline__ T total() const { return squares; }
+};
+
+template <class T>
+struct GtKahanDeviations {
+    T squares;
+    T mean;
+    T lost = 0, sum = 0, lost_sum = 0;
+    __device__ __forceinline__ void add(T value)
+    {
+        const T d = gt_subtract(value, mean);
+        gt_kahan_add(squares, lost, gt_multiply(d, d));
+        gt_kahan_add(sum, lost_sum, d);
+    }
+    __device__ __forceinline__ T total() const { return gt_kahan_total(squares, lost); }
+    __device__ __forceinline__ T deviations() const { return gt_kahan_total(sum, lost_sum); }
+};
+
 // Reduce one value per lane over each aligned group of Lanes lanes of a warp (a power of two, at most 32;
 // a group per row when rows are shorter than a block); every lane of the group gets the group's first
 // lane's result (lanes may differ where a combine is not bitwise commutative: max of +0 and -0).

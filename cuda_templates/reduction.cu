@@ -2,7 +2,8 @@
 // thread, for rows side by side in memory; or a group of lanes of one warp, for rows shorter than a block.
 // Few long rows are each split over several blocks, or side by side over several threads (units).
 // ${name}: ${summary}
-// Phases: one loop over the row per reduction, then one loop that writes the elementwise outputs.
+// Phases: one loop over the row per reduction, then one loop that writes the elementwise outputs. A reduction
+// of every row's value (the mean of per-row losses) is finished after the rows by the launch's last block.
 // Rows that fit are held in registers (cache<a>[t]); __launch_bounds__ keeps enough blocks per SM that
 // one block's loads overlap another's reductions.
 // Filled in by gputrace/codegen/reduction.py; placeholders are $$-prefixed names in braces.
@@ -18,4 +19,5 @@ ${shared}
 ${row_setup}
 ${row_body}
     }
+${after_rows}
 }

@@ -166,8 +166,8 @@ def reduction_mutants() -> list[Mutant]:
     for name in ("argmax", "argmin"):
         mutants.append(_finish(name, 'result = f"({result} + 1)"'))
     mutants += [
-        Mutant("mean: divided by N + 1", REDUCTION, 'result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"',
-               'result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols + 1))"', REDUCTION_TESTS),
+        Mutant("mean: divided by N + 1", REDUCTION, 'result = f"gt_true_divide({result}, gt_cast<{ctype}>({count}))"',
+               'result = f"gt_true_divide({result}, gt_cast<{ctype}>({count} + 1))"', REDUCTION_TESTS),
         Mutant("mean of integers: divided in float32", REDUCTION,
                'result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"',
                'result, acc, ctype = f"gt_cast<float>({result})", np.dtype(np.float32), "float"', REDUCTION_TESTS),
@@ -193,8 +193,8 @@ def reduction_mutants() -> list[Mutant]:
                'Reduction(np.mean, "GtSum", 0, "result", (MEAN,))', 'Reduction(np.mean, "GtSum", 0, "input", (MEAN,))',
                REDUCTION_TESTS),
         # the combining code every reduction shares
-        Mutant("max of floats in a thread: fminf", REDUCTION, '("GtMax", "float"): "fmaxf"', '("GtMax", "float"): "fminf"',
-               REDUCTION_TESTS),
+        Mutant("max of floats in a thread: fminf", HEADER, "(float a, float b) const { return fmaxf(a, b); }",
+               "(float a, float b) const { return fminf(a, b); }", REDUCTION_TESTS),
         Mutant("argmax: NaN does not win", HEADER, "return an ? a : b;", "return an ? b : a;", REDUCTION_TESTS),
         Mutant("argmax: ties keep the later index", HEADER, "(b.v == a.v && b.i < a.i)", "(b.v == a.v && b.i > a.i)",
                REDUCTION_TESTS),

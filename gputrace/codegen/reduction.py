@@ -34,8 +34,7 @@ ARG_PAIR_BYTES = 16    # sizeof(GtArg<T>) in gputrace_reduce.cuh: a value of at 
 
 
 # max/min of floats inside a thread's loop: the hardware's fmax/fmin (which skip NaN), with NaN tracked aside
-FAST_EXTREMUM = {("GtMax", "float"): "fmaxf", ("GtMax", "double"): "fmax",
-                 ("GtMin", "float"): "fminf", ("GtMin", "double"): "fmin"}
+FAST_EXTREMUM = {"GtMax": "GtFastMax", "GtMin": "GtFastMin"}
 
 
 def _identity(node: Node, acc: np.dtype) -> str:
@@ -117,6 +116,17 @@ def _combine_parts(r: Reduced, per_thread: bool, combine_threads: Callable[[str,
             f"        const {ctype} red{k}s = {total(f'shifts{k}')};"]
 
 
+def _accumulator(row: ops.Reduction, acc: np.dtype, value_t: str) -> str:
+    """The gputrace_reduce.cuh type a thread accumulates a (one-pass) reduction in: float sums compensated,
+    float max/min by the hardware's fmax/fmin with NaN aside, the rest by the row's combine functor."""
+    ctype = compute_type(acc)
+    if row.combine == "GtSum" and acc.kind == "f":
+        return f"GtKahanSum<{ctype}>"
+    if row.combine in FAST_EXTREMUM and ctype in ("float", "double"):
+        return f"GtFastExtremum<{ctype}, {FAST_EXTREMUM[row.combine]}>"
+    return f"GtFold<{value_t}, {row.combine}>"
+
+
 def render_reduction(group: Node, layout: Layout) -> Kernel:
     sub: Graph = group.subgraph
     # how the group reads and writes: passes/layout.py's analysis, from which it decided ``layout``
@@ -125,6 +135,7 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
         reads.reductions, reads.rows, reads.cols, reads.level, reads.accesses, reads.access_of, reads.outputs)
     kdims, kstrides, rdims, rstrides, elem_accesses = reads.kdims, reads.kstrides, reads.rdims, reads.rstrides, \
         reads.elem_accesses
+    totals, along_rows = reads.totals, reads.along_rows
     # an element's offset is its row's offset plus its offset within the row: the two reaches add up
     reach = max([rows * max(cols, 1)] + [_reach(kdims, kstrides[a]) + _reach(rdims, rstrides.get(a, []))
                                          for a in range(len(accesses))])
@@ -216,44 +227,24 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
     cached: set[int] = set()  # element-level accesses already held in registers (cache<a>[t])
     held: dict[Node, str] = {}  # element-level values computed by an earlier pass, held in registers
 
-    def row_loop(indent: str) -> list[str]:
-        """The loop header over this thread's elements of the row (``j``): unrolled over registers, or strided."""
+    def each_element(indent: str, lines: list[str]) -> list[str]:
+        """``lines`` (indented one level more) run for each of this thread's elements of the row (register
+        ``t``, column ``j``): gputrace_reduce.cuh's loop over registers, or strided."""
         if items:
-            j = (f"(t / {width}) * {row_threads * width} + {lane} * {width} + t % {width}" if width > 1 else
-                 f"{lane} + t * {lanes}")
-            return [f"{indent}#pragma unroll", f"{indent}for (int t = 0; t < {items}; ++t) {{",
-                    f"{indent}    const index_t j = {j};",
-                    f"{indent}    if (j < cols) {{"]
-        if per_thread:
-            return [f"{indent}for (index_t j = part * chunk; j < end; ++j) {{" if splits > 1 else
-                    f"{indent}for (index_t j = 0; j < cols; ++j) {{"]
-        if splits > 1:
-            return [f"{indent}for (index_t j = part * chunk + threadIdx.x; j < end; j += blockDim.x) {{"]
-        return [f"{indent}for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {{"]
+            loop = f"gt_for_held<{items}, {width}, {row_threads}>({lane}, cols, "
+        elif per_thread:
+            loop = "gt_for_strided<index_t>(part * chunk, end, 1, " if splits > 1 else \
+                "gt_for_strided<index_t>(0, cols, 1, "
+        elif splits > 1:
+            loop = "gt_for_strided<index_t>(part * chunk + threadIdx.x, end, blockDim.x, "
+        else:
+            loop = "gt_for_strided<index_t>(threadIdx.x, cols, blockDim.x, "
+        return [f"{indent}{loop}[&](int t, index_t j) {{", *lines, f"{indent}}});"]
 
-    def end_row_loop(indent: str) -> list[str]:
-        return [f"{indent}}}}}" if items else f"{indent}}}"]
-
-    def vectors_of_the_row(indent: str) -> list[str]:
-        """The loop header over this thread's vectors of the row (``q``), the first element ``j0`` of each."""
-        return [f"{indent}#pragma unroll", f"{indent}for (int q = 0; q < {items // width}; ++q) {{",
-                f"{indent}    const index_t j0 = q * {row_threads * width} + {lane} * {width};"]
-
-    def vector_loop(indent: str, vector: list[str], element: list[str]) -> list[str]:
-        """A loop over this thread's vectors of the row: ``vector`` moves the W elements from ``j0`` at once,
-        ``element`` the element ``j0 + r`` (a pointer not aligned, or the row's last vector cut short)."""
-        inner = indent + "        "
-        return [*vectors_of_the_row(indent),
-                f"{indent}    if (vectors_aligned && j0 + {width} <= cols) {{",
-                *[inner + line for line in vector],
-                f"{indent}    }} else {{",
-                f"{inner}#pragma unroll",
-                f"{inner}for (int r = 0; r < {width}; ++r) {{",
-                f"{inner}    if (j0 + r < cols) {{",
-                *[inner + "        " + line for line in element],
-                f"{inner}}}}}",
-                f"{indent}    }}",
-                f"{indent}}}"]
+    def held_element(a: int) -> str:
+        """This thread's element of access ``a`` held on chip: in registers (``t``), or in shared memory (column
+        ``j`` of this thread's row: neighbouring threads' elements side by side, no bank conflicts)."""
+        return f"cache{a}[j][threadIdx.x]" if layout.shared else f"cache{a}[t]"
 
     def vector_type(a: int) -> str:
         return f"GtVector<{STORAGE_TYPES[accesses[a].dtype.name]}, {width}>"
@@ -276,26 +267,21 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
                         if (n, p) in access_of and accesses[access_of[(n, p)]].reduced is not None})
         # Operands that differ between rows are loaded into registers once, all loads issued before any use;
         # the ones that are the same for every row (a layernorm weight) are read where used, from L1.
-        keep = [a for a in loads if items and a not in cached and any(accesses[a].kept)]
+        keep = [a for a in loads if a not in cached and (items and any(accesses[a].kept) or
+                                                          layout.shared and a in along_rows)]
         preload = []
         one_by_one = [a for a in keep if a not in vectored]
         if one_by_one:
-            inner = indent + "    "
-            preload = row_loop(indent[:-4]) + column_setup(inner, one_by_one)
-            preload += [load(a, inner, True) for a in one_by_one]
-            preload += [f"{inner}cache{a}[t] = a{a};" for a in one_by_one] + end_row_loop(indent[:-4])
-        as_vectors = [a for a in keep if a in vectored]
-        if as_vectors:
-            preload += vector_loop(indent[:-4], [
-                line for a in as_vectors for line in (
-                    f"const {vector_type(a)} v{a} = *reinterpret_cast<const {vector_type(a)}*>("
-                    f"{accesses[a].pointer} + roff{a} + j0);",
-                    f"for (int r = 0; r < {width}; ++r) cache{a}[q * {width} + r] = v{a}.v[r];")],
-                [f"cache{a}[q * {width} + r] = {accesses[a].pointer}[roff{a} + j0 + r];" for a in as_vectors])
+            preload = each_element(indent[:-4], column_setup(indent, one_by_one) +
+                                   [load(a, indent, True) for a in one_by_one] +
+                                   [f"{indent}{held_element(a)} = a{a};" for a in one_by_one])
+        preload += [f"{indent[:-4]}gt_load_held<{width}, {row_threads}>(cache{a}, {accesses[a].pointer} + roff{a}, "
+                    f"{lane}, cols, vectors_aligned);" for a in keep if a in vectored]
         cached.update(keep)
         fresh = [a for a in loads if a not in cached]
         lines = column_setup(indent, fresh + list(stores)) + [load(a, indent, True) for a in fresh]
-        lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = cache{a}[t];" for a in loads if a in cached]
+        lines += [f"{indent}const {compute_type(accesses[a].dtype)} a{a} = {held_element(a)};" for a in loads
+                  if a in cached]
         local: dict = {}
         for j, node in enumerate(sub.nodes):
             if node not in needed:
@@ -346,8 +332,9 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
                 emitted_row.add(node)
                 progress = True
 
-    def finish(reduced: Reduced) -> None:
-        """The reduction's result from its block-reduced value, then the row-level nodes it enables."""
+    def finish(reduced: Reduced, count: str = "cols", into: list[str] | None = None) -> None:
+        """The reduction's result from its block-reduced value of ``count`` elements, then (in the row's body)
+        the row-level nodes it enables; ``into``: the lines after the rows (a total of their values)."""
         node, acc, ctype, name, is_arg = reduced.node, reduced.acc, reduced.ctype, reduced.node.op, reduced.is_arg
         result = f"red{reduced.number}{reduced.passes[-1][0]}"
         if is_arg:
@@ -356,7 +343,7 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
             if step == ops.MEAN:
                 if acc.kind != "f":  # np.mean(x, dtype=int): the integer sum is divided in float64, then cast back
                     result, acc, ctype = f"gt_cast<double>({result})", np.dtype(np.float64), "double"
-                result = f"gt_true_divide({result}, gt_cast<{ctype}>(cols))"
+                result = f"gt_true_divide({result}, gt_cast<{ctype}>({count}))"
             elif step == ops.VARIANCE:
                 if acc.kind == "f":  # corrected two-pass: the error d of the mean adds N d^2 = (sum of deviations)^2 / N
                     result = f"gt_corrected_squares({result}, red{reduced.number}s, gt_cast<{ctype}>(cols))"
@@ -368,12 +355,38 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
         source_dtype = np.dtype(np.int64) if is_arg else acc
         final = render_cast(result, source_dtype, out_dtype)
         j = sub.nodes.index(node)
-        body.append(f"        const {compute_type(out_dtype)} r{j} = {final};  // {node.kind} result")
+        (body if into is None else into).append(
+            f"        const {compute_type(out_dtype)} r{j} = {final};  // {node.kind} result")
         names[node.output] = (f"r{j}", node.output.type)
-        emit_row_nodes()
+        if into is None:
+            emit_row_nodes()
+
+    def accumulate(r: Reduced, stage: str, acc_name: str, mean_name: str | None, compensated: bool) -> list[str]:
+        """One pass of reduction ``r`` over this thread's elements of the row, into ``acc_name`` (a
+        gputrace_reduce.cuh accumulator: float sums compensated, float max/min by the hardware's fmax/fmin with
+        NaN aside, var/std's deviations from the mean)."""
+        node, row, ctype = r.node, r.row, r.ctype
+        if stage == "dev":
+            accumulator = f"GtKahanDeviations<{ctype}>" if compensated else f"GtDeviations<{ctype}>"
+            start = f"{r.identity}, {mean_name}"
+        else:
+            accumulator, start = _accumulator(row, r.acc, r.value_t), r.identity
+        lines = [f"        {accumulator} {acc_name}{{{start}}};  // {node.kind}" +
+                 (f" ({stage})" if stage != node.op else "")]
+        preload, loop, local = emit_elements([node.inputs[0]], "            ", consumer=node)
+        x, xt = operand(node, 0, local)
+        value = render_cast(x, _weak_or_dtype(xt), r.acc)
+        if r.is_arg:
+            value = f"GtArg<{ctype}>{{{value}, (long long)j}}"
+        elif row.accumulate == "bool":
+            value = f"gt_cast<bool>({x})"
+        return lines + preload + each_element("        ", loop + [f"            {acc_name}.add({value});"])
 
     emit_row_nodes()
     finishes = []
+    # (input, accumulator dtype, start) -> the name of a compensated sum of it over the row: a sibling summing the
+    # same input (layer norm's mean and its var's first pass) reads it instead of passing over the row again
+    row_sums: dict[tuple[Value, np.dtype, str], str] = {}
     for number_r, node in enumerate(reductions):
         acc = accumulator_dtype(node)
         ctype = compute_type(acc)
@@ -388,54 +401,21 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
         mean_name = None
         for stage in passes:
             acc_name = f"acc{number_r}{stage[0]}"
-            body.append(f"        {value_t} {acc_name} = {identity};  // {node.kind}" + (f" ({stage})" if stage != name else ""))
-            fast_extremum = (row.combine, ctype) in FAST_EXTREMUM
-            if fast_extremum:
-                body.append(f"        bool nan{number_r} = false;")
-            # float sums are compensated (Kahan) in each thread's loop: a thread may add thousands of
-            # elements one after another; the tree of the block reduction adds the rest
             compensated = row.combine == "GtSum" and acc.kind == "f"
-            if compensated:
-                body.append(f"        {ctype} lost_{acc_name} = 0;")
-                if stage == "dev":  # the deviations' own sum, for the corrected two-pass variance
-                    body.append(f"        {ctype} sum{number_r}d = 0, lost_sum{number_r}d = 0;")
-            preload, lines, local = emit_elements([node.inputs[0]], "            ", consumer=node)
-            body += preload + row_loop("        ") + lines
-            x, xt = operand(node, 0, local)
-            value = render_cast(x, _weak_or_dtype(xt), acc) if not is_arg else None
-            if is_arg:
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, "
-                            f"GtArg<{ctype}>{{{render_cast(x, _weak_or_dtype(xt), acc)}, (long long)j}});")
-            elif stage == "dev" and compensated:
-                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
-                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, gt_multiply(d, d));")
-                body.append(f"            gt_kahan_add(sum{number_r}d, lost_sum{number_r}d, d);")
-            elif stage == "dev":
-                body.append(f"            const {ctype} d = gt_subtract({value}, {mean_name});")
-                body.append(f"            {acc_name} = gt_add({acc_name}, gt_multiply(d, d));")
-            elif compensated:
-                body.append(f"            gt_kahan_add({acc_name}, lost_{acc_name}, {value});")
-            elif row.accumulate == "bool":
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, gt_cast<bool>({x}));")
-            elif fast_extremum:
-                # fmax plus a NaN flag beside it: a NaN-propagating max in the loop costs 1.5x the time
-                # of the whole softmax (H100); the block reduction below propagates NaN between threads.
-                body.append(f"            const {ctype} v{number_r} = {value};")
-                body.append(f"            {acc_name} = {FAST_EXTREMUM[row.combine, ctype]}({acc_name}, v{number_r});")
-                body.append(f"            nan{number_r} = nan{number_r} || v{number_r} != v{number_r};")
-            else:
-                body.append(f"            {acc_name} = {row.combine}()({acc_name}, {value});")
-            body += end_row_loop("        ")
-            if fast_extremum:
-                body.append(f"        if (nan{number_r}) {acc_name} = gt_cast<{ctype}>({render_literal(np.nan)[0]});")
-            if compensated:
-                body.append(f"        {acc_name} = gt_kahan_total({acc_name}, lost_{acc_name});")
             prefix = "part" if splits > 1 else "red"  # a split row's block holds a part: combined further below
             reduced = f"{prefix}{number_r}{stage[0]}"
-            combined = combine_threads(acc_name, row.combine, identity, number_r)
-            body.append(f"        const {value_t} {reduced} = {combined};")
+            same_sum = (node.inputs[0], acc, identity) if compensated and stage != "dev" and splits == 1 else None
+            if same_sum in row_sums:
+                body.append(f"        const {value_t} {reduced} = {row_sums[same_sum]};  // {node.kind}"
+                            f"{f' ({stage})' if stage != name else ''}: the same sum, computed above")
+            else:
+                body += accumulate(reduced_here, stage, acc_name, mean_name, compensated)
+                body.append(f"        const {value_t} {reduced} = "
+                            f"{combine_threads(f'{acc_name}.total()', row.combine, identity, number_r)};")
+                if same_sum is not None:
+                    row_sums[same_sum] = reduced
             if stage == "dev" and compensated:
-                total = f"gt_kahan_total(sum{number_r}d, lost_sum{number_r}d)"
+                total = f"{acc_name}.deviations()"
                 body.append(f"        const {ctype} {prefix}{number_r}s = "
                             f"{combine_threads(total, 'GtSum', f'{ctype}(0)', number_r)};")
             if stage == "mean" and len(passes) == 2:
@@ -466,45 +446,72 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
             finish(reduced_here)
 
     elem_outputs = [(k, v, a) for k, v, elem, a in outputs if elem]
+    outputs_of_totals = {v: k for k, v in enumerate(sub.outputs) if level[v] == "total"}
+
+    def total_of_rows(totals: list[Node], written: dict[Value, int]) -> list[str]:
+        """A reduction of every row's value (the mean of per-row losses), finished in this kernel: each thread
+        adds the values of the rows it finished, each block combines its threads', and the launch's last
+        block (counted on a ticket, as a split row's last part) merges the blocks' partial results, as
+        ``_combine_parts`` does, and writes the result. Returns the lines after the loop over rows."""
+        owner = "" if per_thread else "if (lane == 0 && active) " if grouped else "if (threadIdx.x == 0) "
+        blocks = -(-units // (block // lanes if lanes <= 32 else 1))  # the most a launch has (Kernel.grid)
+        after, last = [], []
+        for i, node in enumerate(totals):
+            n, acc, row = len(reductions) + i, accumulator_dtype(node), ops.reduction_of(node)
+            ctype, identity = compute_type(acc), _identity(node, acc)
+            shared.extend([f"    __shared__ {ctype} scratch{n}[33];",
+                           f"    {_accumulator(row, acc, ctype)} total{n}{{{identity}}};  // {node.kind} of the rows'"])
+            x, xt = names[node.inputs[0]]
+            value = f"gt_cast<bool>({x})" if row.accumulate == "bool" else render_cast(x, _weak_or_dtype(xt), acc)
+            body.append(f"        {owner}total{n}.add({value});")
+            after += [f"    const {ctype} block{n} = gt_block_reduce(total{n}.total(), {row.combine}(), {identity}, "
+                      f"scratch{n});",
+                      f"    if (threadIdx.x == 0) partial{n}[blockIdx.x] = block{n};"]
+            params.append(f"{ctype}* __restrict__ partial{n}")
+            workspace.append((acc, blocks, False))
+            merged = f"gt_sum_parts<false>(partial{n}, gridDim.x)" if row.combine == "GtSum" and acc.kind == "f" \
+                else f"gt_merge_parts<false>(partial{n}, gridDim.x, {row.combine}(), {identity})"
+            last.append(f"        const {ctype} red{n}{node.op[0]} = gt_block_reduce({merged}, {row.combine}(), "
+                        f"{identity}, scratch{n});")
+            finish(Reduced(n, node, acc, ctype, ctype, identity, [node.op]), "rows", last)
+            if node.output in written:
+                k, (expr, t) = written[node.output], names[node.output]
+                stored = render_cast(expr, _weak_or_dtype(t), node.output.type.dtype)
+                last.append(f"        if (threadIdx.x == 0) gt_store_half(out{k}, {stored});" if
+                            node.output.type.dtype == HALF else f"        if (threadIdx.x == 0) out{k}[0] = {stored};")
+        params.append("unsigned int* __restrict__ total_ticket")
+        workspace.append((np.dtype(np.uint32), 1, True))
+        return after + ["    if (gt_last_part<false>(total_ticket, gridDim.x)) {", *last, "    }"]
 
     def write_elem_outputs() -> None:
         """The loop over the row (or, split, over this block's part) writing the element-level outputs."""
         stored = [(k, a) for k, _, a in elem_outputs if a in vectored]
-        indent = "                    " if stored else "            "
+        indent = "                " if stored else "            "
         preload, lines, local = emit_elements([v for _, v, _ in elem_outputs], indent,
                                               stores=tuple(a for _, _, a in elem_outputs))
-        if stored:  # each vector's elements are computed into it, then it is stored at once
-            body.extend(preload + vectors_of_the_row("        ") + [
-                *[f"            {vector_type(a)} v{a};" for _, a in stored],
-                "            #pragma unroll", f"            for (int r = 0; r < {width}; ++r) {{",
-                f"                const int t = q * {width} + r;",
-                "                const index_t j = j0 + r;",
-                "                if (j < cols) {"] + lines)
-        else:
-            body.extend(preload + row_loop("        ") + lines)
-        guard = "active && " if grouped else ""  # spare lanes redo a row and store nothing
         for k, v, a in elem_outputs:
             expr, t = local[v]
             value = render_cast(expr, _weak_or_dtype(t), v.type.dtype)
             index = f"roff{a} + coff{a}"
             if a in vectored:
-                body.append(f"{indent}v{a}.v[r] = {value};")
+                lines.append(f"{indent}v{a}.v[j - j0] = {value};")
             else:
                 store = f"gt_store_half(out{k} + {index}, {value});" if v.type.dtype == HALF else \
                     f"out{k}[{index}] = {value};"
-                body.append(f"{indent}if (active) {store}" if grouped else f"{indent}{store}")
+                lines.append(f"{indent}if (active) {store}" if grouped else f"{indent}{store}")
         if not stored:
-            body.extend(end_row_loop("        "))
+            body.extend(preload + each_element("        ", lines))
             return
-        body.extend(["                }", "            }",
-                     f"            if ({guard}vectors_aligned && j0 + {width} <= cols) {{",
-                     *[f"                *reinterpret_cast<{vector_type(a)}*>(out{k} + roff{a} + j0) = v{a};"
-                       for k, a in stored],
-                     "            } else {",
-                     "                #pragma unroll", f"                for (int r = 0; r < {width}; ++r) {{",
-                     *[f"                    if ({guard}j0 + r < cols) out{k}[roff{a} + j0 + r] = v{a}.v[r];"
-                       for k, a in stored],
-                     "                }", "            }", "        }"])
+        # each vector's elements are computed into it, then it is stored at once (spare lanes store nothing)
+        active = "active" if grouped else "true"
+        body.extend([*preload, f"        gt_for_vectors<{items}, {width}, {row_threads}, index_t>({lane}, "
+                                "[&](int q, index_t j0) {",
+                     *[f"            {vector_type(a)} v{a};" for _, a in stored],
+                     "            gt_for_vector_elements<%d>(q, j0, cols, [&](int t, index_t j) {" % width,
+                     *lines, "            });",
+                     *[f"            gt_store_vector<{width}>(out{k} + roff{a}, j0, cols, v{a}, vectors_aligned, "
+                       f"{active});" for k, a in stored],
+                     "        });"])
 
     if splits > 1:
         if elem_outputs:  # they read no reduction's result: each block writes its own part
@@ -529,9 +536,13 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
             body.append(f"            gt_store_half(out{k} + row, {value});" if v.type.dtype == HALF else
                         f"            out{k}[row] = {value};")
         body.append("        }")
+    after_rows = total_of_rows(totals, outputs_of_totals) if totals else []
 
+    if layout.shared:
+        shared.extend(f"    __shared__ {compute_type(accesses[a].dtype)} cache{a}[cols][{block}];  // each thread's row"
+                      for a in sorted(cached))
     body[:0] = [f"        {compute_type(accesses[a].dtype)} cache{a}[{items}];  // this thread's row elements"
-                for a in sorted(cached)] + \
+                for a in sorted(cached) if items] + \
                [f"        {compute_type(node.output.type.dtype)} {name}[{items}];  // {node.kind} of this thread's elements"
                 for node, name in held.items()]
     if any(a.gather is not None for a in accesses):
@@ -548,7 +559,7 @@ def render_reduction(group: Node, layout: Layout) -> Kernel:
                    "blockIdx.x",
         unit_step="(index_t)blockDim.x * gridDim.x" if per_thread else
                   f"(index_t)blockDim.x * gridDim.x / {lanes}" if grouped else "gridDim.x",
-        row_setup="\n".join(setup), row_body="\n".join(body))
+        row_setup="\n".join(setup), row_body="\n".join(body), after_rows="\n".join(after_rows))
     empty_error = None
     if cols == 0:  # the first reduction NumPy would run raises
         empty_error = next((error for n in reductions

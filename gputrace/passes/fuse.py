@@ -22,6 +22,7 @@ when that reads fewer bytes than writing them and reading them back
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,23 @@ def join(node: Node, space: Space) -> Space | None:
     mine = own_space(node)
     if mine.shape == space.shape and space.axes in (None, mine.axes):
         return mine
-    return None
+    return space if reduces_row_values(node, space) else None
+
+
+def reduces_row_values(node: Node, space: Space) -> bool:
+    """Is ``node`` a reduction of all the per-row values of ``space`` (the mean of per-row losses), which the
+    row kernel finishes itself, saving a launch: each block combines its rows' values and the last block to
+    finish combines the blocks' (as a split row's last part does)? Not var/std or argmax/argmin (their parts
+    merge otherwise), nor where rows are split (only a row's last part knows its value) or have one element
+    (per-row values would have the elements' shape)."""
+    if per_element(node.kind) or space.axes is None or ops.OPS.get(node.kind) is None \
+            or ops.lookup(node.kind).category != ops.REDUCTION:
+        return False
+    row = ops.reduction_of(node)
+    t = node.inputs[0].type
+    cols = math.prod(space.shape[a] for a in space.axes)
+    return t.shape in space.row_shapes() and len(reduction_axes(node)) == t.ndim and t.ndim > 0 \
+        and not row.two_pass and not row.index and cols > 1 and t.size > 0 and not space.rows_are_split()
 
 
 def merge(a: Space, b: Space) -> Space | None:
@@ -174,7 +191,8 @@ class _Partition:
                 trial_space = self.spaces[g] if space is None else merge(space, self.spaces[g])
                 trial_space = trial_space and join(node, trial_space)
             if trial_space is None or self.reads_split_row_result(node, merged | {g}, trial_space) \
-                    or self.reads_another_rows_value(node, merged | {g}, trial_space):
+                    or self.reads_another_rows_value(node, merged | {g}, trial_space) \
+                    or self.reads_total(node, merged | {g}, trial_space):
                 continue
             trial = merged | {g}
             if self.gathers_computed_inputs(trial | {index}, node):
@@ -214,6 +232,12 @@ class _Partition:
         group whose rows are split over blocks? Such an element starts a kernel of its own, which reads the
         result from memory: only the last block of a split row knows it."""
         return space.rows_are_split() and bool(self.row_values_read(node, groups, space))
+
+    def reads_total(self, node: Node, groups: set[int], space: Space) -> bool:
+        """Would ``node`` read a reduction of all the rows' values of ``groups`` (``reduces_row_values``)? Only
+        the kernel's last block knows it, after every row."""
+        members = {n for g in groups for n in self.members[g]}
+        return any(v.producer in members and reduces_row_values(v.producer, space) for v in node.inputs)
 
     def reads_another_rows_value(self, node: Node, groups: set[int], space: Space) -> bool:
         """Would ``node`` joining ``groups`` put an element reading a per-row value of the group that NumPy's

@@ -11,7 +11,11 @@ layouts, chosen from the sizes:
   from memory once, and element values a later phase needs again (softmax's ``exp``) are kept;
 - a block per row, re-reading longer rows in each phase (from L2);
 - a thread per row when rows lie side by side in memory (a reduction over a leading axis), so neighbouring
-  threads read neighbouring elements.
+  threads read neighbouring elements; where the kernel passes over a row more than once (batch norm's mean,
+  variance and epilogue) and a block's rows fit in shared memory, each thread holds its row there and reads
+  it from memory once. (Batch norm of a 32768 x 1024 batch cannot: 128 KiB per column, 128 MiB in all, is more
+  than the registers and shared memory of any GPU, about 60 MB on an H200; it reads its columns twice, its
+  statistics' kernel ending where the epilogue reads them: ``rows_are_split``.)
 Few long rows (a full reduction) are split over several blocks, or, side by side, over several threads (too
 few columns of a tall matrix to fill the GPU); the row's last block or thread combines the parts. Only that
 one knows the row's result, so fusion ends a group where an element reads it (``rows_are_split``).
@@ -48,13 +52,16 @@ MAX_VECTOR_WIDTH = 8   # elements per vector access (bounds the unrolled code pe
 # bytes 95% (Adam): a thread loads whole vectors, a grid stride apart, until it has 48 bytes loading.
 BYTES_IN_FLIGHT = 48
 MAX_VECTORS_PER_THREAD = 4
+SHARED_ROWS_BYTES = 32768  # static shared memory a block of a thread per row may hold its rows in (of 48 KiB)
+MIN_SHARED_BLOCK = 64      # threads per block at least, holding rows in shared memory (2 warps)
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where a row's elements are: a "thread", a group of ``lanes`` of one warp ("lanes") or a "block" per
     row, each thread holding ``items`` of its elements in registers (0: read again in each phase), moved
-    ``width`` at a time; each row split into ``splits`` parts of ``chunk`` elements."""
+    ``width`` at a time; each row split into ``splits`` parts of ``chunk`` elements. ``shared``: a thread per
+    row holding its row in shared memory (``block`` rows of ``cols`` elements per block)."""
     rows: int
     cols: int
     kind: str
@@ -65,6 +72,7 @@ class Layout:
     chunk: int = 0
     width: int = 1
     vectored: tuple[int, ...] = ()  # the accesses (``RowAccesses.accesses``) moved ``width`` elements at a time
+    shared: bool = False
 
     @property
     def per_thread(self) -> bool:
@@ -140,17 +148,31 @@ def column_splits(rows: int, cols: int) -> int:
     return max(1, min(-(-cols // COLUMN_PART_MIN), PER_THREAD_TARGET // max(rows, 1), COLUMN_SPLITS_MAX))
 
 
-def plan(rows: int, cols: int, *, side_by_side: bool, splittable: bool, wide: bool) -> Layout:
+def shared_block(cols: int, held_bytes: int) -> int:
+    """Threads per block when each holds a row of ``cols`` elements of ``held_bytes`` in shared memory: the most
+    (a power of two, at most BLOCK) that fit SHARED_ROWS_BYTES, 0 where not MIN_SHARED_BLOCK do."""
+    block = BLOCK if cols else 0
+    while block >= MIN_SHARED_BLOCK:
+        if block * cols * held_bytes <= SHARED_ROWS_BYTES:
+            return block
+        block //= 2
+    return 0
+
+
+def plan(rows: int, cols: int, *, side_by_side: bool, splittable: bool, wide: bool, reread_bytes: int = 0
+         ) -> Layout:
     """The layout of ``rows`` rows of ``cols`` elements.
 
     ``side_by_side``: neighbouring rows lie closer in memory than a row's elements (a reduction over a
     leading axis): a thread per row, where there are enough rows (or parts of them) to fill the GPU.
     ``splittable``: nothing of the kernel reads a row's result back over its elements, so a row may be
-    split. ``wide``: the row's elements take 8 bytes (two registers each held).
+    split. ``wide``: the row's elements take 8 bytes (two registers each held). ``reread_bytes``: bytes of a row
+    element that later passes over the row read again (0: the kernel passes over its rows once).
     """
     thread_parts = column_splits(rows, cols) if side_by_side and splittable else 1
     if side_by_side and rows * thread_parts >= PER_THREAD_MIN_ROWS:
-        layout = Layout(rows, cols, "thread", BLOCK, 1, 0, thread_parts)
+        held = shared_block(cols, reread_bytes) if reread_bytes and thread_parts == 1 else 0
+        layout = Layout(rows, cols, "thread", held or BLOCK, 1, 0, thread_parts, shared=held > 0)
     elif cols < BLOCK and -(-cols // 32) <= held_items(MAX_LANE_ITEMS, wide):
         lanes = lanes_per_row(cols, wide)  # (32 lanes hold at most 32 * held_items(...): longer rows, a block)
         layout = Layout(rows, cols, "lanes", BLOCK, lanes, max(-(-cols // lanes), 1))
@@ -276,8 +298,11 @@ class Access:
 class RowAccesses:
     """How a reduction group reads and writes: its space F (``shape``) and reduced ``axes``, each value's level
     ("input", "const", "elem": one per row element, "row": one per row), one access per distinct operand
-    read (and per element-level output), their strides over the kept and the reduced dims (each collapsed)."""
+    read (and per element-level output), their strides over the kept and the reduced dims (each collapsed).
+    ``totals``: reductions of every row's value (the mean of per-row losses), finished by the launch's last
+    block; ``reductions`` are the others, over each row."""
     reductions: list[Node]
+    totals: list[Node]
     shape: tuple[int, ...]
     axes: tuple[int, ...]
     rows: int
@@ -295,6 +320,12 @@ class RowAccesses:
     def elem_accesses(self) -> list[int]:
         return [i for i, a in enumerate(self.accesses) if a.reduced is not None]
 
+    @property
+    def along_rows(self) -> list[int]:
+        """The operands read that differ between rows and along them (not a batch norm's per-column weight)."""
+        return [a for a in self.elem_accesses if any(self.accesses[a].kept) and any(self.rstrides[a])
+                and not self.accesses[a].pointer.startswith("out")]
+
 
 def _embed_strides(t: TensorType, shape: tuple[int, ...], full: tuple[int, ...], axes: tuple[int, ...]) -> list[int]:
     """Strides over the space ``full`` of ``t`` read by a node of ``shape`` (``full`` itself, or one of the
@@ -307,10 +338,12 @@ def _embed_strides(t: TensorType, shape: tuple[int, ...], full: tuple[int, ...],
 
 
 def row_accesses(sub: Graph) -> RowAccesses:
+    from .fuse import own_space, reduces_row_values  # fusion asks this module whether rows are split
     reductions = [n for n in sub.nodes if is_reduction(n)]
-    first = reductions[0]
-    F = first.inputs[0].type.shape
-    axes = tuple(range(len(F))) if first.attrs.get("axis") is None else tuple(first.attrs["axis"])
+    space = own_space(max(reductions, key=lambda n: n.inputs[0].type.size))  # the rows' (a total reads fewer)
+    totals = [n for n in reductions if reduces_row_values(n, space)]  # of every row's value: finished last
+    reductions = [n for n in reductions if n not in totals]
+    F, axes = space.shape, space.axes
     kept_axes = [d for d in range(len(F)) if d not in axes]
     kept_shape, red_shape = [F[d] for d in kept_axes], [F[d] for d in axes]
 
@@ -325,6 +358,8 @@ def row_accesses(sub: Graph) -> RowAccesses:
             level[node.output] = "const"
         elif ops.is_element_load(node.kind):
             level[node.output] = "input"  # loaded where read, like an input
+        elif node in totals:
+            level[node.output] = "total"
         else:
             level[node.output] = "elem" if element_level(node) else "row"
 
@@ -351,6 +386,8 @@ def row_accesses(sub: Graph) -> RowAccesses:
             access_of[(node, position)] = keys[key]
     outputs: list[tuple[int, Value, bool, int | None]] = []
     for k, v in enumerate(sub.outputs):
+        if level[v] == "total":
+            continue  # written by the last block
         elem = level[v] == "elem"
         access = None
         if elem:
@@ -363,7 +400,7 @@ def row_accesses(sub: Graph) -> RowAccesses:
     kdims, kstrides = collapse_dims(kept_shape, [a.kept for a in accesses])
     elem_accesses = [i for i, a in enumerate(accesses) if a.reduced is not None]
     rdims, rstrides_list = collapse_dims(red_shape, [accesses[i].reduced for i in elem_accesses])
-    return RowAccesses(reductions, F, axes, int(np.prod(kept_shape, dtype=np.int64)),
+    return RowAccesses(reductions, totals, F, axes, int(np.prod(kept_shape, dtype=np.int64)),
                        int(np.prod(red_shape, dtype=np.int64)), level, accesses, access_of, outputs,
                        kdims, kstrides, rdims, dict(zip(elem_accesses, rstrides_list)))
 
@@ -435,11 +472,19 @@ def reduction_layout(reads: RowAccesses) -> Layout:
     elem_accesses = reads.elem_accesses
     splittable = not _depends_on_reduction([v for _, v, elem, _ in reads.outputs if elem], reductions) \
         and all(not ops.reduction_of(n).two_pass or accumulator_dtype(n).kind == "f" for n in reductions) \
-        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions)
+        and not _depends_on_reduction([v for n in reductions for v in n.inputs], reductions) and not reads.totals
     side_by_side = all(_rows_side_by_side(kstrides[a], rstrides[a])
                        for a in elem_accesses if not accesses[a].pointer.startswith("out"))
     wide = any(accesses[a].dtype.itemsize == 8 for a in elem_accesses)  # two registers per element held
-    layout = plan(reads.rows, reads.cols, side_by_side=side_by_side, splittable=splittable, wide=wide)
+    # bytes of a row element read again by later passes over the row (each reduction's, the epilogue's): of the
+    # operands that differ between rows and along them (a batch norm's weight is one value per row); float16
+    # is held as float
+    passes = sum(2 if ops.reduction_of(n).two_pass else 1 for n in reductions) + any(
+        elem for _, _, elem, _ in reads.outputs)
+    reread = sum(4 if accesses[a].dtype == np.float16 else accesses[a].dtype.itemsize for a in reads.along_rows) \
+        if passes > 1 else 0
+    layout = plan(reads.rows, reads.cols, side_by_side=side_by_side, splittable=splittable, wide=wide,
+                  reread_bytes=reread)
     vectored = [a for a in elem_accesses if accesses[a].dtype.itemsize in (4, 8) and rstrides[a] == [1]
                 and accesses[a].gather is None
                 and (any(accesses[a].kept) or accesses[a].pointer.startswith("out"))] if layout.items else []

@@ -495,6 +495,11 @@ def _misaligned(x):
     return view
 
 
+def vector_moves(kernel: Kernel) -> int:
+    """Operands a row kernel loads or stores by vectors (gputrace_reduce.cuh's gt_load_held, gt_store_vector)."""
+    return kernel.source.count("gt_load_held<") + kernel.source.count("gt_store_vector<")
+
+
 @pytest.mark.parametrize("dtype, shape, stride, vectored", [
     (np.float32, (7, 4096), 4096, 2), (np.float32, (1, 4094), 4094, 1), (np.float32, (7, 4094), 4096, 1),
     (np.float64, (5, 2048), 2048, 2)], ids=["aligned", "last vector cut short", "rows not on vectors", "float64"])
@@ -510,7 +515,7 @@ def test_rows_held_in_registers_move_as_vectors(backend, dtype, shape, stride, v
     for fn, args in ((bench.softmax, (x,)), (bench.layernorm, (x, w, b))):
         traced = assert_backend_matches(backend, fn, args, rtol=1e-5, atol=1e-6, scale_atol=True)
         [kernel] = traced.kernels
-        assert "vectors_aligned" in kernel.source and kernel.source.count("reinterpret_cast") == vectored
+        assert "vectors_aligned" in kernel.source and vector_moves(kernel) == vectored
         assert_backend_matches(backend, traced, (_misaligned(x), *args[1:]), rtol=1e-5, atol=1e-6, scale_atol=True)
         if nvrtc_available() and dtype == np.float32:
             sass = kernel.sass("sm_90")
@@ -556,7 +561,7 @@ def test_several_operands_and_outputs_move_as_vectors(backend, cols, rng):
     traced = assert_backend_matches(backend, softmax_of_a_sum_and_the_sum, (x, y), rtol=1e-5, atol=1e-6,
                                     scale_atol=True)
     [kernel] = traced.kernels
-    assert kernel.source.count("reinterpret_cast") == (2 if cols == 4094 else 4)  # one row: its inputs read in place
+    assert vector_moves(kernel) == (2 if cols == 4094 else 4)  # one row: its inputs read in place
     assert_backend_matches(backend, traced, (_misaligned(x), _misaligned(y)), rtol=1e-5, atol=1e-6, scale_atol=True)
 
 
@@ -630,7 +635,7 @@ def test_max_and_min_start_at_initial(backend, shape, axis, dtype, rng):
     (lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True), 1),   # rows scaled to unit length
     (lambda x: np.linalg.norm(x, np.inf, axis=0), 1),
     (lambda x: np.linalg.norm(x), 1),                                # all elements: a split row
-    (lambda x: np.linalg.norm(x, 1), 2),                             # column sums, then their max
+    (lambda x: np.linalg.norm(x, 1), 1),                             # column sums, their max by the last block
     (lambda x: np.linalg.norm(x.T, 3, axis=1), 1),
     (lambda x: np.outer(x[0], x[:, 1]) * 2 + 1, 1),
     (lambda x: np.einsum("ij,kj->ik", x, x) + 1, 1),               # a matmul, then the + 1
