@@ -39,7 +39,7 @@ def test_columns_too_long_for_shared_memory_are_read_again():
     """The large size: 32768 rows of a column (128 KiB) fit no block; two kernels, as before."""
     assert layout.shared_block(32768, 4) == 0
     statistics, epilogue = kernels_of((32768, 1024))
-    assert not statistics.layout.shared and epilogue.layout is None  # (an elementwise kernel)
+    assert not statistics.layout.shared and isinstance(epilogue.layout, layout.ElementwiseLayout)
     assert statistics.inputs[0] in epilogue.inputs  # x, read again
 
 

@@ -88,8 +88,7 @@ def test_each_group_is_rendered_from_the_layout_stored_for_it(case):
             assert ("tickets" in kernel.source) == (stored.splits > 1)
             assert ("vectors_aligned" in kernel.source) == bool(stored.vectored), stored
             if stored.vectored:
-                assert f"GtVector<float, {stored.width}>" in kernel.source or \
-                    f"GtVector<double, {stored.width}>" in kernel.source
+                assert f"gt_vector_aligned<{stored.width}>" in kernel.source
 
 
 def test_the_cases_cover_every_kind_of_layout():
