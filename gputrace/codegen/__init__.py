@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from ..passes.fuse import fuse
+from ..passes.joins import copied_pieces
 from .. import ops
 from .elementwise import render_elementwise
 from .reduction import render_reduction
@@ -44,9 +45,14 @@ def launch_plan(program: Any) -> LaunchPlan:
         if node.kind == "gt::FusionGroup":
             plan.append(next(kernels))
         elif node.kind in LIBRARY_OPS or node.kind.startswith("np::") and node.kind not in _FREE_OPS:
+            copied = copied_pieces(node)  # a join whose other pieces were written into it copies these
+            if copied == []:
+                continue
+            inputs = node.inputs if copied is None else [node.inputs[k] for k in copied]
+            written = [v.type for v in node.outputs] if copied is None else [v.type for v in inputs]
             plan.append(LibraryCall(LIBRARY_OPS.get(node.kind, f"{node.op} (array library)"),
-                                    [v.name for v in node.inputs], [v.name for v in node.outputs],
-                                    [v.type for v in node.inputs], [v.type for v in node.outputs]))
+                                    [v.name for v in inputs], [v.name for v in node.outputs],
+                                    [v.type for v in inputs], written))
     return LaunchPlan(plan, bytes_required(program.graph))
 
 

@@ -194,11 +194,12 @@ def render_elementwise(group: Node, number: int) -> Kernel:
     in_types: list[TensorType] = [v.type for v in read_directly(sub)] + [loaded_type(g) for g in gathers]
     pointer = {v: f"in{sub.inputs.index(v)}" for v in read_directly(sub)}
     out_types: list[TensorType] = [v.type for v in sub.outputs]
-    out_strides = [list(contiguous_strides(shape))] * len(out_types)
+    # an output is written at its group value's strides: a slice of a joined array (passes/joins.py), or contiguous
+    out_strides = [list(v.type.strides) for v in group.outputs]
     raw = [broadcast_strides(t, shape) for t in in_types]
     dims, collapsed = collapse_dims(shape, raw + out_strides)
     in_strides = collapsed[:len(in_types)]
-    index_t = _index_type(n, dims, in_strides)
+    index_t = _index_type(n, dims, collapsed)
     contiguous = contiguous_strides(dims)
 
     params, setup, scalar_args = [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
@@ -215,8 +216,14 @@ def render_elementwise(group: Node, number: int) -> Kernel:
             index_of.append(f"off{k}")
             strided.append((k, st))
         names[v] = (f"x{k}", t)
-    for k, t in enumerate(out_types):
+    out_index: list[str] = []
+    for k, (t, st) in enumerate(zip(out_types, collapsed[len(in_types):])):
         params.append(f"{STORAGE_TYPES[t.dtype.name]}* __restrict__ out{k}")
+        if tuple(st) == contiguous:
+            out_index.append("i")
+        else:
+            out_index.append(f"offo{k}")
+            strided.append((f"o{k}", st))
     if gathers:
         params.append(FLAG_PARAM)
     params.append(f"{index_t} n")
@@ -262,6 +269,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
 
     # Operands that move as vectors: inputs read at ``i`` and every output.
     vectored = [k for k, index in enumerate(index_of) if index == "i" and operands[k] in pointer]
+    vectored_out = [k for k, index in enumerate(out_index) if index == "i"]
     widest = max([in_types[k].dtype.itemsize for k in vectored] + [t.dtype.itemsize for t in out_types])
     width = max(1, min(VECTOR_BYTES // widest, MAX_VECTOR_WIDTH))
 
@@ -280,12 +288,12 @@ def render_elementwise(group: Node, number: int) -> Kernel:
             lines.append(f"const {compute_type(t.dtype)} x{k} = {load};")
         lines += body
         for k, (t, value) in enumerate(zip(out_types, results)):
-            cell = f"vout{k}.v[lane]" if vectors else f"out{k}[i]"
+            cell = f"vout{k}.v[lane]" if vectors and k in vectored_out else f"out{k}[{out_index[k]}]"
             lines.append(f"gt_store_half(&{cell}, {value});" if t.dtype == HALF else f"{cell} = {value};")
         indent = " " * (20 if vectors else 8)
         return "\n".join(indent + line for line in lines)
 
-    pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in range(len(out_types))]
+    pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in vectored_out]
     aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
     # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
     loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
@@ -296,9 +304,9 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         vector_loads += [f"                vin{k}[u] = reinterpret_cast<const {vector(in_types[k])}*>({pointer[operands[k]]})"
                          f"[v0 + u * stride];" for k in vectored]
         vector_loads.append("            }")
-    vector_outputs = [f"                {vector(t)} vout{k};" for k, t in enumerate(out_types)]
-    vector_stores = [f"                reinterpret_cast<{vector(t)}*>(out{k})[v] = vout{k};"
-                     for k, t in enumerate(out_types)]
+    vector_outputs = [f"                {vector(out_types[k])} vout{k};" for k in vectored_out]
+    vector_stores = [f"                reinterpret_cast<{vector(out_types[k])}*>(out{k})[v] = vout{k};"
+                     for k in vectored_out]
 
     name = _kernel_name(number, [n for n in sub.nodes if n.kind != "prim::Constant"])
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")
