@@ -10,6 +10,7 @@ from .. import ops
 from .elementwise import render_elementwise
 from .reduction import render_reduction
 from .kernel import Kernel, LaunchPlan, LibraryCall, memory_bytes
+from .traffic import bytes_read
 
 log = logging.getLogger("gputrace.kernels")
 LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
@@ -18,8 +19,11 @@ LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuP
 def render_group(node: Any, number: int) -> Kernel:
     """The kernel of one ``gt::FusionGroup`` node: a row kernel if it reduces, else elementwise."""
     if any(n.kind in ops.OPS and ops.lookup(n.kind).category == ops.REDUCTION for n in node.subgraph.nodes):
-        return render_reduction(node, number)
-    return render_elementwise(node, number)
+        kernel = render_reduction(node, number)
+    else:
+        kernel = render_elementwise(node, number)
+    kernel.bytes_read = bytes_read(node)
+    return kernel
 
 
 def kernels_of(program: Any) -> list[Kernel]:
