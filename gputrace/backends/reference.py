@@ -18,6 +18,11 @@ from ..ir import Graph, Node, TensorType, Value
 # The result of a ufunc overwrites a dying operand's buffer (``out=``) only from this size on (NumPy's own
 # temporary elision starts at 256 KiB): below it, fresh memory is cheap and the check costs more than it saves.
 IN_PLACE_BYTES = 64 * 1024
+# A ufunc writes into a block of a larger array (its rows strided) only from this size, where fresh memory comes
+# from the system and costs page faults, and where the block's rows are this long: NumPy loops over a strided
+# block row by row, and over fresh memory in one loop.
+BLOCK_BYTES = 4 * 2**20
+BLOCK_ROW_BYTES = 1024
 
 
 class Interpreter:
@@ -241,7 +246,7 @@ class ReferencePlan:
         and no value alive after ``node`` lies in the same array where the block is. The result is not returned
         (the caller gets arrays of their own, contiguous). The run checks nothing else holds the block."""
         result = node.output.type
-        if not isinstance(result, TensorType) or result.ndim == 0 or result.nbytes < IN_PLACE_BYTES \
+        if not isinstance(result, TensorType) or result.ndim == 0 or result.nbytes < BLOCK_BYTES \
                 or self._named(node.output) in self.outputs:
             return None
         for value, text in zip(node.inputs, args):
@@ -251,6 +256,8 @@ class ReferencePlan:
                     or not isinstance(t, TensorType) or t.dtype != result.dtype or t.shape != result.shape:
                 continue
             array, block = found
+            if (block[-1][1] - block[-1][0]) * t.dtype.itemsize < BLOCK_ROW_BYTES:
+                continue
             if not any(other != text and where[0] == array and _overlap(block, where[1])
                        and (self.last.get(other, -1) > k or other in self.outputs)
                        for other, where in self.regions.items()):

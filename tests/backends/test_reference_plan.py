@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 
 import gputrace
-from gputrace.backends.reference import IN_PLACE_BYTES, _sole_owner
+from gputrace.backends.reference import BLOCK_BYTES, IN_PLACE_BYTES, _sole_owner
 
 
 def chain(x):
@@ -75,9 +75,9 @@ def test_blocks_of_a_product_nothing_reads_again_are_written_in_place_and_the_re
     The results match eager NumPy bit for bit, and are arrays of their own (contiguous, owning their memory)."""
     from benchmarks import programs as bench
     lstm = bench.BENCHMARKS["lstm"]
-    args = lstm.make(np.random.default_rng(0), {"batch": 512, "inputs": 64, "hidden": 128})
-    gate = 512 * 128 * 4
-    assert gate >= IN_PLACE_BYTES
+    args = lstm.make(np.random.default_rng(0), {"batch": 1024, "inputs": 16, "hidden": 1024})
+    gate = 1024 * 1024 * 4
+    assert gate >= BLOCK_BYTES
     traced = gputrace.trace(lstm.fn, args)
     source = traced.lower(*args).executor("numpy").plan.source
     assert source.count("if sole_holder(") == 23, source  # each gate step but the two results
@@ -95,10 +95,10 @@ def test_a_block_is_not_overwritten_while_a_value_in_it_lives():
     """A block that a later value still reads (an overlapping view of the same product) keeps its memory."""
     def overlapping(x, w):
         p = x @ w
-        a, b = p[:, :128], p[:, 64:192]  # a and b share columns 64-127
+        a, b = p[:, :512], p[:, 256:768]  # a and b share columns 256-511
         return np.exp(a) + 1, b * 2
 
-    x, w = (np.random.default_rng(1).standard_normal(shape).astype(np.float32) for shape in ((512, 32), (32, 192)))
+    x, w = (np.random.default_rng(1).standard_normal(shape).astype(np.float32) for shape in ((2048, 8), (8, 768)))
     traced = gputrace.trace(overlapping, (x, w))
     assert "sole_holder" not in traced.lower(x, w).executor("numpy").plan.source
     for g, w_ in zip(traced(x, w), overlapping(x, w)):
