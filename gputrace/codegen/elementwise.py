@@ -294,7 +294,7 @@ def render_elementwise(group: Node, number: int) -> Kernel:
         return "\n".join(indent + line for line in lines)
 
     pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in vectored_out]
-    aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
+    aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 and pointers else "false"
     # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
     loaded = sum(width * in_types[k].dtype.itemsize for k, index in enumerate(index_of) if index != "0")
     vectors_per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1

@@ -27,15 +27,17 @@ def copies(plan) -> list[list[str]]:
 def test_pieces_of_stacks_along_the_first_and_the_last_axis_are_written_in_place(backend, rng):
     """A kernel per stack computes its pieces (they share an iteration space) and writes each into its slice:
     rows of the first stack (contiguous, at an offset), columns of the second (a stride of 3), rows of the third
-    (whose pieces the ops after it moved into). No copy."""
+    (whose pieces the ops after it moved into), and a kernel that reads and writes nothing contiguous. No copy
+    but the input's view."""
     def stacks(x, y):
         return (np.stack([x * 2 + y, x - y]), np.stack([x * y, y + 1, x - 3 * y], axis=-1),
-                np.stack([y, x - 1], axis=1) * 3 + x[:, None])
+                np.stack([y, x - 1], axis=1) * 3 + x[:, None], np.stack([x[:, ::2] * 2, y[:, ::2]], axis=-1))
 
     x, y = (rng.standard_normal((5, 7)).astype(np.float32) for _ in range(2))
     traced = trace(stacks, (x, y))
     plan = traced.lower(x, y).plan
-    assert [len(step.outputs) for step in plan if isinstance(step, Kernel)] == [2, 3, 2] and not copies(plan), plan
+    assert [len(step.outputs) for step in plan if isinstance(step, Kernel)] == [2, 3, 2, 1], plan
+    assert [len(pieces) for pieces in copies(plan)] == [1], plan
     assert_backend_matches(backend, traced, (x, y))  # bit-exact: a piece in the wrong place shows
 
 
