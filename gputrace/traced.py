@@ -271,11 +271,12 @@ class TracedFunction:
 
     def _build_graph(self, frozen: Graph, input_types, param_types) -> Graph:
         from .codegen import fuse
+        from .passes.joins import place_pieces
         graph, _ = specialize(frozen.copy(), input_types, param_types)
         graph = to_fixed_point(graph, SIMPLIFY)
         # simplification may read a view from another array than before (copy(x) -> x): strides again
         graph, _ = specialize(graph, input_types, param_types)
-        graph = run_passes(fuse(graph), [dce])  # constants now inside the fusion groups
+        graph = run_passes(fuse(graph), [dce, place_pieces])  # dce: constants now inside the fusion groups
         graph.lint()
         return graph
 

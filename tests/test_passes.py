@@ -8,6 +8,7 @@ import gputrace
 from benchmarks import programs as bench
 from gputrace import nn, ops
 from gputrace.backends.host_compiler import host_compiler_info
+from gputrace.codegen import LibraryCall
 from gputrace.ir import Graph, ScalarType, TensorType, contiguous_strides
 from gputrace.passes import cse, dce, fold, freeze, inline, normalize, optimize
 from tests.fusion_targets import LONG_ROW_PROGRAMS, TARGETS, WRITTEN_PLAINLY
@@ -346,11 +347,14 @@ def test_kernel_count_targets_of_programs_written_plainly(name):
     """Issue 17: cross-entropy in 2 kernels (1 with one-hot targets: the mean of the per-row losses finishes in
     the row kernel), batch norm from running statistics in 1, a GPT-2 block written per
     head in 6 next to its matmuls (a view of a reduction's result, a per-channel scale computed from vectors and
-    a bias add before np.split used to end or start kernels)."""
+    a bias add before np.split used to end or start kernels), and nothing copied: the RK4 step's np.stack and the
+    GPT-2 heads' np.hstack are written in place by the kernel and the matmuls computing their pieces."""
     target = WRITTEN_PLAINLY[name]
     inputs = target.make(np.random.default_rng(0))
     traced = gputrace.trace(target.fn, inputs, check_trace=False)
-    assert launches(traced.lower(*inputs)) == (target.kernels, target.matmuls), traced.lower(*inputs).plan
+    plan = traced.lower(*inputs).plan
+    assert launches(traced.lower(*inputs)) == (target.kernels, target.matmuls), plan
+    assert [step.name for step in plan if isinstance(step, LibraryCall) and "matmul" not in step.name] == [], plan
     want = target.fn(*inputs)  # the fused graph, run by the numpy backend (the kernels: test_emulate_programs)
     np.testing.assert_allclose(traced.run(*inputs, backend="numpy"), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
 

@@ -20,6 +20,7 @@ from ..codegen.kernel import Kernel
 from ..codegen.lowered import LoweredProgram
 from ..errors import BackendUnavailableError
 from ..ir import Node, TensorType
+from ..passes.joins import copied_pieces, piece_index, placements
 from .build import BODY_ENTRY, build_bodies
 from .reference import Interpreter, assignment_targets, fresh_outputs, host_arrays, stored_outputs
 
@@ -111,6 +112,7 @@ class KernelExecutor(Interpreter):
         self.name = backend
         self.launcher = launcher
         self.kernels = lowered.kernels
+        self.placements = placements(lowered.graph)  # outputs written into a slice of a joined array
         loaded = launcher.load_all(list(self.kernels.values()))
         self.groups = {node: self._group_runner(node, kernel, module)
                        for (node, kernel), module in zip(self.kernels.items(), loaded)}
@@ -121,31 +123,48 @@ class KernelExecutor(Interpreter):
 
         Everything that does not change between calls is looked up here, once: a call allocates,
         launches and returns (this is the host time of a small call)."""
-        empty, specs = self.xp.empty, [(t.shape, t.dtype) for t in kernel.output_types]
+        fresh = self._output_allocator(node.outputs, kernel.output_types)
         launch, arguments = self.launcher.bind(loaded, kernel), kernel.arguments
         workspace = functools.partial(kernel.allocate_workspace, self.xp) if kernel.workspace else tuple
         if kernel.empty_error:
-            def run_group(*args: Any) -> list[Any]:
+            def run_group(*args: Any, into: Sequence[Any] | None = None) -> list[Any]:
                 check_indices(kernel, args, self.xp)  # NumPy indexes before it reduces
                 raise ValueError(kernel.empty_error)
         elif not kernel.elements:
-            def run_group(*args: Any) -> list[Any]:
+            def run_group(*args: Any, into: Sequence[Any] | None = None) -> list[Any]:
                 check_indices(kernel, args, self.xp)  # NumPy checks indices that select nothing too
-                return [empty(shape, dtype) for shape, dtype in specs]
+                return fresh(into)
         elif kernel.index_checks:
-            def run_group(*args: Any) -> list[Any]:
-                outputs, scratch = [empty(shape, dtype) for shape, dtype in specs], workspace()
+            def run_group(*args: Any, into: Sequence[Any] | None = None) -> list[Any]:
+                outputs, scratch = fresh(into), workspace()
                 launch(arguments(args, outputs, scratch))
                 if int(scratch[-1][0]):  # an index was out of bounds: nothing was read there
                     check_indices(kernel, args, self.xp)
                     raise AssertionError(f"internal error: {kernel.name} flagged an index out of bounds, and none is")
                 return outputs
         else:
-            def run_group(*args: Any) -> list[Any]:
-                outputs = [empty(shape, dtype) for shape, dtype in specs]
+            def run_group(*args: Any, into: Sequence[Any] | None = None) -> list[Any]:
+                outputs = fresh(into)
                 launch(arguments(args, outputs, workspace()))
                 return outputs
         return run_group
+
+    def _output_allocator(self, values: Sequence[Any], types: Sequence[TensorType]) -> Callable[..., list]:
+        """``fresh(into)``: the arrays a step writes its outputs into. ``into`` holds, for each output, the slice
+        of a joined array the plan allocated (None: a fresh array); without it (check_trace's node-by-node
+        run), an output placed in a join gets a slice of a joined array of its own, at the strides it was
+        rendered for."""
+        empty, specs = self.xp.empty, [(t.shape, t.dtype) for t in types]
+        placed = [self.placements.get(v) for v in values]
+        if not any(placed):
+            return lambda into=None: [empty(shape, dtype) for shape, dtype in specs]
+
+        def fresh(into: Sequence[Any] | None = None) -> list[Any]:
+            if into is None:
+                into = [None if p is None else empty(p.join.output.type.shape, p.join.output.type.dtype)[p.index]
+                        for p in placed]
+            return [empty(shape, dtype) if out is None else out for out, (shape, dtype) in zip(into, specs)]
+        return fresh
 
     def run(self, inputs: Sequence[Any], param: Callable[[str], Any], record: dict | None = None) -> list[Any]:
         inputs = self.launcher.prepare(inputs)
@@ -155,12 +174,15 @@ class KernelExecutor(Interpreter):
         runner.params, runner.record = lambda name: self.on_device(param(name)), record
         return fresh_outputs(self.graph, runner.run_graph(self.graph, inputs), self.xp, self.plan.stored)
 
-    def run_node(self, node: Node, args: list[Any]) -> list[Any]:
+    def run_node(self, node: Node, args: list[Any], into: Sequence[Any] | None = None) -> list[Any]:
         group = self.groups.get(node)
         if group is not None:
-            return group(*args)
+            return group(*args, into=into)
         if node.kind == "prim::Constant" and isinstance(node.attrs["value"], np.ndarray):
             return [self.on_device(node.attrs["value"])]
+        if node.output in self.placements:  # a matmul writing its slice of a joined array (passes/joins.py)
+            out, = self._output_allocator(node.outputs, [node.output.type])(into)
+            return [self.xp.matmul(*args, out=out)]
         results = super().run_node(node, args)
         return [self._as_typed(v, r) for v, r in zip(node.outputs, results)]
 
@@ -194,7 +216,9 @@ class Plan:
 
     Values are the generated function's locals, named as in the graph; constants and each step's
     runner are its globals; a parameter is read afresh each call and moved to the device by
-    ``prepare``. A step launches a fusion group's kernel or runs one other node. ``source`` shows the
+    ``prepare``. A step launches a fusion group's kernel or runs one other node; the array a join's pieces are
+    written into (passes/joins.py) is allocated before its first writer, which gets its slice (``into=``),
+    and the join itself copies only the pieces no kernel wrote there. ``source`` shows the
     function, e.g. for a ``Linear`` layer::
 
         def run_plan(inputs, params):
@@ -219,17 +243,34 @@ class Plan:
         body: list[str] = []
         if graph.inputs:
             body.append(f"{assignment_targets([name(v) for v in graph.inputs])} = inputs")
+        allocated: set[Node] = set()  # joins whose array is allocated (before their first writer)
         for node in graph.nodes:
             if node.kind == "prim::Constant":  # array constants move to the device once
                 value = node.attrs["value"]
                 namespace[name(node.output)] = executor.on_device(value) if isinstance(value, np.ndarray) else value
             elif node.kind == "prim::Param":
                 body.append(f"{name(node.output)} = prepare(params({node.attrs['name']!r}))")
+            elif node in allocated and not copied_pieces(node):
+                continue  # every piece was written in place: the joined array is made
             else:
                 step = step_names[node]
                 namespace[step] = executor.groups.get(node) or functools.partial(_run_step, executor.run_node, node)
-                args = ", ".join(name(v) for v in node.inputs)
-                body.append(f"{assignment_targets([name(v) for v in node.outputs])} = {step}({args})  # {node.kind}")
+                args = [name(v) for v in node.inputs]
+                into = [executor.placements.get(v) for v in node.outputs]
+                for join in dict.fromkeys(p.join for p in into if p is not None and p.join not in allocated):
+                    joined = join.output.type
+                    namespace[f"{step}_joined"] = functools.partial(executor.xp.empty, joined.shape, joined.dtype)
+                    body.append(f"{name(join.output)} = {step}_joined()  # written in place by its pieces")
+                    allocated.add(join)
+                if any(into):
+                    slices = [None if p is None else f"{name(p.join.output)}[{step}_index{k}]" for k, p in enumerate(into)]
+                    namespace.update({f"{step}_index{k}": p.index for k, p in enumerate(into) if p is not None})
+                    args.append(f"into=({', '.join(map(str, slices))},)")
+                elif node in allocated:  # a join copies the pieces not written in place into its array
+                    namespace[step] = functools.partial(_copy_pieces, node, copied_pieces(node))
+                    args.insert(0, name(node.output))
+                body.append(f"{assignment_targets([name(v) for v in node.outputs])} = {step}({', '.join(args)})"
+                            f"  # {node.kind}")
         self.stored = stored_outputs(graph)
         results = [f"copy_output({name(v)})" if stored else name(v) for v, stored in zip(graph.outputs, self.stored)]
         body.append(f"return [{', '.join(results)}]")
@@ -238,5 +279,12 @@ class Plan:
         self.run = namespace["run_plan"]
 
 
-def _run_step(run_node: Callable[[Node, list], list], node: Node, *args: Any) -> list[Any]:
-    return run_node(node, list(args))
+def _run_step(run_node: Callable[..., list], node: Node, *args: Any, into: Sequence[Any] | None = None) -> list[Any]:
+    return run_node(node, list(args), into)
+
+
+def _copy_pieces(join: Node, positions: list[int], joined: Any, *pieces: Any) -> list[Any]:
+    """Copy the pieces of ``join`` at ``positions`` into ``joined``, whose other pieces were written in place."""
+    for k in positions:
+        joined[piece_index(join, k)] = pieces[k]
+    return [joined]

@@ -18,6 +18,11 @@ from ..ir import Graph, Node, TensorType, Value
 # The result of a ufunc overwrites a dying operand's buffer (``out=``) only from this size on (NumPy's own
 # temporary elision starts at 256 KiB): below it, fresh memory is cheap and the check costs more than it saves.
 IN_PLACE_BYTES = 64 * 1024
+# A ufunc writes into a block of a larger array (its rows strided) only from this size, where fresh memory comes
+# from the system and costs page faults, and where the block's rows are this long: NumPy loops over a strided
+# block row by row, and over fresh memory in one loop.
+BLOCK_BYTES = 4 * 2**20
+BLOCK_ROW_BYTES = 1024
 
 
 class Interpreter:
@@ -112,6 +117,12 @@ def _sole_owner(array: Any) -> bool:
     return type(array) is np.ndarray and array.base is None and sys.getrefcount(array) == _SOLE_COUNT
 
 
+def _sole_holder(array: Any) -> bool:
+    """Is ``array`` a NumPy array (a view too) that only the calling plan's local names? Where its memory may be
+    written the plan has decided (``ReferencePlan._region_reusable``)."""
+    return type(array) is np.ndarray and sys.getrefcount(array) == _SOLE_COUNT
+
+
 def _count_of_a_local() -> int:
     """What ``sys.getrefcount`` reports, inside a function like ``_sole_owner``, for an array only a local holds."""
     namespace = {"refcount": _refcount, "np": np}
@@ -141,7 +152,7 @@ class ReferencePlan:
     def __init__(self, graph: Graph, xp: Any = np):
         from ..codegen.python import Identifiers
         self.name = Identifiers()
-        self.name.taken |= {"inputs", "steps", "sole_owner", "getattr"}
+        self.name.taken |= {"inputs", "steps", "sole_owner", "sole_holder", "getattr"}
         self.xp = xp
         self.aliases: dict[Value, str] = {}  # a fusion group's values, named as the values they stand for
         self.constants: dict[str, Any] = {}
@@ -153,7 +164,7 @@ class ReferencePlan:
         body += self._schedule(set(outputs))
         body.append(f"return [{', '.join(outputs)}]")
         self.source = "def run_plan(inputs, params):\n" + "".join(f"    {line}\n" for line in body)
-        namespace = {**self.constants, "steps": self.steps, "sole_owner": _sole_owner}
+        namespace = {**self.constants, "steps": self.steps, "sole_owner": _sole_owner, "sole_holder": _sole_holder}
         exec(compile(self.source, f"<gputrace reference plan of {graph.name}>", "exec"), namespace)
         self.run: Callable[[Sequence[Any], Callable[[str], Any]], list[Any]] = namespace["run_plan"]
 
@@ -173,14 +184,16 @@ class ReferencePlan:
                 self.nodes.append((node, [self._named(v) for v in node.outputs], [self._named(v) for v in node.inputs]))
 
     def _schedule(self, outputs: set[str]) -> list[str]:
-        last: dict[str, int] = {}
+        self.last: dict[str, int] = {}
         for k, (_, targets, args) in enumerate(self.nodes):
             for text in (*args, *targets):
-                last[text] = k
+                self.last[text] = k
+        self.outputs = outputs
+        self.regions: dict[str, tuple[str, tuple | None]] = {}  # name -> (array made here, region of it or None: all)
         lines = []
         for k, (node, targets, args) in enumerate(self.nodes):
             dying = [a for a in dict.fromkeys((*args, *targets))
-                     if last[a] == k and a not in outputs and a not in self.constants]
+                     if self.last[a] == k and a not in outputs and a not in self.constants]
             split = node.kind in ops.OPS and ops.lookup(node.kind).category == ops.SPLIT
             lines.append(f"{assignment_targets(targets) if split else targets[0]} = {self._call(k, node, args, dying)}"
                          f"  # {node.kind}")
@@ -197,10 +210,59 @@ class ReferencePlan:
         ufunc = self._ufunc(node)
         # a ufunc op's impl is the array module's ufunc called on the inputs: called directly, it costs a call less
         self.steps[k] = ufunc if ufunc is not None else ops.bind_op(node.kind, self.xp, node.attrs)
-        target = self._reusable(node, args, dying) if ufunc is not None else None
+        region = self._region_reusable(k, node, args, dying) if ufunc is not None else None
+        target = self._reusable(node, args, dying) if ufunc is not None and region is None else None
+        self._track_regions(node, args, region)
+        if region is not None:
+            return f"steps[{k}]({text}, out={region}) if sole_holder({region}) else steps[{k}]({text})"
         if target is None:
             return f"steps[{k}]({text})"
         return f"steps[{k}]({text}, out={target}) if sole_owner({target}) else steps[{k}]({text})"
+
+    def _track_regions(self, node: Node, args: list[str], written: str | None) -> None:
+        """Record which array made in the plan each value lies in, and where: a matmul's or a ufunc's result is an
+        array of its own (or lies where ``written``, the operand it was written into, lies); a basic index of
+        such an array is a block of it; anything else computed from one may alias all of it."""
+        if len(node.outputs) != 1:  # (np.split's pieces are views)
+            for a in args:
+                if a in self.regions:
+                    self.regions.update({self._named(v): (self.regions[a][0], None) for v in node.outputs})
+            return
+        target = self._named(node.output)
+        if written is not None:
+            self.regions[target] = self.regions[written]
+        elif node.kind == "np::matmul" or self._ufunc(node) is not None:
+            self.regions[target] = (target, None)
+        elif node.kind == "np::getitem" and args and args[0] in self.regions and self.regions[args[0]][1] is None:
+            self.regions[target] = (self.regions[args[0]][0], _block(node.attrs["index"], node.inputs[0].type))
+        else:
+            for a in args:
+                if a in self.regions:
+                    self.regions[target] = (self.regions[a][0], None)
+
+    def _region_reusable(self, k: int, node: Node, args: list[str], dying: list[str]) -> str | None:
+        """A dying operand that is a block of an array made in the plan (an LSTM's gate, a column block of the
+        matrix products), which the ufunc ``node`` may write its result into: of the result's dtype and shape,
+        and no value alive after ``node`` lies in the same array where the block is. The result is not returned
+        (the caller gets arrays of their own, contiguous). The run checks nothing else holds the block."""
+        result = node.output.type
+        if not isinstance(result, TensorType) or result.ndim == 0 or result.nbytes < BLOCK_BYTES \
+                or self._named(node.output) in self.outputs:
+            return None
+        for value, text in zip(node.inputs, args):
+            t = value.type
+            found = self.regions.get(text)
+            if text not in dying or args.count(text) != 1 or found is None or found[1] is None \
+                    or not isinstance(t, TensorType) or t.dtype != result.dtype or t.shape != result.shape:
+                continue
+            array, block = found
+            if (block[-1][1] - block[-1][0]) * t.dtype.itemsize < BLOCK_ROW_BYTES:
+                continue
+            if not any(other != text and where[0] == array and _overlap(block, where[1])
+                       and (self.last.get(other, -1) > k or other in self.outputs)
+                       for other, where in self.regions.items()):
+                return text
+        return None
 
     def _ufunc(self, node: Node) -> Any:
         """The NumPy ufunc that ``node`` calls with its inputs alone, or None."""
@@ -224,6 +286,27 @@ class ReferencePlan:
                     and t.shape == result.shape and t.is_contiguous:
                 return text
         return None
+
+
+def _block(index: tuple, t: Any) -> tuple | None:
+    """The block ``x[index]`` covers, as a (start, stop) per axis of ``x``, or None: not a block (steps, new axes)."""
+    if not isinstance(t, TensorType):
+        return None
+    block = []
+    for item, n in zip(ops.expand_index(index, t.ndim), t.shape):
+        if isinstance(item, (int, np.integer)):
+            block.append((int(item) % n, int(item) % n + 1))
+        elif isinstance(item, slice) and item.indices(n)[2] == 1:
+            start, stop, _ = item.indices(n)
+            block.append((start, max(start, stop)))
+        else:
+            return None
+    return tuple(block)
+
+
+def _overlap(a: tuple | None, b: tuple | None) -> bool:
+    """May blocks ``a`` and ``b`` of one array share an element (None: all of it)?"""
+    return a is None or b is None or all(x0 < y1 and y0 < x1 for (x0, x1), (y0, y1) in zip(a, b))
 
 
 def assignment_targets(names: list[str]) -> str:

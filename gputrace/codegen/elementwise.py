@@ -146,11 +146,11 @@ def render_elementwise(group: Node, layout: ElementwiseLayout) -> Kernel:
     n = int(np.prod(shape, dtype=np.int64))
     gathers = gathers_of(sub)
     # what each element reads: inputs at its place (through strides) and gathers' results (as contiguous arrays)
-    reads = element_accesses(sub)
+    reads = element_accesses(group)
     operands, in_types, out_types, dims, in_strides = (reads.operands, reads.in_types, reads.out_types,
                                                        reads.dims, reads.in_strides)
     pointer = {v: f"in{sub.inputs.index(v)}" for v in read_directly(sub)}
-    index_t = _index_type(n, dims, in_strides)
+    index_t = _index_type(n, dims, in_strides + reads.out_strides)
 
     params, setup, scalar_args = [], [], [np.int32(n) if index_t == "int" else np.int64(n)]
     names: dict[Value, tuple[str, Type]] = {}
@@ -166,8 +166,14 @@ def render_elementwise(group: Node, layout: ElementwiseLayout) -> Kernel:
             index_of.append(f"off{k}")
             strided.append((k, st))
         names[v] = (f"x{k}", t)
-    for k, t in enumerate(out_types):
+    out_index: list[str] = []
+    for k, (t, st) in enumerate(zip(out_types, reads.out_strides)):
         params.append(f"{STORAGE_TYPES[t.dtype.name]}* __restrict__ out{k}")
+        if reads.output_contiguous(k):
+            out_index.append("i")
+        else:
+            out_index.append(f"offo{k}")
+            strided.append((f"o{k}", st))
     if gathers:
         params.append(FLAG_PARAM)
     params.append(f"{index_t} n")
@@ -213,6 +219,7 @@ def render_elementwise(group: Node, layout: ElementwiseLayout) -> Kernel:
 
     # Operands that move as vectors: inputs read at ``i`` and every output.
     vectored, width, vectors_per_thread = list(layout.vectored), layout.width, layout.vectors_per_thread
+    vectored_out = list(layout.vectored_outputs)
 
     def vector(t: TensorType) -> str:
         return f"GtVector<{STORAGE_TYPES[t.dtype.name]}, W>"
@@ -229,22 +236,22 @@ def render_elementwise(group: Node, layout: ElementwiseLayout) -> Kernel:
             lines.append(f"const {compute_type(t.dtype)} x{k} = {load};")
         lines += body
         for k, (t, value) in enumerate(zip(out_types, results)):
-            cell = f"vout{k}.v[lane]" if vectors else f"out{k}[i]"
+            cell = f"vout{k}.v[lane]" if vectors and k in vectored_out else f"out{k}[{out_index[k]}]"
             lines.append(f"gt_store_half(&{cell}, {value});" if t.dtype == HALF else f"{cell} = {value};")
         indent = " " * (20 if vectors else 8)
         return "\n".join(indent + line for line in lines)
 
-    pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in range(len(out_types))]
-    aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 else "false"
+    pointers = [pointer[operands[k]] for k in vectored] + [f"out{k}" for k in vectored_out]
+    aligned = " && ".join(f"gt_vector_aligned<W>({p})" for p in pointers) if width > 1 and pointers else "false"
     vector_loads = [f"            {vector(in_types[k])} vin{k}[U];" for k in vectored]
     if vectored:
         vector_loads += ["#pragma unroll", "            for (int u = 0; u < U; ++u) if (v0 + u * stride < vectors) {"]
         vector_loads += [f"                vin{k}[u] = reinterpret_cast<const {vector(in_types[k])}*>({pointer[operands[k]]})"
                          f"[v0 + u * stride];" for k in vectored]
         vector_loads.append("            }")
-    vector_outputs = [f"                {vector(t)} vout{k};" for k, t in enumerate(out_types)]
-    vector_stores = [f"                reinterpret_cast<{vector(t)}*>(out{k})[v] = vout{k};"
-                     for k, t in enumerate(out_types)]
+    vector_outputs = [f"                {vector(out_types[k])} vout{k};" for k in vectored_out]
+    vector_stores = [f"                reinterpret_cast<{vector(out_types[k])}*>(out{k})[v] = vout{k};"
+                     for k in vectored_out]
 
     name = group.attrs["kernel"]  # fusion names each group's kernel
     summary = " -> ".join(n.kind for n in sub.nodes if n.kind != "prim::Constant")

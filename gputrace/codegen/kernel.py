@@ -58,6 +58,7 @@ class Kernel:
     index_checks: list = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
     layout: GroupLayout | None = None  # passes/layout.py's decision for its group, which it was rendered from
+    bytes_read: int | None = None  # each distinct region of memory its inputs are read from, once (traffic.py)
 
     def __post_init__(self):
         self.source = with_needed_headers(self.source)
@@ -77,8 +78,9 @@ class Kernel:
 
     @property
     def bytes_moved(self) -> int:
-        """Bytes that must move: each input read once, each output written once."""
-        return sum(map(memory_bytes, [*self.input_types, *self.output_types]))
+        """Bytes that must move: what it reads (``bytes_read``; else each input once), each output written once."""
+        read = sum(map(memory_bytes, self.input_types)) if self.bytes_read is None else self.bytes_read
+        return read + sum(map(memory_bytes, self.output_types))
 
     # -- inspection (compiled with NVRTC for an explicit architecture; no GPU needed)
     def compile(self, arch: str = DEFAULT_ARCH):
@@ -139,7 +141,8 @@ class LibraryCall:
 class LaunchPlan(list):
     """What a call does on the device, in order (kernels and library calls), and the memory traffic it costs.
 
-    Each step's ``bytes_moved`` reads its inputs once and writes its outputs once; ``bytes_moved`` adds them up,
+    Each step's ``bytes_moved`` reads each region of memory its inputs lie in once (a kernel: ``traffic.py``) and
+    writes its outputs once; ``bytes_moved`` adds them up,
     ``bytes_required`` is what the program itself must move (its inputs and parameters read once, its outputs
     written once) and ``traffic_ratio`` the first over the second: 1.0 where nothing goes through memory twice.
     """

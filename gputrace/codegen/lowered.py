@@ -9,10 +9,12 @@ import logging
 from dataclasses import dataclass
 
 from ..ir import Graph, Node
+from ..passes.joins import copied_pieces
 from ..passes.layout import ElementwiseLayout, GroupLayout, Layout, lay_out
 from .elementwise import render_elementwise
 from .kernel import Kernel, LaunchPlan, LibraryCall, memory_bytes
 from .reduction import render_reduction
+from .traffic import bytes_read
 
 log = logging.getLogger("gputrace.kernels")
 LIBRARY_OPS = {"np::matmul": "cublas_matmul (CuPy)", "np::dot": "cublas_dot (CuPy)"}
@@ -33,9 +35,12 @@ class LoweredProgram:
 def render_group(node: Node, layout: GroupLayout) -> Kernel:
     """The kernel of one ``gt::FusionGroup`` node, laid out as ``layout``: a row kernel if it reduces."""
     if isinstance(layout, Layout):
-        return render_reduction(node, layout)
-    assert isinstance(layout, ElementwiseLayout), layout
-    return render_elementwise(node, layout)
+        kernel = render_reduction(node, layout)
+    else:
+        assert isinstance(layout, ElementwiseLayout), layout
+        kernel = render_elementwise(node, layout)
+    kernel.bytes_read = bytes_read(node)
+    return kernel
 
 
 def lower(graph: Graph) -> LoweredProgram:
@@ -56,9 +61,14 @@ def launch_plan(graph: Graph, kernels: dict[Node, Kernel]) -> LaunchPlan:
         if node.kind == "gt::FusionGroup":
             plan.append(kernels[node])
         elif node.kind in LIBRARY_OPS or node.kind.startswith("np::") and node.kind not in FREE_OPS:
+            copied = copied_pieces(node)  # a join whose other pieces were written into it copies these
+            if copied == []:
+                continue
+            inputs = node.inputs if copied is None else [node.inputs[k] for k in copied]
+            written = [v.type for v in node.outputs] if copied is None else [v.type for v in inputs]
             plan.append(LibraryCall(LIBRARY_OPS.get(node.kind, f"{node.op} (array library)"),
-                                    [v.name for v in node.inputs], [v.name for v in node.outputs],
-                                    [v.type for v in node.inputs], [v.type for v in node.outputs]))
+                                    [v.name for v in inputs], [v.name for v in node.outputs],
+                                    [v.type for v in inputs], written))
     return LaunchPlan(plan, bytes_required(graph))
 
 

@@ -264,6 +264,7 @@ class ElementAccesses:
     out_types: list[TensorType]
     dims: list[int]
     in_strides: list[list[int]]
+    out_strides: list[list[int]]
 
     def kind(self, k: int) -> str:
         """How operand ``k`` is read: "scalar" (one value for all), "contiguous" (at ``i``) or "strided"."""
@@ -271,16 +272,23 @@ class ElementAccesses:
             return "scalar"
         return "contiguous" if tuple(self.in_strides[k]) == contiguous_strides(self.dims) else "strided"
 
+    def output_contiguous(self, k: int) -> bool:
+        """Is output ``k`` written at ``i`` (else at its strides: a slice of a joined array)?"""
+        return tuple(self.out_strides[k]) == contiguous_strides(self.dims)
 
-def element_accesses(sub: Graph) -> ElementAccesses:
+
+def element_accesses(group: Node) -> ElementAccesses:
+    sub = group.subgraph
     shape = sub.outputs[0].type.shape
     gathers = gathers_of(sub)
     operands: list[Value] = read_directly(sub) + [g.output for g in gathers]
     in_types = [v.type for v in read_directly(sub)] + [loaded_type(g) for g in gathers]
     out_types = [v.type for v in sub.outputs]
     raw = [broadcast_strides(t, shape) for t in in_types]
-    dims, collapsed = collapse_dims(shape, raw + [list(contiguous_strides(shape))] * len(out_types))
-    return ElementAccesses(operands, in_types, out_types, dims, collapsed[:len(in_types)])
+    # an output is written at its group value's strides: a slice of a joined array (passes/joins.py), or contiguous
+    out_strides = [list(v.type.strides) for v in group.outputs]
+    dims, collapsed = collapse_dims(shape, raw + out_strides)
+    return ElementAccesses(operands, in_types, out_types, dims, collapsed[:len(in_types)], collapsed[len(in_types):])
 
 
 @dataclass
@@ -411,12 +419,13 @@ def row_accesses(sub: Graph) -> RowAccesses:
 @dataclass(frozen=True)
 class ElementwiseLayout:
     """A thread per element in ``block``-thread blocks; contiguous operands (``vectored``: indices into
-    ``ElementAccesses.operands``) and the outputs move ``width`` elements per access, each thread loading
-    ``vectors_per_thread`` vectors before computing."""
+    ``ElementAccesses.operands``) and the contiguous outputs (``vectored_outputs``) move ``width`` elements per
+    access, each thread loading ``vectors_per_thread`` vectors before computing."""
     block: int
     width: int
     vectors_per_thread: int
     vectored: tuple[int, ...] = ()
+    vectored_outputs: tuple[int, ...] = ()
 
 
 GroupLayout = Layout | ElementwiseLayout
@@ -432,7 +441,8 @@ def elementwise_layout(reads: ElementAccesses, directly: Sequence[Value]) -> Ele
     # bytes one vector step loads: every operand that is not one value for all (strided ones element by element)
     loaded = sum(width * reads.in_types[k].dtype.itemsize for k, kind in enumerate(kinds) if kind != "scalar")
     vectors_per_thread = max(1, min(-(-BYTES_IN_FLIGHT // loaded), MAX_VECTORS_PER_THREAD)) if vectored else 1
-    return ElementwiseLayout(ELEMENTWISE_BLOCK, width, vectors_per_thread, tuple(vectored))
+    vectored_outputs = tuple(k for k in range(len(reads.out_types)) if reads.output_contiguous(k))
+    return ElementwiseLayout(ELEMENTWISE_BLOCK, width, vectors_per_thread, tuple(vectored), vectored_outputs)
 
 
 def _rows_side_by_side(kept: list[int], reduced: list[int]) -> bool:
@@ -499,7 +509,7 @@ def group_layout(group: Node) -> GroupLayout:
     sub = group.subgraph
     if any(is_reduction(n) for n in sub.nodes):
         return reduction_layout(row_accesses(sub))
-    return elementwise_layout(element_accesses(sub), read_directly(sub))
+    return elementwise_layout(element_accesses(group), read_directly(sub))
 
 
 def lay_out(graph: Graph) -> dict[Node, GroupLayout]:

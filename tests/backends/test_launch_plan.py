@@ -84,3 +84,50 @@ def test_arrays_the_function_captures_are_parameters_of_the_plan(rng, backend):
     source = traced.lower(x).executor("emulate").plan.source
     assert "table = prepare(params('table'))" in source and "ONES = prepare(params('ONES'))" in source, source
     assert source.count("prepare(params(") == 2, source
+
+
+# ----------------------------------------------------------------------------- traffic: the bytes each step moves
+
+def test_a_kernel_reading_views_of_one_array_under_many_names_reads_it_once():
+    """An RK4 step reads y[0] and y[1] once per stage, each time under a new name, and t and dt broadcast several
+    times: its kernel reads y, t and dt once, and writes the stacked result once (ratio 1: it was 3.99)."""
+    from tests.fusion_targets import WRITTEN_PLAINLY
+    y, t, dt = WRITTEN_PLAINLY["rk4_step"].make(np.random.default_rng(0))
+    plan = gputrace.trace(WRITTEN_PLAINLY["rk4_step"].fn, (y, t, dt), check_trace=False).lower(y, t, dt).plan
+    assert plan.bytes_required == 2 * y.nbytes + t.nbytes + dt.nbytes
+    assert plan.bytes_moved == plan.bytes_required, plan.traffic()
+
+
+def test_a_region_read_under_several_names_is_read_once():
+    """The rows of a state's first two (of three) rows, read under a new name per stage: two rows are read."""
+    def heun(states, dt):
+        y = states[:2]
+        f = lambda y: np.stack([y[1], -y[0] - 0.1 * y[1]])  # noqa: E731
+        k1 = f(y)
+        return y + dt / 2 * (k1 + f(y + dt * k1))
+
+    states, dt = np.ones((3, 40), np.float32), np.float32(0.1)
+    kernel, = gputrace.trace(heun, (states, dt), check_trace=False).lower(states, dt).plan
+    assert len(kernel.inputs) > 4 and kernel.bytes_read == 2 * 40 * 4 + 4, kernel
+
+
+@pytest.mark.parametrize("fn, read", [(lambda x: x * x.T, 1), (lambda x: x[0] * x[0] + x[0], 1 / 4),
+                                      (lambda x: x[:2] - x[2:], 1), (lambda x: x[:, 1:] + x[:, :-1], 1)],
+                         ids=["x and x.T", "one row twice", "two halves", "overlapping columns"])
+def test_views_of_one_array_in_a_kernel_count_each_region_once_and_never_more_than_the_array(fn, read):
+    x = np.ones((4, 4), np.float32)
+    kernel, = gputrace.trace(fn, (x,), check_trace=False).lower(x).plan
+    assert kernel.bytes_read == read * x.nbytes, kernel
+
+
+def test_a_gather_reads_the_elements_it_picks_not_its_whole_source():
+    """Cross-entropy from integer labels: the loss kernel reads one logit per row (and the labels, the row
+    numbers and two per-row results), not all the logits (the plan's ratio was 2.00)."""
+    from tests.fusion_targets import WRITTEN_PLAINLY
+    logits, y = WRITTEN_PLAINLY["cross_entropy_labels"].make(np.random.default_rng(0))
+    n = len(logits)
+    rows, loss = gputrace.trace(WRITTEN_PLAINLY["cross_entropy_labels"].fn, (logits, y),
+                                check_trace=False).lower(logits, y).plan
+    assert rows.bytes_moved == logits.nbytes + 2 * n * 4  # all logits read, max and log-sum per row written
+    assert loss.bytes_read == n * 4 + 2 * n * 8 + 2 * n * 4  # a logit per row, labels and row numbers, the rows
+    assert loss.bytes_moved == loss.bytes_read + 4

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 
 import gputrace
-from gputrace.backends.reference import IN_PLACE_BYTES, _sole_owner
+from gputrace.backends.reference import BLOCK_BYTES, IN_PLACE_BYTES, _sole_owner
 
 
 def chain(x):
@@ -67,3 +67,39 @@ def test_only_an_array_nothing_else_sees_may_be_overwritten():
     assert not with_view  # a live view reads the same memory
     assert not of_view  # a view does not own its memory
     assert not in_a_list and not of_scalar
+
+
+def test_blocks_of_a_product_nothing_reads_again_are_written_in_place_and_the_results_stay_bit_identical():
+    """An LSTM's gates are column blocks of its matrix products: each gate's sum, sigmoid and product are written
+    into its block once no live value lies there (the other gates' blocks are elsewhere), not into fresh memory.
+    The results match eager NumPy bit for bit, and are arrays of their own (contiguous, owning their memory)."""
+    from benchmarks import programs as bench
+    lstm = bench.BENCHMARKS["lstm"]
+    args = lstm.make(np.random.default_rng(0), {"batch": 1024, "inputs": 16, "hidden": 1024})
+    gate = 1024 * 1024 * 4
+    assert gate >= BLOCK_BYTES
+    traced = gputrace.trace(lstm.fn, args)
+    source = traced.lower(*args).executor("numpy").plan.source
+    assert source.count("if sole_holder(") == 23, source  # each gate step but the two results
+    traced(*args)
+    got, traced_peak = peak_bytes(traced, *args)
+    want = lstm.fn(*args)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w, strict=True)
+        assert g.flags.c_contiguous and g.base is None
+    # the two products (4 gates each) and the two results: nothing else
+    assert traced_peak <= 2 * 4 * gate + 2 * gate + gate // 4, traced_peak / gate
+
+
+def test_a_block_is_not_overwritten_while_a_value_in_it_lives():
+    """A block that a later value still reads (an overlapping view of the same product) keeps its memory."""
+    def overlapping(x, w):
+        p = x @ w
+        a, b = p[:, :512], p[:, 256:768]  # a and b share columns 256-511
+        return np.exp(a) + 1, b * 2
+
+    x, w = (np.random.default_rng(1).standard_normal(shape).astype(np.float32) for shape in ((2048, 8), (8, 768)))
+    traced = gputrace.trace(overlapping, (x, w))
+    assert "sole_holder" not in traced.lower(x, w).executor("numpy").plan.source
+    for g, w_ in zip(traced(x, w), overlapping(x, w)):
+        np.testing.assert_array_equal(g, w_)
