@@ -277,7 +277,7 @@ def setitem(x: TracedArray, index: Any, value: Any) -> None:
         value = _list_value(value)
     if mask is not None:
         new = _masked(x, template, mask, value)
-    elif not arrays and _whole(template, x._concrete.shape):
+    elif not arrays and ops.selects_everything(template, x._concrete.shape):
         new = _select(x, True, value, x._concrete.shape)  # x[...] = v: fuses with what reads x
     else:
         if not arrays and isinstance(value, TracedArray) and value._base is x \
@@ -291,14 +291,6 @@ def _list_value(value: list | tuple) -> Any:
     if any(isinstance(v, TracedArray) for v in np.ravel(np.asarray(value, object))):
         return np.stack(value)  # traced values in a list: stacked, as np.asarray would
     return np.asarray(value)
-
-
-def _whole(template: tuple, shape: tuple[int, ...]) -> bool:
-    """Does ``template`` select every element of an array of ``shape``, in order (x[...], x[:], x[:, :])?"""
-    if any(item is None for item in template):
-        return False
-    items = ops.expand_index(template, len(shape))
-    return all(isinstance(item, slice) and item.indices(n) == (0, n, 1) for item, n in zip(items, shape))
 
 
 def _select(x: TracedArray, where: Any, value: Any, layout: tuple[int, ...]) -> TracedArray:

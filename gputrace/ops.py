@@ -561,6 +561,15 @@ def expand_index(index: tuple, ndim: int) -> tuple:
     return index + (slice(None),) * (ndim - sum(1 for i in index if i is not None))
 
 
+def selects_everything(index: tuple, shape: tuple[int, ...]) -> bool:
+    """Does the basic index ``index`` select every element of an array of ``shape``, in order, adding no axis
+    (``x[...]``, ``x[:]``, ``x[:, 0:n]`` of an axis of n)? Then it is the array itself."""
+    if any(item is None for item in index):
+        return False
+    items = expand_index(index, len(shape))
+    return all(isinstance(item, slice) and item.indices(n) == (0, n, 1) for item, n in zip(items, shape))
+
+
 def _getitem_infer(types, attrs):
     (x,) = types
     shape, strides, dim = [], [], 0

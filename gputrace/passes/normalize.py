@@ -55,9 +55,7 @@ def _identity_getitem(graph: Graph, node: Node) -> list[Value] | None:
     """``x[...]``, ``x[:, :]``, ``x[0:n]`` of an axis of n: the array itself (a view between a kernel's ops
     would end the kernel)."""
     x = node.inputs[0]
-    index = ops.expand_index(node.attrs["index"], x.type.ndim)
-    whole = all(isinstance(item, slice) and item.indices(n) == (0, n, 1) for item, n in zip(index, x.type.shape))
-    return [x] if len(index) == x.type.ndim and whole else None
+    return [x] if ops.selects_everything(node.attrs["index"], x.type.shape) else None
 
 
 @rule("np::reshape", "np::ravel")
