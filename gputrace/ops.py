@@ -766,7 +766,7 @@ def _setitem_impl(xp, x, value, *arrays, index):
     if xp is not np and arrays:
         check_index_bounds(xp, x.shape, index, arrays)
         if _repeats_positions(xp, x.shape, full):  # CuPy writes repeated places in no set order; NumPy the last
-            return xp.asarray(_setitem_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], index=index))
+            return xp.asarray(_setitem_impl(np, to_host(x), to_host(value), *[to_host(a) for a in arrays], index=index))
     out = x.copy()
     out[full] = value
     return out
@@ -777,7 +777,8 @@ def _repeats_positions(xp: Any, shape: tuple[int, ...], index: tuple) -> bool:
     return int(xp.unique(positions).size) != int(positions.size)
 
 
-def _host(value: Any) -> Any:
+def to_host(value: Any) -> Any:
+    """A CuPy array copied to the host (a NumPy array); anything else as it is."""
     return value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value
 
 
@@ -811,7 +812,7 @@ def _ufunc_at_impl(xp, x, value, *arrays, ufunc, index):
         np.ones((), x.dtype), np.ones((), value.dtype) if hasattr(value, "dtype") else value)).dtype != x.dtype
     if at is None or unsafe:  # NumPy's, on the host: where the library has no ufunc.at, or where the result is
         # cast back into x's dtype (NumPy computes in the wider type and casts each step unsafely)
-        return xp.asarray(_ufunc_at_impl(np, _host(x), _host(value), *[_host(a) for a in arrays], ufunc=ufunc,
+        return xp.asarray(_ufunc_at_impl(np, to_host(x), to_host(value), *[to_host(a) for a in arrays], ufunc=ufunc,
                                          index=index))
     at(out, full, value)
     return out
@@ -964,6 +965,11 @@ def bind_op(kind: str, xp: Any, attrs: dict) -> Callable[..., Any]:
 def is_elementwise(kind: str) -> bool:
     op = OPS.get(kind)
     return op is not None and op.category == ELEMENTWISE
+
+
+def is_reduction(kind: str) -> bool:
+    op = OPS.get(kind)
+    return op is not None and op.category == REDUCTION
 
 
 def is_element_load(kind: str) -> bool:

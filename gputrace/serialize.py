@@ -119,7 +119,7 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
             f"which a saved trace cannot take yet; trace a function of the arrays alone to save it")
     arrays: dict[str, np.ndarray] = {}
     graph = _encode_graph(traced.frozen_graph, arrays)
-    params = {name: _host(array) for name, array in traced.params.items()}
+    params = {name: np.asarray(ops.to_host(array)) for name, array in traced.params.items()}
     stored = {f"param:{k}": v for k, v in params.items()}
     specializations = []
     for graph_k, read in traced.specializations():
@@ -132,7 +132,7 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
                     names[name] = f"param:{name}"
                 else:
                     names[name] = stored_key = f"spec{len(specializations)}:{name}"
-                    stored[stored_key] = _host(array)
+                    stored[stored_key] = np.asarray(ops.to_host(array))
         specializations.append({"graph": _encode_graph(graph_k, arrays), "params": names})
     document = {"format": FORMAT, "version": VERSION, "name": traced.name, "graph": graph,
                 "params": sorted(params), "constants": sorted(arrays)}
@@ -143,10 +143,6 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("graph.json", json.dumps(document, indent=1))
         archive.writestr("params.npz", buffer.getvalue())
-
-
-def _host(array: Any) -> np.ndarray:
-    return np.asarray(array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array)
 
 
 def dumps(traced: Any) -> bytes:

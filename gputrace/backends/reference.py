@@ -87,7 +87,7 @@ def last_uses(graph: Graph) -> dict[Node, list[Value]]:
 
 def host_arrays(arrays: Sequence[Any]) -> list[Any]:
     """NumPy versions of the arrays (CuPy arrays are copied to the host)."""
-    return [a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in arrays]
+    return [ops.to_host(a) for a in arrays]
 
 
 def stored_outputs(graph: Graph) -> list[bool]:

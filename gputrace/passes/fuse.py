@@ -84,8 +84,7 @@ def fusible(node: Node) -> bool:
         return True
     if ops.is_element_load(node.kind):  # read in the kernel of its consumers, from the source's memory
         return _dtype_ok(node.inputs[0].type)
-    return ops.OPS.get(node.kind) is not None and ops.lookup(node.kind).category == ops.REDUCTION \
-        and _dtype_ok(node.inputs[0].type)
+    return ops.is_reduction(node.kind) and _dtype_ok(node.inputs[0].type)
 
 
 def own_space(node: Node) -> Space:
@@ -111,8 +110,7 @@ def reduces_row_values(node: Node, space: Space) -> bool:
     finish combines the blocks' (as a split row's last part does)? Not var/std or argmax/argmin (their parts
     merge otherwise), nor where rows are split (only a row's last part knows its value) or have one element
     (per-row values would have the elements' shape)."""
-    if per_element(node.kind) or space.axes is None or ops.OPS.get(node.kind) is None \
-            or ops.lookup(node.kind).category != ops.REDUCTION:
+    if per_element(node.kind) or space.axes is None or not ops.is_reduction(node.kind):
         return False
     row = ops.reduction_of(node)
     t = node.inputs[0].type

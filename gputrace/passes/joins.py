@@ -107,8 +107,7 @@ def _writes_through_strides(node: Node) -> bool:
     rows) and a matmul (the array library's ``out=``) can."""
     if node.kind == "np::matmul":
         return True
-    return node.kind == "gt::FusionGroup" and not any(
-        n.kind in ops.OPS and ops.lookup(n.kind).category == ops.REDUCTION for n in node.subgraph.nodes)
+    return node.kind == "gt::FusionGroup" and not any(ops.is_reduction(n.kind) for n in node.subgraph.nodes)
 
 
 def _retype(writer: Value, joined: TensorType, index: tuple) -> None:

@@ -245,10 +245,6 @@ def read_directly(sub: Graph) -> list:
     return [v for v in sub.inputs if any(not ops.is_element_load(u.kind) for u in v.users)]
 
 
-def is_reduction(node: Node) -> bool:
-    return node.kind in ops.OPS and ops.lookup(node.kind).category == ops.REDUCTION
-
-
 def accumulator_dtype(node: Node) -> np.dtype:
     """The dtype a reduction accumulates in (its row's rule)."""
     return ops.reduction_of(node).accumulator(node.inputs[0].type.dtype, node.output.type.dtype)
@@ -347,7 +343,7 @@ def _embed_strides(t: TensorType, shape: tuple[int, ...], full: tuple[int, ...],
 
 def row_accesses(sub: Graph) -> RowAccesses:
     from .fuse import own_space, reduces_row_values  # fusion asks this module whether rows are split
-    reductions = [n for n in sub.nodes if is_reduction(n)]
+    reductions = [n for n in sub.nodes if ops.is_reduction(n.kind)]
     space = own_space(max(reductions, key=lambda n: n.inputs[0].type.size))  # the rows' (a total reads fewer)
     totals = [n for n in reductions if reduces_row_values(n, space)]  # of every row's value: finished last
     reductions = [n for n in reductions if n not in totals]
@@ -507,7 +503,7 @@ def reduction_layout(reads: RowAccesses) -> Layout:
 def group_layout(group: Node) -> GroupLayout:
     """The layout of fusion group ``group``: the one place it is decided (the renderers read it)."""
     sub = group.subgraph
-    if any(is_reduction(n) for n in sub.nodes):
+    if any(ops.is_reduction(n.kind) for n in sub.nodes):
         return reduction_layout(row_accesses(sub))
     return elementwise_layout(element_accesses(group), read_directly(sub))
 
