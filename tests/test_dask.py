@@ -130,6 +130,16 @@ def test_lstm_step_with_captured_weights_runs_per_row_chunk(rng, threads):
     assert_matches(dask.compute(*lowering.outputs), lstm_step(*args))
 
 
+def test_dasks_progress_bar_counts_our_tasks(rng, threads, capsys):
+    from dask.diagnostics import ProgressBar
+    x_np = rng.standard_normal((50, 12)).astype(np.float32)
+    traced = gputrace.trace(lambda x: (softmax(x), x.std()), x_np)
+    with ProgressBar(minimum=0, dt=0.001):
+        got = dask.compute(*traced(da.from_array(x_np, chunks=((20, 20, 10), 12))))
+    assert "100% Completed" in capsys.readouterr().out
+    assert_matches(got, (softmax(x_np), x_np.std()))
+
+
 # ----------------------------------------------------------------------------- tree reductions and matmul
 
 
@@ -321,15 +331,29 @@ def test_programs_run_on_two_worker_processes(rng, cluster):
     args = [rng.standard_normal(s).astype(np.float32) for s in [(23, 6), (23, 4), (23, 4)]]
     step = gputrace.trace(lstm_step, tuple(args))
     row_wise = gputrace.trace(softmax, x)
-    outputs = cluster.compute([*traced(x, np.float32(0.5)), row_wise(x),
-                               *step(*[da.from_array(a, chunks=(10, -1)) for a in args])], sync=True)
+    g, b = rng.standard_normal(12).astype(np.float32), rng.standard_normal(12).astype(np.float32)
+    norm = gputrace.trace(layer_norm, (x_np[:10], g, b))
+    a_np, w_np = rng.standard_normal((30, 20)).astype(np.float32), rng.standard_normal((20, 9)).astype(np.float32)
+    dense_step = gputrace.trace(dense, (a_np, w_np, b[:9]))  # Dask's blocked matmul, our epilogue per block
+    a, w = da.from_array(a_np, chunks=((10, 15, 5), (8, 12))), da.from_array(w_np, chunks=((8, 12), (4, 5)))
+    with distributed.get_task_stream(cluster) as stream:  # what the dashboard's task stream shows
+        outputs = cluster.compute([*traced(x, np.float32(0.5)), row_wise(x),
+                                   *step(*[da.from_array(a, chunks=(10, -1)) for a in args]),
+                                   norm(da.from_array(x_np, chunks=((20, 20, 10), 12)), g, b),
+                                   dense_step(a, w, b[:9])], sync=True)
     assert_matches(outputs[:11], reductions(x_np, np.float32(0.5)))
     np.testing.assert_allclose(outputs[11], softmax(x_np), rtol=1e-6)
-    assert_matches(outputs[12:], lstm_step(*args))
+    assert_matches(outputs[12:14], lstm_step(*args))
+    np.testing.assert_allclose(outputs[14], layer_norm(x_np, g, b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[15], dense(a_np, w_np, b[:9]), rtol=1e-5, atol=1e-5)
     assert len(cluster.scheduler_info()["workers"]) == 2
-    # each worker unpickles each step once and compiles it once per chunk shape (9 pairs in all), not per task
+    ran = {task["key"][0] if isinstance(task["key"], tuple) else task["key"] for task in stream.data}
+    assert {"gputrace-chunk", "gputrace-softmax", "gputrace-lstm_step", "gputrace-layer_norm", "gputrace-dense"} <= \
+        {"-".join(k.split("-")[:2]) for k in ran}  # (Dask fuses its matmul blocks into our epilogue's tasks)
+    assert len({task["worker"] for task in stream.data}) == 2  # both workers ran tasks
+    # each worker unpickles each step once and compiles it once per chunk shape (17 pairs in all), not per task
     compiled = cluster.run(lambda: sum(len(f._programs) for f in gputrace.serialize._UNPICKLED.values()))
-    assert 0 < sum(compiled.values()) and all(n <= 9 for n in compiled.values())
+    assert 0 < sum(compiled.values()) and all(n <= 17 for n in compiled.values())
 
 
 @pytest.mark.slow
