@@ -513,7 +513,8 @@ def _decode_call(entry: Any, graph: Graph, name: str, budget: list[int]) -> Call
         call = Call(fn, values[:positional], dict(zip(keywords, values[positional:])))
     except (SignatureError, UnsupportedOperationError) as error:
         raise _fail(f"the call's arguments do not bind to its signature ({str(error)[:100]})") from None
-    if call.positional != positional or call.roots[positional:] != keywords or len(call.leaves) != len(graph.inputs):
+    if call.positional != positional or call.roots[positional:] != keywords or \
+            [(x.dtype, x.shape) for x in call.leaves] != [(v.type.dtype, v.type.shape) for v in graph.inputs]:
         raise _fail("the call's arguments do not bind to its signature as saved")
     return call
 

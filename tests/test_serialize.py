@@ -124,6 +124,9 @@ def test_a_file_written_before_specialisations_were_saved_loads(rng):
     x = rng.random((5, 3), dtype=np.float32)
     for got, want in zip(loaded(x), head_fn(x)):
         np.testing.assert_array_equal(got, want)
+    with pytest.raises(gputrace.SignatureError, match=r"head_fn\(\) takes arrays by position only, got the keyword "
+                                                      r"arguments \['x'\]"):
+        loaded(x=x)
 
 
 def test_bad_specialisations_raise_graph_format_error(tmp_path, rng):
@@ -297,6 +300,60 @@ def test_a_default_that_cannot_be_saved_is_left_to_the_function(tmp_path, rng):
     again = round_trip(loaded)  # a loaded trace saves its signature as it was loaded
     assert str(inspect.signature(again.call.fn)) == str(inspect.signature(loaded.call.fn)) == \
         "(params, x, lr, act='tanh', xp=<the module numpy, not saved>)"
+
+
+def nest(depth):
+    return "array" if depth == 0 else {"list": [nest(depth - 1)]}
+
+
+HOSTILE_CALLS = [  # a change of the saved call of sgd_step(params, grads, lr), and the error it gives
+    (lambda c: c.update(arguments={"params": "array"}), "not an object with arguments"),
+    (lambda c: c["arguments"].__setitem__(0, {"set": [["W", "array"]]}), "unrecognised argument"),
+    (lambda c: c["arguments"].__setitem__(0, nest(40)), "nest too deeply"),
+    (lambda c: c["arguments"][0]["dict"].append(["c", "array"]), "more arrays than the graph has inputs"),
+    (lambda c: c["arguments"].__setitem__(2, {"static": 1}), "fewer arrays than the graph has inputs"),
+    (lambda c: c["arguments"][0]["dict"][0].__setitem__(1, "float"), "a Python float argument is the graph input"),
+    (lambda c: c["arguments"].__setitem__(2, "array"), None),  # loads, and takes lr as a 0-d array
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(0, "W"), "keys that are not distinct"),
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(0, [1]), "unrecognised attribute"),
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(1, {"static": {"array": "const0"}}), "missing from params"),
+    (lambda c: c["arguments"][0]["dict"].append(["c", {"static": {"scalar": "float32", "value": 1.0}}]),
+     "do not bind to its signature as saved"),  # a NumPy scalar is an array leaf: one leaf more than inputs
+    (lambda c: c["signature"][0].update(name="a b"), "'a b' is not a valid parameter name"),
+    (lambda c: c["signature"][0].update(name="lambda"), "bad parameter"),
+    (lambda c: c["signature"][0].update(kind="SOMETIMES"), "not an object with a name and a kind"),
+    (lambda c: c["signature"][0].update(kind="KEYWORD_ONLY"), "signature is not valid"),
+    (lambda c: c["signature"][1].update(name="params"), "duplicate parameter name"),
+    (lambda c: c["signature"].pop(), "do not bind to its signature"),
+    (lambda c: c.update(signature="f(params, grads, lr)"), "not a list of parameters"),
+    (lambda c: c.update(positional=4), "positional count or keyword names"),
+    (lambda c: c.update(positional=True), "positional count or keyword names"),
+    (lambda c: c.update(positional=2, keywords=["lr"]), "do not bind to its signature as saved"),  # binds lr by position
+    (lambda c: c.update(positional=2, keywords=["lr()"]), "positional count or keyword names"),
+    (lambda c: c["signature"][2].update(default=0.0), "do not bind to its signature as saved"),  # lr=0.0 is dropped
+]
+
+
+@pytest.mark.parametrize("change, message", HOSTILE_CALLS)
+def test_hostile_calls_raise_graph_format_error(change, message, rng):
+    params = {"W": np.ones((4, 3), np.float32), "b": np.ones(3, np.float32)}
+    document, npz = None, None
+    with zipfile.ZipFile(io.BytesIO(gputrace.serialize.dumps(gputrace.trace(sgd_step, (params, params, 0.0))))) as z:
+        document, npz = json.loads(z.read("graph.json")), z.read("params.npz")
+    change(document["call"])
+    target = io.BytesIO()
+    with zipfile.ZipFile(target, "w") as z:
+        z.writestr("graph.json", json.dumps(document))
+        z.writestr("params.npz", npz)
+    target.seek(0)
+    if message is None:
+        loaded = gputrace.load(target)
+        params = {"W": rng.random((4, 3), dtype=np.float32), "b": rng.random(3, dtype=np.float32)}
+        want = sgd_step({k: p.copy() for k, p in params.items()}, params, 0.5)
+        np.testing.assert_allclose(loaded(params, params, np.float64(0.5)), want, rtol=1e-5)
+        return
+    with pytest.raises(gputrace.GraphFormatError, match=message):
+        gputrace.load(target)
 
 
 def test_save_rejects_what_is_not_a_trace(tmp_path):
