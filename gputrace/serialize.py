@@ -3,7 +3,9 @@
 The graph saved is the frozen one (modules inlined, parameters by dotted
 name), with the traces made again for other input shapes (a function that
 reads shapes is re-specialised per shape), so that a loaded or unpickled
-trace runs those shapes without the Python function. Loading never executes anything from the file: JSON is parsed into
+trace runs those shapes without the Python function, and the traced call (how its
+arguments nest, the function's signature), so that it is called as the function
+was. Loading never executes anything from the file: JSON is parsed into
 plain values, arrays are read with ``allow_pickle=False``, every op must be in
 the op table, and every node's types are re-inferred and must match the
 stored ones. Anything else raises :class:`GraphFormatError`.
@@ -448,14 +450,16 @@ def _decode_signature(entries: Any, name: str) -> SavedSignature | None:
     parameters = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or \
-                entry.get("kind") not in _PARAMETER_KINDS:
+                not isinstance(entry.get("kind"), str) or entry["kind"] not in _PARAMETER_KINDS:
             raise _fail("a parameter of the call's signature is not an object with a name and a kind")
+        if not entry["name"].isidentifier():
+            raise _fail(f"the call's signature has a parameter name that is not an identifier: {entry['name'][:40]!r}")
         default = inspect.Parameter.empty
         if "default" in entry:
             default = _decode_static(entry["default"], 0)
         elif "unsaved_default" in entry:
             default = _UnsavedDefault(str(entry["unsaved_default"])[:200])
-        try:  # the name must be an identifier, and the kinds in order
+        try:  # the name must not be a keyword
             parameters.append(inspect.Parameter(entry["name"], _PARAMETER_KINDS[entry["kind"]], default=default))
         except ValueError as error:
             raise _fail(f"the call's signature has a bad parameter: {str(error)[:100]}") from None

@@ -109,7 +109,7 @@ class TracedFunction:
                  module: Any = None, strict: bool = True, name: str | None = None, call: Call | None = None):
         self.graph = graph
         self.fn = fn
-        self.call = call  # how the traced call's arguments nest; None: arrays by position (a file of old)
+        self.call = call  # how the traced call's arguments nest; None: arrays by position (a file without it)
         self._plain = call is None or call.is_plain()
         # what calls bind to: the function, or a loaded trace's saved signature (its fn stays None: nothing to trace)
         self._binds_to = call.fn if call is not None else fn
