@@ -217,10 +217,10 @@ def test_an_sgd_step_over_a_dict_of_parameters_pickles(backend, rng):
 
 def test_an_mlp_over_a_list_of_layers_saves_with_its_keywords(tmp_path, rng):
     layers, x = init_layers(rng), rng.standard_normal((5, 4)).astype(np.float32)
-    for traced_with, calls in [({"activation": "tanh"}, [lambda l, x: ((l, x, "tanh"), {}),
-                                                         lambda l, x: ((l, x), {"activation": "tanh"}),
-                                                         lambda l, x: ((), {"x": x, "layers": l, "activation": "tanh"})]),
-                               ({}, [lambda l, x: ((l, x), {}), lambda l, x: ((l,), {"x": x, "activation": "relu"})])]:
+    tanh_calls = [lambda l, x: ((l, x, "tanh"), {}), lambda l, x: ((l, x), {"activation": "tanh"}),
+                  lambda l, x: ((), {"x": x, "layers": l, "activation": "tanh"})]
+    relu_calls = [lambda l, x: ((l, x), {}), lambda l, x: ((l,), {"x": x, "activation": "relu"})]  # the default
+    for traced_with, calls in [({"activation": "tanh"}, tanh_calls), ({}, relu_calls)]:
         traced = gputrace.trace(forward, (layers, x), example_kwarg_inputs=traced_with)
         loaded = round_trip(traced, tmp_path)
         for make in calls:
@@ -234,8 +234,8 @@ def test_an_mlp_over_a_list_of_layers_saves_with_its_keywords(tmp_path, rng):
         assert not loaded._retraced
     with pytest.raises(gputrace.SignatureError, match=r"forward\(\) was loaded without its Python function, so it "
                                                       r"runs the arguments it was traced with only: argument "
-                                                      r"'activation' \(position 2\) is passed, where the traced call left it to its "
-                                                      r"default \('relu'\); trace the function again"):
+                                                      r"'activation' \(position 2\) is passed, where the traced call "
+                                                      r"left it to its default \('relu'\); trace the function again"):
         loaded(layers, x, activation="tanh")
     np.testing.assert_allclose(traced(layers, x, activation="tanh"), forward(layers, x, "tanh"), rtol=1e-5, atol=1e-6)
 
@@ -329,7 +329,7 @@ HOSTILE_CALLS = [  # a change of the saved call of sgd_step(params, grads, lr), 
     (lambda c: c.update(signature="f(params, grads, lr)"), "not a list of parameters"),
     (lambda c: c.update(positional=4), "positional count or keyword names"),
     (lambda c: c.update(positional=True), "positional count or keyword names"),
-    (lambda c: c.update(positional=2, keywords=["lr"]), "do not bind to its signature as saved"),  # binds lr by position
+    (lambda c: c.update(positional=2, keywords=["lr"]), "do not bind to its signature as saved"),  # lr: positional
     (lambda c: c.update(positional=2, keywords=["lr()"]), "positional count or keyword names"),
     (lambda c: c["signature"][2].update(default=0.0), "do not bind to its signature as saved"),  # lr=0.0 is dropped
 ]
