@@ -115,6 +115,20 @@ def _first_difference(want: Leaf | Node, got: Leaf | Node, path: str = "") -> tu
     return path, f"expected {_describe(want)} as traced, got {_describe(got)}"
 
 
+def _first_static_difference(want: Leaf | Node, got: Leaf | Node, path: str = "") -> tuple | None:
+    """The path to the first leaf where ``got`` has another static value (or kind) than ``want``, and both leaves."""
+    if isinstance(want, Node) and isinstance(got, Node) and want.container is got.container \
+            and want.keys == got.keys:
+        for key, a, b in zip(want.keys, want.children, got.children):
+            found = _first_static_difference(a, b, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if want != got or (isinstance(want, Leaf) and type(want.value) is not type(got.value)):
+        return path, want, got
+    return None
+
+
 def _describe(tree: Leaf | Node) -> str:
     if isinstance(tree, Leaf):
         return {ARRAY: "a numpy.ndarray or cupy.ndarray", FLOAT: "a Python float"}.get(tree.kind) or \
@@ -161,6 +175,7 @@ class Call:
     call's, gives ``argument 'params' (position 0)['w']``."""
 
     def __init__(self, fn: Any, args: Sequence[Any], kwargs: dict | None = None, where: str | None = None):
+        self.fn = fn  # what the arguments bind to: the function, or a loaded trace's saved signature
         args, kwargs = _bind(fn, args, kwargs or {})
         self.positional = len(args)
         self.roots = parameter_names(fn, len(args)) + list(kwargs)
@@ -224,3 +239,29 @@ class Call:
                 path, how = _first_difference(want, got)
                 raise SignatureError(f"{self.labels[k]}{path}: {how}; the arguments must nest as they did when "
                                      f"traced (trace the function again for another structure)")
+
+    def difference(self, traced: "Call") -> str:
+        """How this call selects another trace than ``traced``: an argument that one of them passes only, or
+        the first static value (or Python float) where the other has another."""
+        mine = dict(zip(self.roots, self.trees))
+        missing = [root for root in traced.roots if root not in mine]
+        if missing:
+            return f"argument '{missing[0]}' is not passed, where the traced call passed it"
+        traced_trees = dict(zip(traced.roots, traced.trees))
+        for label, root, got in zip(self.labels, self.roots, self.trees):
+            if root not in traced_trees:
+                default = _default(traced.fn, root)
+                return f"{label} is passed, where the traced call left it to its default" + \
+                    (f" ({default!r})" if default is not inspect.Parameter.empty else "")
+            found = _first_static_difference(traced_trees[root], got)
+            if found is not None:
+                path, want, got = found
+                return f"{label}{path} is {_describe(got)} where it was {_describe(want)} when traced"
+        return "its arguments are passed otherwise than when traced"
+
+
+def _default(fn: Any, name: str) -> Any:
+    try:
+        return inspect.signature(fn).parameters[name].default
+    except (TypeError, ValueError, KeyError):
+        return inspect.Parameter.empty

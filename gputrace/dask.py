@@ -778,7 +778,7 @@ def _retrace(traced, call: Any, dask_of: dict) -> tuple[Graph, dict]:
         t = traced_types.get(path)
         leaves.append(x if weak else np.ones(t.shape, x.dtype) if t is not None and t.ndim == x.ndim
                       else first_chunk(dask_of[id(x)]) if id(x) in dask_of else x)
-    example = Call(traced.fn, *call.rebuild(leaves, python_floats=True))
+    example = Call(traced._binds_to, *call.rebuild(leaves, python_floats=True))
     try:
         with traced._lock:
             return traced._specialization([TensorType.of(x) for x in example.leaves], example.specialization, example)

@@ -3,7 +3,9 @@
 The graph saved is the frozen one (modules inlined, parameters by dotted
 name), with the traces made again for other input shapes (a function that
 reads shapes is re-specialised per shape), so that a loaded or unpickled
-trace runs those shapes without the Python function. Loading never executes anything from the file: JSON is parsed into
+trace runs those shapes without the Python function, and the traced call (how its
+arguments nest, the function's signature), so that it is called as the function
+was. Loading never executes anything from the file: JSON is parsed into
 plain values, arrays are read with ``allow_pickle=False``, every op must be in
 the op table, and every node's types are re-inferred and must match the
 stored ones. Anything else raises :class:`GraphFormatError`.
@@ -19,12 +21,13 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 from . import ops
-from .errors import GraphFormatError, UnsupportedOperationError
+from .arguments import ARRAY, FLOAT, STATIC, Call, Leaf, Node
+from .errors import GraphFormatError, SignatureError, UnsupportedOperationError
 from .ir import NONE_TYPE, SUPPORTED_DTYPES, Graph, ObjectType, ScalarType, TensorType, Type, SourceLocation
 
 FORMAT = "gputrace-trace"
@@ -34,6 +37,7 @@ MAX_COMPRESSION_RATIO = 1000     # refuse zip bombs
 MAX_NDIM = 64
 MAX_DIM = 1 << 48
 MAX_NODES = 1_000_000
+MAX_DEPTH = 32                   # attributes, output trees and arguments nest at most this deep
 _MEMBERS = {"graph.json", "params.npz"}
 _SCALAR_KINDS = {"bool": bool, "int": int, "float": float}
 _DTYPES = {d.name: d for d in SUPPORTED_DTYPES}
@@ -98,8 +102,130 @@ def _encode_graph(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
                      "updated_inputs": list(graph.meta.get("updated_inputs", ()))}}
 
 
+# The traced call: how its arguments nest (dicts, lists, tuples; arrays, Python floats, static values) and the
+# function's signature, so that a loaded trace binds calls as the function does.
+_KEY_TYPES = (str, int, bool, type(None))
+_STATIC_TYPES = (type(None), bool, int, float, str)
+_SCALAR_TYPES = {d.type: d.name for d in SUPPORTED_DTYPES}  # dtype=np.float32
+_PARAMETER_KINDS = {kind.name: kind for kind in type(inspect.Parameter.POSITIONAL_ONLY)}
+_SAVEABLE = ("a saved trace keeps dicts (with str, int, bool or None keys), lists and tuples of arrays, Python floats "
+             "and static values that are None, bool, int, float, str, NumPy dtypes or scalar types, or tuples of those")
+
+
+class SavedSignature:
+    """A loaded trace's stand-in for its Python function where calls are bound (``inspect.signature`` reads
+    ``__signature__``): parameter names, kinds and defaults, and nothing to run."""
+
+    def __init__(self, name: str, signature: inspect.Signature):
+        self.__name__ = name
+        self.__signature__ = signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self.__name__}: a loaded trace has the signature of its Python function, not the function")
+
+
+class _UnsavedDefault:
+    """A default that is not a saveable static value (a module, an array): it equals no argument, so a call
+    that passes that parameter selects another trace, which a loaded trace cannot make."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"<{self.what}, not saved>"
+
+
+def _saveable_static(value: Any) -> bool:
+    """Whether ``value`` loads back as an equal value of its very type: static arguments select traces by both."""
+    if type(value) is tuple:
+        return all(_saveable_static(v) for v in value)
+    if isinstance(value, np.generic):
+        value = value.dtype
+    return type(value) in _STATIC_TYPES or _is_scalar_type(value) or \
+        (isinstance(value, np.dtype) and _DTYPES.get(value.name) == value)  # not '>f4', which loads as float32
+
+
+def _is_scalar_type(value: Any) -> bool:
+    return isinstance(value, type) and value in _SCALAR_TYPES
+
+
+def _encode_static(value: Any) -> Any:
+    if _is_scalar_type(value):
+        return {"type": _SCALAR_TYPES[value]}
+    if type(value) is tuple:
+        return {"tuple": [_encode_static(v) for v in value]}
+    return _encode_value(value, {})
+
+
+def _what(value: Any) -> str:
+    if inspect.ismodule(value):
+        return f"the module {value.__name__}"
+    return f"a {type(value).__qualname__} ({str(value)[:60]})"
+
+
+def _unsaveable(path: str, what: str) -> UnsupportedOperationError:
+    return UnsupportedOperationError(f"save: {path} is {what}, which cannot be saved: {_SAVEABLE}; make it a default "
+                                     f"or a global of the function, or trace a function of saveable arguments")
+
+
+def _encode_tree(tree: Leaf | Node, path: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise _unsaveable(path, f"nested more than {MAX_DEPTH} deep")
+    if isinstance(tree, Leaf):
+        if tree.kind != STATIC:
+            return tree.kind
+        if not _saveable_static(tree.value):
+            raise _unsaveable(path, f"the static value {_what(tree.value)}")
+        return {"static": _encode_static(tree.value)}
+    if tree.container is dict:
+        for key in tree.keys:
+            if type(key) not in _KEY_TYPES:
+                raise _unsaveable(f"{path}[{key!r}]", f"a dict key of type {type(key).__qualname__}")
+        return {"dict": [[_encode_value(key, {}), _encode_tree(child, f"{path}[{key!r}]", depth + 1)]
+                         for key, child in zip(tree.keys, tree.children)]}
+    if tree.container not in (list, tuple):
+        raise _unsaveable(path, f"a {'namedtuple' if hasattr(tree.container, '_fields') else 'container'} "
+                                f"{tree.container.__qualname__}")
+    return {tree.container.__name__: [_encode_tree(child, f"{path}[{i}]", depth + 1)
+                                      for i, child in enumerate(tree.children)]}
+
+
+def _encode_signature(fn: Any) -> list | None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # none (a ufunc): calls bind as given
+        return None
+    parameters = []
+    for p in signature.parameters.values():
+        entry = {"name": p.name, "kind": p.kind.name}
+        if isinstance(p.default, _UnsavedDefault):
+            entry["unsaved_default"] = p.default.what
+        elif p.default is not p.empty:
+            if _saveable_static(p.default):
+                entry["default"] = _encode_static(p.default)
+            else:
+                entry["unsaved_default"] = _what(p.default)
+        parameters.append(entry)
+    return parameters
+
+
+def _encode_call(call: Call) -> dict:
+    keywords = call.roots[call.positional:]
+    bad = next((k for k in keywords if not k.isidentifier()), None)
+    if bad is not None:
+        raise UnsupportedOperationError(f"save: the keyword argument {bad!r} is not an identifier; pass it otherwise")
+    return {"signature": _encode_signature(call.fn), "positional": call.positional, "keywords": keywords,
+            "arguments": [_encode_tree(tree, root) for root, tree in zip(call.roots, call.trees)]}
+
+
 def save(traced: Any, path: str | Path | BinaryIO) -> None:
     """Write ``traced`` (a TracedFunction or TracedModule) to ``path``.
+
+    The traced call's arguments are saved as they nest (dicts, lists and tuples of arrays, Python floats and
+    static values) with the function's signature, so the loaded trace is called as the function was: by keyword,
+    with a new Python float, with the static values it was traced with (another value needs the function and
+    raises). A static value or container that cannot be saved (a module passed as ``xp``, an enum, a namedtuple)
+    raises UnsupportedOperationError naming the argument.
 
     >>> import numpy as np, gputrace, tempfile, os
     >>> f = gputrace.trace(lambda x: x * 2, np.ones(3, np.float32))
@@ -112,11 +238,7 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
         traced = traced.methods["forward"]
     if not isinstance(traced, TracedFunction):
         raise TypeError(f"save(traced): expected a TracedFunction or TracedModule, got {type(traced).__name__}")
-    if traced.call is not None and not traced.call.is_plain():
-        raise UnsupportedOperationError(
-            f"save: {traced.name} was traced with arguments other than arrays passed by position (nested dicts, "
-            f"lists or tuples, Python floats, static values or keywords: {', '.join(traced.call.paths) or 'statics'}), "
-            f"which a saved trace cannot take yet; trace a function of the arrays alone to save it")
+    call = _encode_call(traced.call) if traced.call is not None else None
     arrays: dict[str, np.ndarray] = {}
     graph = _encode_graph(traced.frozen_graph, arrays)
     params = {name: np.asarray(ops.to_host(array)) for name, array in traced.params.items()}
@@ -138,6 +260,8 @@ def save(traced: Any, path: str | Path | BinaryIO) -> None:
                 "params": sorted(params), "constants": sorted(arrays)}
     if specializations:  # optional: a file without them is what earlier versions wrote
         document["specializations"] = specializations
+    if call is not None:  # optional too: a trace loaded without it takes arrays by position
+        document["call"] = call
     buffer = io.BytesIO()
     np.savez(buffer, **stored, **{f"const:{k}": v for k, v in arrays.items()})
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -185,7 +309,7 @@ def _decode_int(value: Any, what: str, low: int = -(1 << 64), high: int = 1 << 6
 
 
 def _decode_value(value: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
-    if depth > 32:
+    if depth > MAX_DEPTH:
         raise _fail("attributes nest too deeply")
     if value is None or isinstance(value, (bool, str, float)):
         return value
@@ -310,8 +434,97 @@ def _decode_graph(data: Any, arrays: dict[str, np.ndarray], budget: list[int]) -
     return graph
 
 
+def _decode_static(value: Any, depth: int) -> Any:
+    if isinstance(value, dict) and set(value) == {"type"}:
+        return _decode_dtype(value["type"]).type
+    if isinstance(value, dict) and set(value) == {"tuple"} and isinstance(value["tuple"], list) and depth <= MAX_DEPTH:
+        return tuple(_decode_static(v, depth + 1) for v in value["tuple"])
+    return _decode_value(value, {}, depth)
+
+
+def _decode_signature(entries: Any, name: str) -> SavedSignature | None:
+    if entries is None:
+        return None
+    if not isinstance(entries, list) or len(entries) > 10_000:
+        raise _fail("the call's signature is not a list of parameters")
+    parameters = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or \
+                not isinstance(entry.get("kind"), str) or entry["kind"] not in _PARAMETER_KINDS:
+            raise _fail("a parameter of the call's signature is not an object with a name and a kind")
+        if not entry["name"].isidentifier():
+            raise _fail(f"the call's signature has a parameter name that is not an identifier: {entry['name'][:40]!r}")
+        default = inspect.Parameter.empty
+        if "default" in entry:
+            default = _decode_static(entry["default"], 0)
+        elif "unsaved_default" in entry:
+            default = _UnsavedDefault(str(entry["unsaved_default"])[:200])
+        try:  # the name must not be a keyword
+            parameters.append(inspect.Parameter(entry["name"], _PARAMETER_KINDS[entry["kind"]], default=default))
+        except ValueError as error:
+            raise _fail(f"the call's signature has a bad parameter: {str(error)[:100]}") from None
+    try:
+        return SavedSignature(name, inspect.Signature(parameters))
+    except ValueError as error:
+        raise _fail(f"the call's signature is not valid: {str(error)[:100]}") from None
+
+
+def _decode_argument(entry: Any, inputs: Iterator[TensorType], budget: list[int], depth: int = 0) -> Any:
+    """A saved argument with stand-ins at its traced leaves, of the graph inputs' types in order: zeros
+    broadcast to the input's shape (no memory), 0.0 for a Python float."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        raise _fail("the call's arguments nest too deeply or are too many")
+    if entry in (ARRAY, FLOAT):
+        t = next(inputs, None)
+        if t is None:
+            raise _fail("the call has more arrays than the graph has inputs")
+        if entry == FLOAT:
+            if t.dtype != np.float64 or t.ndim:
+                raise _fail(f"a Python float argument is the graph input {t}, not a 0-d float64 one")
+            return 0.0
+        return np.broadcast_to(np.zeros((), t.dtype), t.shape)
+    if isinstance(entry, dict) and len(entry) == 1:
+        (kind, items), = entry.items()
+        if kind == STATIC:
+            return _decode_static(items, depth)
+        if kind in ("list", "tuple") and isinstance(items, list):
+            children = [_decode_argument(e, inputs, budget, depth + 1) for e in items]
+            return children if kind == "list" else tuple(children)
+        if kind == "dict" and isinstance(items, list) and all(isinstance(i, list) and len(i) == 2 for i in items):
+            keys = [_decode_value(key, {}, depth) for key, _ in items]
+            if not all(type(key) in _KEY_TYPES for key in keys) or len(dict.fromkeys(keys)) != len(keys):
+                raise _fail("a dict argument has keys that are not distinct str, int, bool or None")
+            return {key: _decode_argument(e, inputs, budget, depth + 1) for key, (_, e) in zip(keys, items)}
+    raise _fail(f"unrecognised argument {str(entry)[:80]}")
+
+
+def _decode_call(entry: Any, graph: Graph, name: str, budget: list[int]) -> Call:
+    """The traced call, bound to the saved signature as the function bound it: its arrays must be the graph's inputs."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("arguments"), list):
+        raise _fail("the call is not an object with arguments")
+    arguments, positional, keywords = entry["arguments"], entry.get("positional"), entry.get("keywords")
+    if not isinstance(positional, int) or isinstance(positional, bool) or not 0 <= positional <= len(arguments) or \
+            not isinstance(keywords, list) or len(keywords) != len(arguments) - positional or \
+            not all(isinstance(k, str) and k.isidentifier() for k in keywords):
+        raise _fail("the call's positional count or keyword names do not fit its arguments")
+    fn = _decode_signature(entry.get("signature"), name)
+    inputs = iter([v.type for v in graph.inputs])
+    values = [_decode_argument(a, inputs, budget) for a in arguments]
+    if next(inputs, None) is not None:
+        raise _fail("the call has fewer arrays than the graph has inputs")
+    try:
+        call = Call(fn, values[:positional], dict(zip(keywords, values[positional:])))
+    except (SignatureError, UnsupportedOperationError) as error:
+        raise _fail(f"the call's arguments do not bind to its signature ({str(error)[:100]})") from None
+    if call.positional != positional or call.roots[positional:] != keywords or \
+            [(x.dtype, x.shape) for x in call.leaves] != [(v.type.dtype, v.type.shape) for v in graph.inputs]:
+        raise _fail("the call's arguments do not bind to its signature as saved")
+    return call
+
+
 def _check_tree(tree: Any, count: int, depth: int = 0) -> None:
-    if depth > 32:
+    if depth > MAX_DEPTH:
         raise _fail("the output tree nests too deeply")
     if isinstance(tree, int) and not isinstance(tree, bool):
         if not 0 <= tree < max(count, 1):
@@ -446,8 +659,9 @@ def load(path: str | Path | BinaryIO):
         captured = {name: stored[key] for name, key in entry["params"].items()}
         _check_params(graph_k, captured)
         retraced.append((graph_k, captured))
-    name = document.get("name") if isinstance(document.get("name"), str) else graph.name
-    traced = TracedFunction(graph, fn=None, params=params, name=name[:100])
+    name = (document.get("name") if isinstance(document.get("name"), str) else graph.name)[:100]
+    call = _decode_call(document["call"], graph, name, budget) if "call" in document else None
+    traced = TracedFunction(graph, fn=None, params=params, name=name, call=call)
     for graph_k, captured in retraced:
         traced.add_specialization(graph_k, captured)
     return traced

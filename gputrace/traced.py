@@ -109,8 +109,10 @@ class TracedFunction:
                  module: Any = None, strict: bool = True, name: str | None = None, call: Call | None = None):
         self.graph = graph
         self.fn = fn
-        self.call = call  # how the traced call's arguments nest; None: arrays by position (a loaded trace)
+        self.call = call  # how the traced call's arguments nest; None: arrays by position (a file without it)
         self._plain = call is None or call.is_plain()
+        # what calls bind to: the function, or a loaded trace's saved signature (its fn stays None: nothing to trace)
+        self._binds_to = call.fn if call is not None else fn
         self.module = module
         self.strict = strict
         self.name = name or graph.name
@@ -186,13 +188,13 @@ class TracedFunction:
         """The call's arguments, checked against the trace's: their nesting, dtypes, ndims and devices."""
         if self._takes_plain(args, kwargs):
             self._check_arguments(args)  # its messages count the arrays, as the function takes arrays only
-            return Call(self.fn, args)
-        if self.call is None:  # a loaded trace takes arrays by position
+            return Call(self._binds_to, args)
+        if self.call is None:  # a trace loaded from a file that saved no call takes arrays by position
             if kwargs:
                 raise SignatureError(f"{self.name}() takes arrays by position only, got the keyword arguments "
                                      f"{sorted(kwargs)}")
             self._check_arguments(args)  # raises: not every argument is an array
-        call = Call(self.fn, args, dict(kwargs))
+        call = Call(self._binds_to, args, dict(kwargs))
         call.check_structure(self.call)
         if call.structure == self.call.structure:
             self._check_arguments(call.leaves, call)
@@ -208,7 +210,7 @@ class TracedFunction:
 
     def _program(self, input_types: list[TensorType], call: Call | None) -> Program:
         """The Program for inputs of ``input_types``; ``call`` (None: the traced call) has their values."""
-        # a loaded trace (no Call) has one specialization: arrays by position
+        # a trace loaded without its Call has one specialization: arrays by position
         specialization = call.specialization if call is not None and self.call is not None \
             else self._specialization_key
         with self._lock:
@@ -243,6 +245,10 @@ class TracedFunction:
         # a trace that read no shape serves every shape: it is kept under None
         found = self._retraced.get((specialization, shapes)) or self._retraced.get((specialization, None))
         if found is None:
+            if self.fn is None and specialization != self._specialization_key:
+                raise SignatureError(f"{self.name}() was loaded without its Python function, so it runs the arguments "
+                                     f"it was traced with only: {call.difference(self.call)}; trace the function "
+                                     f"again for these arguments")
             if self.fn is None:
                 raise SignatureError(
                     f"{self.name} was traced at input shapes {[t.shape for t in self.input_types]} from a function "

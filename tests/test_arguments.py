@@ -170,10 +170,3 @@ def test_unhashable_static_arguments_are_refused_naming_the_argument(rng):
         traced(x, {1}, Mode.SUM)
     with pytest.raises(gputrace.SignatureError, match=r"pool\(\): missing a required argument: 'axis'"):
         traced(x, axes=1, mode=Mode.SUM)
-
-
-def test_a_trace_with_nested_arguments_is_not_saved_yet(tmp_path, rng):
-    traced = gputrace.trace(mlp, (init_params(rng), rng.standard_normal((3, 4)).astype(np.float32), 0.1))
-    with pytest.raises(gputrace.UnsupportedOperationError, match=r"save: mlp was traced with arguments other than "
-                                                                 r"arrays passed by position"):
-        gputrace.save(traced, tmp_path / "f.gpt")

@@ -271,6 +271,9 @@ def test_nested_and_keyword_arguments_as_on_numpy_arrays(rng, threads):
             mlp(*numpy_args, **{k: v for k, v in kwargs.items() if k not in ("x", "params")}))], rtol=2e-5)
     lowering = traced.lower(x, params=params, scale=0.5)
     assert lowering.steps[-1] == "per chunk: the whole of mlp (4 tasks)"  # the row-wise output: one per chunk
+    out, stats = pickle.loads(pickle.dumps(traced))(x, params=params, scale=2.0)  # unpickled: nested, by keyword
+    assert_matches([out.compute(), *dask.compute(*stats)], [np.asarray(r) for r in _leaves(mlp(x_np, p, scale=2.0))],
+                   rtol=2e-5)
     # a tuple argument, and tracing on nested Dask arrays (their first chunks)
     step = gputrace.trace(lambda x, hc: lstm_step(x, *hc), (x_np[:5, :6], (x_np[:5, :4], x_np[:5, 4:])))
     hc = (da.from_array(x_np[:, :4], chunks=7), da.from_array(x_np[:, 4:], chunks=7))
@@ -354,6 +357,14 @@ def test_programs_run_on_two_worker_processes(rng, cluster):
     # each worker unpickles each step once and compiles it once per chunk shape (17 pairs in all), not per task
     compiled = cluster.run(lambda: sum(len(f._programs) for f in gputrace.serialize._UNPICKLED.values()))
     assert 0 < sum(compiled.values()) and all(n <= 17 for n in compiled.values())
+
+
+def test_a_trace_of_nested_arguments_is_submitted_to_a_worker_process(rng, cluster):
+    x = rng.standard_normal((9, 8)).astype(np.float32)
+    p = {"w": rng.standard_normal((8, 4)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    traced = gputrace.trace(mlp, (x[:5], p), example_kwarg_inputs={"scale": 0.5})
+    got = cluster.submit(traced, x, params=p, scale=2.0).result()  # pickled as gputrace.save writes it
+    assert_matches(_leaves(got), [np.asarray(r) for r in _leaves(mlp(x, p, scale=2.0))], rtol=2e-5)
 
 
 @pytest.mark.slow

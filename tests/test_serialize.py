@@ -1,4 +1,5 @@
 """save/load round trips; a corrupted, truncated, foreign or hostile file raises GraphFormatError and runs nothing."""
+import inspect
 import io
 import json
 import pickle
@@ -119,10 +120,13 @@ def test_a_modules_specialisations_store_its_weights_once(tmp_path, rng):
 def test_a_file_written_before_specialisations_were_saved_loads(rng):
     from pathlib import Path
     loaded = gputrace.load(Path(__file__).parent / "data" / "head_fn-format1-2026-12-02.gpt")
-    assert loaded.specializations() == []
+    assert loaded.specializations() == [] and loaded.call is None  # nor was the call: arrays by position
     x = rng.random((5, 3), dtype=np.float32)
     for got, want in zip(loaded(x), head_fn(x)):
         np.testing.assert_array_equal(got, want)
+    with pytest.raises(gputrace.SignatureError, match=r"head_fn\(\) takes arrays by position only, got the keyword "
+                                                      r"arguments \['x'\]"):
+        loaded(x=x)
 
 
 def test_bad_specialisations_raise_graph_format_error(tmp_path, rng):
@@ -148,6 +152,209 @@ def test_bad_specialisations_raise_graph_format_error(tmp_path, rng):
     for change, message in bad:
         with pytest.raises(gputrace.GraphFormatError, match=message):
             gputrace.load(rewritten(change))
+
+
+# ----------------------------------------------------------------------------- nested and keyword arguments
+
+
+def sgd_step(params, grads, lr):
+    for name in params:
+        params[name] -= lr * grads[name]
+    return sum((p ** 2).sum() for p in params.values())
+
+
+def init_layers(rng, sizes=(4, 8, 3)):
+    return [{"W": rng.standard_normal((m, n)).astype(np.float32) / m, "b": rng.standard_normal(n).astype(np.float32)}
+            for m, n in zip(sizes, sizes[1:])]
+
+
+def forward(layers, x, activation="relu"):
+    for layer in layers[:-1]:
+        x = x @ layer["W"] + layer["b"]
+        x = np.maximum(x, 0) if activation == "relu" else np.tanh(x)
+    return x @ layers[-1]["W"] + layers[-1]["b"]
+
+
+def standardize(x, axis=0, dtype=np.float32):
+    n = x.shape[axis]  # read: a trace per shape
+    mean = x.sum(axis=axis, keepdims=True) / n
+    return ((x - mean) / np.sqrt(((x - mean) ** 2).sum(axis=axis, keepdims=True) / n)).astype(dtype)
+
+
+def round_trip(traced, tmp_path=None):
+    if tmp_path is None:
+        return pickle.loads(pickle.dumps(traced))
+    gputrace.save(traced, tmp_path / "t.gpt")
+    return gputrace.load(tmp_path / "t.gpt")
+
+
+def error_of(call) -> str:
+    with pytest.raises(gputrace.GputraceError) as error:
+        call()
+    return f"{type(error.value).__name__}: {error.value}"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulate"])
+def test_an_sgd_step_over_a_dict_of_parameters_pickles(backend, rng):
+    params = {"W": rng.standard_normal((4, 3)).astype(np.float32), "b": rng.standard_normal(3).astype(np.float32)}
+    grads = {name: rng.standard_normal(p.shape).astype(np.float32) for name, p in params.items()}
+    traced = gputrace.trace(sgd_step, ({k: p.copy() for k, p in params.items()}, grads, 0.1))
+    loaded = round_trip(traced)
+    assert loaded.fn is None and loaded.call.roots == ["params", "grads", "lr"]
+    for lr in (0.03, 1.5):  # a new learning rate and new arrays run the same trace
+        params = {name: rng.standard_normal(p.shape).astype(np.float32) for name, p in params.items()}
+        grads = {name: rng.standard_normal(p.shape).astype(np.float32) for name, p in params.items()}
+        expected = {name: p.copy() for name, p in params.items()}
+        want = sgd_step(expected, grads, lr)
+        got = loaded.run(params, grads, lr, backend=backend)
+        for name in params:  # the caller's arrays updated in place, as NumPy updates them
+            assert params[name].dtype == np.float32
+            np.testing.assert_array_equal(params[name], expected[name])
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not loaded._retraced
+
+
+def test_an_mlp_over_a_list_of_layers_saves_with_its_keywords(tmp_path, rng):
+    layers, x = init_layers(rng), rng.standard_normal((5, 4)).astype(np.float32)
+    tanh_calls = [lambda l, x: ((l, x, "tanh"), {}), lambda l, x: ((l, x), {"activation": "tanh"}),
+                  lambda l, x: ((), {"x": x, "layers": l, "activation": "tanh"})]
+    relu_calls = [lambda l, x: ((l, x), {}), lambda l, x: ((l,), {"x": x, "activation": "relu"})]  # the default
+    for traced_with, calls in [({"activation": "tanh"}, tanh_calls), ({}, relu_calls)]:
+        traced = gputrace.trace(forward, (layers, x), example_kwarg_inputs=traced_with)
+        loaded = round_trip(traced, tmp_path)
+        for make in calls:
+            layers, x = init_layers(rng), rng.standard_normal((7, 4)).astype(np.float32)
+            args, kwargs = make(layers, x)
+            np.testing.assert_allclose(loaded(*args, **kwargs), forward(*args, **kwargs), rtol=1e-5, atol=1e-6)
+        # a call that nests otherwise: the error of the function as traced
+        for bad in [lambda f: f(layers[:1], x, **traced_with), lambda f: f([layers[0], (1, 2)], x, **traced_with),
+                    lambda f: f(layers, x=list(x), **traced_with)]:
+            assert error_of(lambda: bad(loaded)) == error_of(lambda: bad(traced))
+        assert not loaded._retraced
+    with pytest.raises(gputrace.SignatureError, match=r"forward\(\) was loaded without its Python function, so it "
+                                                      r"runs the arguments it was traced with only: argument "
+                                                      r"'activation' \(position 2\) is passed, where the traced call "
+                                                      r"left it to its default \('relu'\); trace the function again"):
+        loaded(layers, x, activation="tanh")
+    np.testing.assert_allclose(traced(layers, x, activation="tanh"), forward(layers, x, "tanh"), rtol=1e-5, atol=1e-6)
+
+
+def test_a_static_int_and_dtype_select_the_saved_trace(tmp_path, rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    traced = gputrace.trace(standardize, (x, 1), example_kwarg_inputs={"dtype": np.float64})
+    traced(rng.standard_normal((3, 5)).astype(np.float32), axis=1, dtype=np.float64)  # traced again: it reads shapes
+    loaded = round_trip(traced, tmp_path)
+    assert len(loaded.specializations()) == 1
+    for shape in [(4, 6), (3, 5)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        for got in (loaded(x, 1, np.float64), loaded(x, axis=1, dtype=np.float64)):
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, standardize(x, 1, np.float64))
+    for call, how in [(lambda: loaded(x, dtype=np.float64), "argument 'axis' is not passed, where the traced call "
+                                                            "passed it"),
+                      (lambda: loaded(x, True, np.float64), r"argument 'axis' \(position 1\) is bool \(True\) where it "
+                                                            r"was int \(1\) when traced"),
+                      (lambda: loaded(x, 1), "argument 'dtype' is not passed"),
+                      (lambda: loaded(x, 1, np.float16), r"argument 'dtype' \(position 2\) is type "
+                                                         r"\(<class 'numpy.float16'>\) where it was type")]:
+        with pytest.raises(gputrace.SignatureError, match="loaded without its Python function.*: " + how):
+            call()
+    with pytest.raises(gputrace.SignatureError, match=r"cannot be re-specialised to \[\(2, 2\)\]"):
+        loaded(np.ones((2, 2), np.float32), 1, np.float64)
+
+
+def test_what_cannot_be_saved_is_refused_naming_the_argument(tmp_path, rng):
+    from collections import namedtuple
+    Dense = namedtuple("Dense", "W b")
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+
+    def dense(x, layer, xp):
+        w, b = layer
+        return xp.tanh(x @ w + b)
+    def dense_in_dict(params, x):
+        return np.tanh(x @ params["layer"].W + params["layer"].b)
+    layer = Dense(np.ones((4, 2), np.float32), np.zeros(2, np.float32))
+    for traced, message in [(gputrace.trace(dense, (x, layer, np)), r"save: layer is a namedtuple Dense, which cannot "
+                                                                    r"be saved: a saved trace keeps dicts"),
+                            (gputrace.trace(dense, (x, tuple(layer), np)),
+                             r"save: xp is the static value the module numpy, which cannot be saved"),
+                            (gputrace.trace(dense_in_dict, ({"layer": layer}, x)),
+                             r"save: params\['layer'\] is a namedtuple Dense")]:
+        with pytest.raises(gputrace.UnsupportedOperationError, match=message):
+            gputrace.save(traced, tmp_path / "f.gpt")
+        with pytest.raises(gputrace.UnsupportedOperationError, match=message):
+            pickle.dumps(traced)
+
+
+def test_a_default_that_cannot_be_saved_is_left_to_the_function(tmp_path, rng):
+    from test_arguments import init_params, mlp  # mlp(params, x, lr, act="tanh", xp=np)
+    params, x = init_params(rng), rng.standard_normal((3, 4)).astype(np.float32)
+    traced = gputrace.trace(mlp, (params, x, 0.1))
+    loaded = round_trip(traced, tmp_path)
+    for got, want in zip(loaded(params, x, 0.2, act="tanh"), mlp(params, x, 0.2)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    with pytest.raises(gputrace.SignatureError, match=r"argument 'xp' is passed, where the traced call left it to its "
+                                                      r"default \(<the module numpy, not saved>\)"):
+        loaded(params, x, 0.2, xp=np)
+    again = round_trip(loaded)  # a loaded trace saves its signature as it was loaded
+    assert str(inspect.signature(again.call.fn)) == str(inspect.signature(loaded.call.fn)) == \
+        "(params, x, lr, act='tanh', xp=<the module numpy, not saved>)"
+
+
+def nest(depth):
+    return "array" if depth == 0 else {"list": [nest(depth - 1)]}
+
+
+HOSTILE_CALLS = [  # a change of the saved call of sgd_step(params, grads, lr), and the error it gives
+    (lambda c: c.update(arguments={"params": "array"}), "not an object with arguments"),
+    (lambda c: c["arguments"].__setitem__(0, {"set": [["W", "array"]]}), "unrecognised argument"),
+    (lambda c: c["arguments"].__setitem__(0, nest(40)), "nest too deeply"),
+    (lambda c: c["arguments"][0]["dict"].append(["c", "array"]), "more arrays than the graph has inputs"),
+    (lambda c: c["arguments"].__setitem__(2, {"static": 1}), "fewer arrays than the graph has inputs"),
+    (lambda c: c["arguments"][0]["dict"][0].__setitem__(1, "float"), "a Python float argument is the graph input"),
+    (lambda c: c["arguments"].__setitem__(2, "array"), None),  # loads, and takes lr as a 0-d array
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(0, "W"), "keys that are not distinct"),
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(0, [1]), "unrecognised attribute"),
+    (lambda c: c["arguments"][0]["dict"][1].__setitem__(1, {"static": {"array": "const0"}}), "missing from params"),
+    (lambda c: c["arguments"][0]["dict"].append(["c", {"static": {"scalar": "float32", "value": 1.0}}]),
+     "do not bind to its signature as saved"),  # a NumPy scalar is an array leaf: one leaf more than inputs
+    (lambda c: c["signature"][0].update(name="a b"), "a parameter name that is not an identifier: 'a b'"),
+    (lambda c: c["signature"][0].update(name=""), "a parameter name that is not an identifier"),
+    (lambda c: c["signature"][0].update(name="lambda"), "bad parameter"),
+    (lambda c: c["signature"][0].update(kind="SOMETIMES"), "not an object with a name and a kind"),
+    (lambda c: c["signature"][0].update(kind="KEYWORD_ONLY"), "signature is not valid"),
+    (lambda c: c["signature"][1].update(name="params"), "duplicate parameter name"),
+    (lambda c: c["signature"].pop(), "do not bind to its signature"),
+    (lambda c: c.update(signature="f(params, grads, lr)"), "not a list of parameters"),
+    (lambda c: c.update(positional=4), "positional count or keyword names"),
+    (lambda c: c.update(positional=True), "positional count or keyword names"),
+    (lambda c: c.update(positional=2, keywords=["lr"]), "do not bind to its signature as saved"),  # lr: positional
+    (lambda c: c.update(positional=2, keywords=["lr()"]), "positional count or keyword names"),
+    (lambda c: c["signature"][2].update(default=0.0), "do not bind to its signature as saved"),  # lr=0.0 is dropped
+]
+
+
+@pytest.mark.parametrize("change, message", HOSTILE_CALLS)
+def test_hostile_calls_raise_graph_format_error(change, message, rng):
+    params = {"W": np.ones((4, 3), np.float32), "b": np.ones(3, np.float32)}
+    document, npz = None, None
+    with zipfile.ZipFile(io.BytesIO(gputrace.serialize.dumps(gputrace.trace(sgd_step, (params, params, 0.0))))) as z:
+        document, npz = json.loads(z.read("graph.json")), z.read("params.npz")
+    change(document["call"])
+    target = io.BytesIO()
+    with zipfile.ZipFile(target, "w") as z:
+        z.writestr("graph.json", json.dumps(document))
+        z.writestr("params.npz", npz)
+    target.seek(0)
+    if message is None:
+        loaded = gputrace.load(target)
+        params = {"W": rng.random((4, 3), dtype=np.float32), "b": rng.random(3, dtype=np.float32)}
+        want = sgd_step({k: p.copy() for k, p in params.items()}, params, 0.5)
+        np.testing.assert_allclose(loaded(params, params, np.float64(0.5)), want, rtol=1e-5)
+        return
+    with pytest.raises(gputrace.GraphFormatError, match=message):
+        gputrace.load(target)
 
 
 def test_save_rejects_what_is_not_a_trace(tmp_path):
