@@ -65,12 +65,12 @@ def test_no_command_is_a_usage_error(capsys):
 
 
 @pytest.fixture(scope="module")
-def demo_output(tmp_path_factory):
+def demo_output(kernel_cache):
     """``gputrace demo``'s exit status and output, run once for the tests below (building the kernels takes seconds)."""
     if not emulate_available():
         pytest.skip("no host C++ compiler for the emulate backend")
     with pytest.MonkeyPatch.context() as patch:  # the session's private cache, as conftest sets for each test
-        patch.setenv("GPUTRACE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("GPUTRACE_CACHE_DIR", kernel_cache)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             status = cli.main(["demo"])
