@@ -11,6 +11,7 @@ rest run in a second pass; the fusion log says which.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -29,6 +30,10 @@ log = logging.getLogger("gputrace.fusion")
 
 EXTRA = 'pip install "gputrace[dask]"'
 SPLIT_EVERY = 8  # partial results combined per tree-reduction task
+# A NumPy block larger than TILE_ABOVE bytes runs on the numpy backend in tiles of about TILE_BYTES of its largest
+# input along a chunked axis: the step is memory-bound, and a tile's temporaries stay in the core's cache.
+TILE_ABOVE = 2 << 20
+TILE_BYTES = 512 << 10
 
 
 def _partial_kind(op: str) -> str:
@@ -578,6 +583,32 @@ class _Plan:
         xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
+    def _tiling(self, sources: list, targets: list, available: dict) -> _Tiling | None:
+        """Tiles for a per-chunk step on large NumPy blocks on the numpy backend: along the chunked letter of the
+        outermost axis of the largest input that every output has (the lowering split that letter, so a tile is a
+        finer chunk); None where blocks are small, not NumPy, run on another backend, or an output lacks it."""
+        if self.backend not in (None, "numpy") or \
+                not all(type(available[v]._meta) is np.ndarray for v in sources):  # noqa: E721 (CuPy, masked)
+            return None
+        blocks = [int(np.prod([max(ch) for ch in available[v].chunks], dtype=np.int64)) * v.type.dtype.itemsize
+                  for v in sources]
+        if not blocks or max(blocks) <= TILE_ABOVE:
+            return None
+        largest = sources[blocks.index(max(blocks))]
+        for a in self.labels[largest]:
+            if a is None or not self._chunked(a):
+                continue
+            root = self.letters.find(a)
+            out_axes = [self._axis_of(v, root) for v in targets]
+            if None not in out_axes:
+                per_slice = max(blocks) // max(self.chunks[root])
+                return _Tiling(max(1, TILE_BYTES // per_slice), tuple(self._axis_of(v, root) for v in sources),
+                               tuple(out_axes))
+        return None
+
+    def _axis_of(self, v: Value, root: int) -> int | None:
+        return next((d for d, a in enumerate(self.labels[v]) if a is not None and self.letters.find(a) == root), None)
+
     def _final_stage(self, targets: list, available: dict, what: str = "the whole of") -> None:
         from dask.highlevelgraph import HighLevelGraph
         sub, sources = self._subgraph(targets, available)
@@ -587,19 +618,24 @@ class _Plan:
         deps = [available[v] for v in sources]
         name = f"gputrace-{fn.name}-{token}"
         out_chunks = [self._chunks_of(v) for v in targets]
+        tiling = self._tiling(sources, targets, available)
         dsk = {}
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             for b in itertools.product(*[range(len(ch)) for ch in chunks]):
                 g = self._grid_index(v, b, grid)
-                run = (_run_step, fn, self.backend, *self._block_keys(sources, available, grid, g))
+                run = (_run_step, fn, self.backend, tiling, *self._block_keys(sources, available, grid, g))
                 if len(targets) == 1:
                     dsk[(name, *b)] = (_run_one, *run[1:])
                 else:
                     dsk.setdefault((name, *g), run)
                     dsk[(f"{name}-{k}", *b)] = (operator.getitem, (name, *g), k)
         tasks = len({key for key in dsk if key[0] == name})
+        tiles = ""
+        if tiling is not None:
+            k = next(k for k, d in enumerate(tiling.inputs) if d is not None)
+            tiles = f", in tiles of {tiling.size} along axis {tiling.inputs[k]} of {sources[k].name}"
         self._log(f"per chunk: {what} {fn.name} ({tasks} tasks" +
-                  (f", {len(targets)} outputs split out)" if len(targets) > 1 else ")"))
+                  (f", {len(targets)} outputs split out" if len(targets) > 1 else "") + tiles + ")")
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             out = name if len(targets) == 1 else f"{name}-{k}"
             layer = {key: task for key, task in dsk.items() if key[0] in (out, name)}
@@ -637,19 +673,41 @@ def _unpickle_shipped(data: bytes) -> _Shipped:
 # ----------------------------------------------------------------------------- what the tasks run
 
 
-def _run_step(shipped: _Shipped, backend, *blocks) -> tuple:
+@dataclass(frozen=True)
+class _Tiling:
+    """A per-chunk step run in tiles of ``size`` along one letter: each input's and output's axis of it (None: an
+    input taken whole in every tile)."""
+    size: int
+    inputs: tuple
+    outputs: tuple
+
+
+def _run_step(shipped: _Shipped, backend, tiling: _Tiling | None, *blocks) -> tuple:
     fn = shipped.fn
-    return fn(*blocks) if backend is None else fn.run(*blocks, backend=backend)
+    run = fn if backend is None else functools.partial(fn.run, backend=backend)
+    extent = None if tiling is None else next(b.shape[d] for b, d in zip(blocks, tiling.inputs) if d is not None)
+    if extent is None or extent <= tiling.size:
+        return run(*blocks)
+    outputs = None
+    for start in range(0, extent, tiling.size):
+        tile = slice(start, min(start + tiling.size, extent))
+        results = run(*[b if d is None else b[(slice(None),) * d + (tile,)] for b, d in zip(blocks, tiling.inputs)])
+        if outputs is None:  # each tile writes into the block's outputs: no concatenation afterwards
+            outputs = [np.empty(r.shape[:d] + (extent,) + r.shape[d + 1:], r.dtype)
+                       for r, d in zip(results, tiling.outputs)]
+        for out, r, d in zip(outputs, results, tiling.outputs):
+            out[(slice(None),) * d + (tile,)] = r
+    return tuple(outputs)
 
 
-def _run_one(fn, backend, *blocks) -> Any:
-    return _run_step(fn, backend, *blocks)[0]
+def _run_one(fn, backend, tiling: _Tiling | None, *blocks) -> Any:
+    return _run_step(fn, backend, tiling, *blocks)[0]
 
 
 def _chunk_step(fn, backend, infos: list, partial_of: list, places: list, *blocks) -> list:
     """The partial states of a stage's reductions over one block of the grid (``places``: the sizes and offsets
     of the block of each reduction's input)."""
-    outputs = _run_step(fn, backend, *blocks)
+    outputs = _run_step(fn, backend, None, *blocks)
     states = []
     for info, (start, stop), (sizes, offsets) in zip(infos, partial_of, places):
         values = outputs[start:stop]
