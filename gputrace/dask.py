@@ -474,12 +474,17 @@ class _Plan:
         blocks = list(itertools.product(*[range(len(self.chunks[a])) for a in grid]))
         name = f"gputrace-chunk-{stage}-{_token(fn, sources, available)}"
         infos = [self._reduction_info(c) for c in frontier]
-        dsk = {(name, *g): (_chunk_step, fn, self.backend, infos, partial_of,
+        # tiles along a letter that every reduction sums over: their partial states combine as chunks' do
+        tiling = self._tiling(sources, available, lambda root: self._axes_along([c.inputs[0] for c in frontier], root)
+                              if all(root in {self.letters.find(a) for a in self.reduces[c] if a is not None}
+                                     for c in frontier) else None)
+        dsk = {(name, *g): (_chunk_step, fn, self.backend, tiling, infos, partial_of,
                             [self._place(c.inputs[0], g, grid) for c in frontier],
                             *self._block_keys(sources, available, grid, g)) for g in blocks}
         deps = [available[v] for v in sources]
         ops_text = ", ".join(f"{c.op}" for c in frontier)
-        self._log(f"per chunk: {fn.name} prologue and partial {ops_text} ({len(blocks)} tasks)")
+        self._log(f"per chunk: {fn.name} prologue and partial {ops_text} ({len(blocks)} tasks"
+                  f"{self._tiles_text(tiling, sources)})")
         for k, c in enumerate(frontier):
             available[c.output] = self._tree(c, k, infos[k], name, grid, blocks, dsk, deps)
 
@@ -583,10 +588,11 @@ class _Plan:
         xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
-    def _tiling(self, sources: list, targets: list, available: dict) -> _Tiling | None:
-        """Tiles for a per-chunk step on large NumPy blocks on the numpy backend: along the chunked letter of the
-        outermost axis of the largest input that every output has (the lowering split that letter, so a tile is a
-        finer chunk); None where blocks are small, not NumPy, run on another backend, or an output lacks it."""
+    def _tiling(self, sources: list, available: dict, outputs_along: Any) -> _Tiling | None:
+        """Tiles for a per-chunk step on large NumPy blocks on the numpy backend, along the chunked letter of the
+        outermost axis of the largest input that ``outputs_along(letter)`` takes (the outputs' axes of it, None
+        if an output lacks it): the lowering split that letter, so a tile is a finer chunk. None where blocks are
+        small, not NumPy or run on another backend."""
         if self.backend not in (None, "numpy") or \
                 not all(type(available[v]._meta) is np.ndarray for v in sources):  # noqa: E721 (CuPy, masked)
             return None
@@ -599,15 +605,26 @@ class _Plan:
             if a is None or not self._chunked(a):
                 continue
             root = self.letters.find(a)
-            out_axes = [self._axis_of(v, root) for v in targets]
-            if None not in out_axes:
+            out_axes = outputs_along(root)
+            if out_axes is not None:
                 per_slice = max(blocks) // max(self.chunks[root])
                 return _Tiling(max(1, TILE_BYTES // per_slice), tuple(self._axis_of(v, root) for v in sources),
-                               tuple(out_axes))
+                               out_axes)
         return None
+
+    @staticmethod
+    def _tiles_text(tiling: _Tiling | None, sources: list) -> str:
+        if tiling is None:
+            return ""
+        k = next(k for k, d in enumerate(tiling.inputs) if d is not None)
+        return f", in tiles of {tiling.size} along axis {tiling.inputs[k]} of {sources[k].name}"
 
     def _axis_of(self, v: Value, root: int) -> int | None:
         return next((d for d, a in enumerate(self.labels[v]) if a is not None and self.letters.find(a) == root), None)
+
+    def _axes_along(self, values: list, root: int) -> tuple | None:
+        axes = tuple(self._axis_of(v, root) for v in values)
+        return None if None in axes else axes
 
     def _final_stage(self, targets: list, available: dict, what: str = "the whole of") -> None:
         from dask.highlevelgraph import HighLevelGraph
@@ -618,7 +635,7 @@ class _Plan:
         deps = [available[v] for v in sources]
         name = f"gputrace-{fn.name}-{token}"
         out_chunks = [self._chunks_of(v) for v in targets]
-        tiling = self._tiling(sources, targets, available)
+        tiling = self._tiling(sources, available, lambda root: self._axes_along(targets, root))
         dsk = {}
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             for b in itertools.product(*[range(len(ch)) for ch in chunks]):
@@ -630,12 +647,8 @@ class _Plan:
                     dsk.setdefault((name, *g), run)
                     dsk[(f"{name}-{k}", *b)] = (operator.getitem, (name, *g), k)
         tasks = len({key for key in dsk if key[0] == name})
-        tiles = ""
-        if tiling is not None:
-            k = next(k for k, d in enumerate(tiling.inputs) if d is not None)
-            tiles = f", in tiles of {tiling.size} along axis {tiling.inputs[k]} of {sources[k].name}"
         self._log(f"per chunk: {what} {fn.name} ({tasks} tasks" +
-                  (f", {len(targets)} outputs split out" if len(targets) > 1 else "") + tiles + ")")
+                  (f", {len(targets)} outputs split out" if len(targets) > 1 else "") + self._tiles_text(tiling, sources) + ")")
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             out = name if len(targets) == 1 else f"{name}-{k}"
             layer = {key: task for key, task in dsk.items() if key[0] in (out, name)}
@@ -676,22 +689,31 @@ def _unpickle_shipped(data: bytes) -> _Shipped:
 @dataclass(frozen=True)
 class _Tiling:
     """A per-chunk step run in tiles of ``size`` along one letter: each input's and output's axis of it (None: an
-    input taken whole in every tile)."""
+    input taken whole in every tile; a chunk step's outputs: its reductions' inputs)."""
     size: int
     inputs: tuple
     outputs: tuple
 
 
+def _tiles(tiling: _Tiling | None, blocks: Sequence) -> list[tuple[slice, list]]:
+    """The tiles of a block (each: its slice along the tiled axis, and the inputs' pieces); one for an untiled
+    block."""
+    extent = None if tiling is None else next(b.shape[d] for b, d in zip(blocks, tiling.inputs) if d is not None)
+    if extent is None or extent <= tiling.size:
+        return [(slice(None), list(blocks))]
+    return [(tile, [b if d is None else b[(slice(None),) * d + (tile,)] for b, d in zip(blocks, tiling.inputs)])
+            for tile in (slice(start, min(start + tiling.size, extent)) for start in range(0, extent, tiling.size))]
+
+
 def _run_step(shipped: _Shipped, backend, tiling: _Tiling | None, *blocks) -> tuple:
     fn = shipped.fn
     run = fn if backend is None else functools.partial(fn.run, backend=backend)
-    extent = None if tiling is None else next(b.shape[d] for b, d in zip(blocks, tiling.inputs) if d is not None)
-    if extent is None or extent <= tiling.size:
+    tiles = _tiles(tiling, blocks)
+    if len(tiles) == 1:
         return run(*blocks)
-    outputs = None
-    for start in range(0, extent, tiling.size):
-        tile = slice(start, min(start + tiling.size, extent))
-        results = run(*[b if d is None else b[(slice(None),) * d + (tile,)] for b, d in zip(blocks, tiling.inputs)])
+    extent, outputs = tiles[-1][0].stop, None
+    for tile, pieces in tiles:
+        results = run(*pieces)
         if outputs is None:  # each tile writes into the block's outputs: no concatenation afterwards
             outputs = [np.empty(r.shape[:d] + (extent,) + r.shape[d + 1:], r.dtype)
                        for r, d in zip(results, tiling.outputs)]
@@ -704,9 +726,23 @@ def _run_one(fn, backend, tiling: _Tiling | None, *blocks) -> Any:
     return _run_step(fn, backend, tiling, *blocks)[0]
 
 
-def _chunk_step(fn, backend, infos: list, partial_of: list, places: list, *blocks) -> list:
+def _chunk_step(fn, backend, tiling: _Tiling | None, infos: list, partial_of: list, places: list, *blocks) -> list:
     """The partial states of a stage's reductions over one block of the grid (``places``: the sizes and offsets
-    of the block of each reduction's input)."""
+    of the block of each reduction's input); a tiled block's are its tiles' states combined."""
+    tiles = _tiles(tiling, blocks)
+    if len(tiles) == 1:
+        return _partial_states(fn, backend, infos, partial_of, places, blocks)
+    by_tile = []
+    for tile, pieces in tiles:
+        tile_places = []
+        for (sizes, offsets), d in zip(places, tiling.outputs):
+            tile_places.append(([tile.stop - tile.start if i == d else n for i, n in enumerate(sizes)],
+                                [o + tile.start if i == d else o for i, o in enumerate(offsets)]))
+        by_tile.append(_partial_states(fn, backend, infos, partial_of, tile_places, pieces))
+    return [_combine(info, [states[k] for states in by_tile]) for k, info in enumerate(infos)]
+
+
+def _partial_states(fn, backend, infos: list, partial_of: list, places: list, blocks: Sequence) -> list:
     outputs = _run_step(fn, backend, None, *blocks)
     states = []
     for info, (start, stop), (sizes, offsets) in zip(infos, partial_of, places):

@@ -213,6 +213,38 @@ def test_reductions_over_chunked_axes_keep_numpy_results(rng, threads):
                    (ints.sum(), ints.mean(axis=0), ints.argmax(axis=0), ints.max()))
 
 
+def column_stats(x, c):
+    return (x.std(), x.var(axis=0, ddof=1), ((x - c) ** 2).sum(), x.argmax(), x.argmin(axis=0), np.nanmax(x),
+            x.max(axis=0), x.mean(axis=0))
+
+
+def test_chunk_steps_of_large_numpy_blocks_combine_their_tiles_states(rng, threads, monkeypatch):
+    x_np = rng.standard_normal((50, 12)).astype(np.float32)
+    x_np[27, 4] = np.nan  # in the first tile of the second chunk: argmax and max find it, nanmax skips it
+    want = column_stats(x_np, np.float32(0.5))
+    rows = da.from_array(x_np, chunks=((20, 20, 10), 12))
+    traced = gputrace.trace(column_stats, (rows, np.float32(0.5)))
+    tiles_of(monkeypatch, 8 * 12 * 4)
+    lowering = traced.lower(rows, np.float32(0.5))
+    assert lowering.steps[0].startswith("per chunk: column_stats prologue and partial std, var, sum, argmax, argmin, ")
+    assert lowering.steps[0].endswith("(3 tasks, in tiles of 8 along axis 0 of x)")
+    assert_matches(dask.compute(*lowering.outputs), want)
+    both = da.from_array(x_np, chunks=((20, 20, 10), (5, 7)))  # flat reductions tiled along rows of 2-d blocks
+    flat = gputrace.trace(lambda x: (x.std(), x.argmax(), x.argmin(), x.sum()), both)
+    tiles_of(monkeypatch, 8 * 7 * 4)
+    lowering = flat.lower(both)
+    assert "in tiles of 8 along axis 0 of x" in lowering.steps[0]
+    assert_matches(dask.compute(*lowering.outputs), (x_np.std(), x_np.argmax(), x_np.argmin(), x_np.sum()))
+    assert_matches(dask.compute(*flat.lower(np.nan_to_num(both)).outputs),
+                   (np.nan_to_num(x_np).std(), np.nan_to_num(x_np).argmax(), np.nan_to_num(x_np).argmin(),
+                    np.nan_to_num(x_np).sum()))
+    # reductions over different chunked axes share no letter to tile along: the block runs whole
+    mixed = gputrace.trace(reductions, (both, np.float32(0.5)))
+    lowering = mixed.lower(both, np.float32(0.5))
+    assert "tiles" not in lowering.steps[0]
+    assert_matches(dask.compute(*lowering.outputs), reductions(x_np, np.float32(0.5)))
+
+
 def test_variance_over_many_chunks_merges_as_chan(rng, threads):
     # a large mean and a small spread: a naive sum of squares in float32 loses every digit
     x_np = (1e4 + rng.standard_normal(4000)).astype(np.float32)
