@@ -647,8 +647,8 @@ class _Plan:
                     dsk.setdefault((name, *g), run)
                     dsk[(f"{name}-{k}", *b)] = (operator.getitem, (name, *g), k)
         tasks = len({key for key in dsk if key[0] == name})
-        self._log(f"per chunk: {what} {fn.name} ({tasks} tasks" +
-                  (f", {len(targets)} outputs split out" if len(targets) > 1 else "") + self._tiles_text(tiling, sources) + ")")
+        split = f", {len(targets)} outputs split out" if len(targets) > 1 else ""
+        self._log(f"per chunk: {what} {fn.name} ({tasks} tasks{split}{self._tiles_text(tiling, sources)})")
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             out = name if len(targets) == 1 else f"{name}-{k}"
             layer = {key: task for key, task in dsk.items() if key[0] in (out, name)}
