@@ -7,7 +7,8 @@ program with its prologue, combined in float64 (Chan's merge for var/std, NaN ru
 matmul that needs other chunks (a chunked inner axis, or ``x @ x.T`` on chunked rows) is Dask's own blocked
 ``da.matmul``, its epilogue a gputrace program per output block; a letter a program cannot split (a softmax
 row, a reshape's axis) is rechunked to one chunk, or, for a row too large for one chunk, reduced first and the
-rest run in a second pass; the fusion log says which.
+rest run in a second pass; the fusion log says which. On the numpy backend, large NumPy blocks run in tiles that
+keep a step's temporaries in the cache.
 """
 from __future__ import annotations
 
