@@ -18,7 +18,7 @@ import logging
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -475,10 +475,12 @@ class _Plan:
         blocks = list(itertools.product(*[range(len(self.chunks[a])) for a in grid]))
         name = f"gputrace-chunk-{stage}-{_token(fn, sources, available)}"
         infos = [self._reduction_info(c) for c in frontier]
-        # tiles along a letter that every reduction sums over: their partial states combine as chunks' do
-        tiling = self._tiling(sources, available, lambda root: self._axes_along([c.inputs[0] for c in frontier], root)
-                              if all(root in {self.letters.find(a) for a in self.reduces[c] if a is not None}
-                                     for c in frontier) else None)
+
+        def reduced_along(root: int) -> tuple | None:  # a letter every reduction sums over: tiles combine as chunks
+            if all(root in {self.letters.find(a) for a in self.reduces[c] if a is not None} for c in frontier):
+                return self._axes_along([c.inputs[0] for c in frontier], root)
+            return None
+        tiling = self._tiling(sources, available, reduced_along)
         dsk = {(name, *g): (_chunk_step, fn, self.backend, tiling, infos, partial_of,
                             [self._place(c.inputs[0], g, grid) for c in frontier],
                             *self._block_keys(sources, available, grid, g)) for g in blocks}
@@ -589,7 +591,7 @@ class _Plan:
         xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
-    def _tiling(self, sources: list, available: dict, outputs_along: Any) -> _Tiling | None:
+    def _tiling(self, sources: list, available: dict, outputs_along: Callable) -> _Tiling | None:
         """Tiles for a per-chunk step on large NumPy blocks on the numpy backend, along the chunked letter of the
         outermost axis of the largest input that ``outputs_along(letter)`` takes (the outputs' axes of it, None
         if an output lacks it): the lowering split that letter, so a tile is a finer chunk. None where blocks are
