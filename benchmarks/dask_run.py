@@ -181,7 +181,7 @@ def main() -> None:
     rows, scaling = [], []
     load = os.getloadavg()[0]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    cluster = dict(threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = dict(threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR)  # two at once
     with distributed.LocalCluster(n_workers=1, **cluster) as one, distributed.Client(one) as one_client, \
             distributed.LocalCluster(n_workers=2, **cluster) as two, distributed.Client(two) as two_client:
         clients = {1: one_client, 2: two_client}
