@@ -1,7 +1,7 @@
 """gputrace on Dask against Dask's own evaluation of the same NumPy code, on LocalClusters of 1 and 2 worker
 processes: softmax, layer norm and x.std() over a row-chunked float32 array (the numpy backend per chunk).
 
-    PYTHONPATH=. python benchmarks/dask_run.py [--sizes small,large] [--repeat 7] [--no-tiles]
+    PYTHONPATH=. python benchmarks/dask_run.py [--sizes small,large] [--repeat 7] [--tiles]
     PYTHONPATH=. python benchmarks/dask_run.py --profile [--sizes large] [--programs std]
 
 Both clusters stay up and each repeat measures on 1 worker, then on 2, so that a noisy minute hits both. The
@@ -169,14 +169,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--no-tiles", action="store_true", help="run every chunk step on its whole block")
+    parser.add_argument("--tiles", action="store_true", help="chunk steps on blocks over 2 MiB run in tiles")
     parser.add_argument("--out-of-core", action="store_true",
                         help="also x.std() of 4 GiB (64 MiB chunks) on 2 workers limited to 1 GiB each")
     parser.add_argument("--profile", action="store_true", help="print where the time goes; write nothing")
     parser.add_argument("--programs", default=",".join(PROGRAMS))
     args = parser.parse_args()
-    if args.no_tiles:
-        gputrace.dask.TILE_ABOVE = float("inf")  # decided where the graph is built: the tasks carry it
+    if args.tiles:
+        gputrace.dask.TILE_ABOVE = 2 << 20  # decided where the graph is built: the tasks carry it
     programs = {name: PROGRAMS[name] for name in args.programs.split(",")}
     rows, scaling = [], []
     load = os.getloadavg()[0]
@@ -236,7 +236,7 @@ def main() -> None:
              f"{started}, {os.cpu_count()} cores, no GPU; load average before and after: {load:.1f}, "
              f"{os.getloadavg()[0]:.1f}. Wall time to persist the result on a LocalCluster of worker processes "
              f"(1 thread each), median (min-max) of {args.repeat} runs, 1 and 2 workers in turn; "
-             f"{'every chunk step on its whole block (--no-tiles); ' if args.no_tiles else ''}"
+             f"{'chunk steps on blocks over 2 MiB in tiles (--tiles); ' if args.tiles else ''}"
              "tasks per chunk counted in the graph (Dask's own: every op's task, without the input's).", "",
              "| program | size | workers | gputrace s | Dask's own s | speed-up | gputrace tasks/chunk | "
              "Dask tasks/chunk |", "|---|---|---|---|---|---|---|---|"]

@@ -7,8 +7,8 @@ program with its prologue, combined in float64 (Chan's merge for var/std, NaN ru
 matmul that needs other chunks (a chunked inner axis, or ``x @ x.T`` on chunked rows) is Dask's own blocked
 ``da.matmul``, its epilogue a gputrace program per output block; a letter a program cannot split (a softmax
 row, a reshape's axis) is rechunked to one chunk, or, for a row too large for one chunk, reduced first and the
-rest run in a second pass; the fusion log says which. On the numpy backend, large NumPy blocks run in tiles that
-keep a step's temporaries in the cache.
+rest run in a second pass; the fusion log says which. On the numpy backend, large NumPy blocks can run in tiles
+that keep a step's temporaries in the cache (``TILE_ABOVE``, off by default).
 """
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ log = logging.getLogger("gputrace.fusion")
 EXTRA = 'pip install "gputrace[dask]"'
 SPLIT_EVERY = 8  # partial results combined per tree-reduction task
 # A NumPy block larger than TILE_ABOVE bytes runs on the numpy backend in tiles of about TILE_BYTES of its largest
-# input along a chunked axis: the step is memory-bound, and a tile's temporaries stay in the core's cache.
-TILE_ABOVE = 2 << 20
+# input along a chunked axis, so that a tile's temporaries stay in the core's cache (2 << 20 turns it on). Off:
+# it halves a step's CPU time in a plain process, but not in distributed's workers, whose MALLOC_TRIM_THRESHOLD_
+# maps and faults every tile's temporaries anew (benchmarks/RESULTS.md, the Dask section).
+TILE_ABOVE = math.inf
 TILE_BYTES = 512 << 10
 
 
