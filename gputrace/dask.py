@@ -7,16 +7,18 @@ program with its prologue, combined in float64 (Chan's merge for var/std, NaN ru
 matmul that needs other chunks (a chunked inner axis, or ``x @ x.T`` on chunked rows) is Dask's own blocked
 ``da.matmul``, its epilogue a gputrace program per output block; a letter a program cannot split (a softmax
 row, a reshape's axis) is rechunked to one chunk, or, for a row too large for one chunk, reduced first and the
-rest run in a second pass; the fusion log says which.
+rest run in a second pass; the fusion log says which. On the numpy backend, large NumPy blocks can run in tiles
+that keep a step's temporaries in the cache (``TILE_ABOVE``, off by default).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +31,12 @@ log = logging.getLogger("gputrace.fusion")
 
 EXTRA = 'pip install "gputrace[dask]"'
 SPLIT_EVERY = 8  # partial results combined per tree-reduction task
+# A NumPy block larger than TILE_ABOVE bytes runs on the numpy backend in tiles of about TILE_BYTES of its largest
+# input along a chunked axis, so that a tile's temporaries stay in the core's cache (2 << 20 turns it on). Off:
+# it halves a step's CPU time in a plain process, but not in distributed's workers, whose MALLOC_TRIM_THRESHOLD_
+# maps and faults every tile's temporaries anew (benchmarks/RESULTS.md, the Dask section).
+TILE_ABOVE = math.inf
+TILE_BYTES = 512 << 10
 
 
 def _partial_kind(op: str) -> str:
@@ -469,12 +477,19 @@ class _Plan:
         blocks = list(itertools.product(*[range(len(self.chunks[a])) for a in grid]))
         name = f"gputrace-chunk-{stage}-{_token(fn, sources, available)}"
         infos = [self._reduction_info(c) for c in frontier]
-        dsk = {(name, *g): (_chunk_step, fn, self.backend, infos, partial_of,
+
+        def reduced_along(root: int) -> tuple | None:  # a letter every reduction sums over: tiles combine as chunks
+            if all(root in {self.letters.find(a) for a in self.reduces[c] if a is not None} for c in frontier):
+                return self._axes_along([c.inputs[0] for c in frontier], root)
+            return None
+        tiling = self._tiling(sources, available, reduced_along)
+        dsk = {(name, *g): (_chunk_step, fn, self.backend, tiling, infos, partial_of,
                             [self._place(c.inputs[0], g, grid) for c in frontier],
                             *self._block_keys(sources, available, grid, g)) for g in blocks}
         deps = [available[v] for v in sources]
         ops_text = ", ".join(f"{c.op}" for c in frontier)
-        self._log(f"per chunk: {fn.name} prologue and partial {ops_text} ({len(blocks)} tasks)")
+        self._log(f"per chunk: {fn.name} prologue and partial {ops_text} ({len(blocks)} tasks"
+                  f"{self._tiles_text(tiling, sources)})")
         for k, c in enumerate(frontier):
             available[c.output] = self._tree(c, k, infos[k], name, grid, blocks, dsk, deps)
 
@@ -578,6 +593,44 @@ class _Plan:
         xp = array_module([self.arrays[0]._meta]) if self.arrays else np
         return xp.empty((0,) * t.ndim, t.dtype)
 
+    def _tiling(self, sources: list, available: dict, outputs_along: Callable) -> _Tiling | None:
+        """Tiles for a per-chunk step on large NumPy blocks on the numpy backend, along the chunked letter of the
+        outermost axis of the largest input that ``outputs_along(letter)`` takes (the outputs' axes of it, None
+        if an output lacks it): the lowering split that letter, so a tile is a finer chunk. None where blocks are
+        small, not NumPy or run on another backend."""
+        if self.backend not in (None, "numpy") or \
+                not all(type(available[v]._meta) is np.ndarray for v in sources):  # noqa: E721 (CuPy, masked)
+            return None
+        blocks = [int(np.prod([max(ch) for ch in available[v].chunks], dtype=np.int64)) * v.type.dtype.itemsize
+                  for v in sources]
+        if not blocks or max(blocks) <= TILE_ABOVE:
+            return None
+        largest = sources[blocks.index(max(blocks))]
+        for a in self.labels[largest]:
+            if a is None or not self._chunked(a):
+                continue
+            root = self.letters.find(a)
+            out_axes = outputs_along(root)
+            if out_axes is not None:
+                per_slice = max(blocks) // max(self.chunks[root])
+                return _Tiling(max(1, TILE_BYTES // per_slice), tuple(self._axis_of(v, root) for v in sources),
+                               out_axes)
+        return None
+
+    @staticmethod
+    def _tiles_text(tiling: _Tiling | None, sources: list) -> str:
+        if tiling is None:
+            return ""
+        k = next(k for k, d in enumerate(tiling.inputs) if d is not None)
+        return f", in tiles of {tiling.size} along axis {tiling.inputs[k]} of {sources[k].name}"
+
+    def _axis_of(self, v: Value, root: int) -> int | None:
+        return next((d for d, a in enumerate(self.labels[v]) if a is not None and self.letters.find(a) == root), None)
+
+    def _axes_along(self, values: list, root: int) -> tuple | None:
+        axes = tuple(self._axis_of(v, root) for v in values)
+        return None if None in axes else axes
+
     def _final_stage(self, targets: list, available: dict, what: str = "the whole of") -> None:
         from dask.highlevelgraph import HighLevelGraph
         sub, sources = self._subgraph(targets, available)
@@ -587,19 +640,20 @@ class _Plan:
         deps = [available[v] for v in sources]
         name = f"gputrace-{fn.name}-{token}"
         out_chunks = [self._chunks_of(v) for v in targets]
+        tiling = self._tiling(sources, available, lambda root: self._axes_along(targets, root))
         dsk = {}
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             for b in itertools.product(*[range(len(ch)) for ch in chunks]):
                 g = self._grid_index(v, b, grid)
-                run = (_run_step, fn, self.backend, *self._block_keys(sources, available, grid, g))
+                run = (_run_step, fn, self.backend, tiling, *self._block_keys(sources, available, grid, g))
                 if len(targets) == 1:
                     dsk[(name, *b)] = (_run_one, *run[1:])
                 else:
                     dsk.setdefault((name, *g), run)
                     dsk[(f"{name}-{k}", *b)] = (operator.getitem, (name, *g), k)
         tasks = len({key for key in dsk if key[0] == name})
-        self._log(f"per chunk: {what} {fn.name} ({tasks} tasks" +
-                  (f", {len(targets)} outputs split out)" if len(targets) > 1 else ")"))
+        split = f", {len(targets)} outputs split out" if len(targets) > 1 else ""
+        self._log(f"per chunk: {what} {fn.name} ({tasks} tasks{split}{self._tiles_text(tiling, sources)})")
         for k, (v, chunks) in enumerate(zip(targets, out_chunks)):
             out = name if len(targets) == 1 else f"{name}-{k}"
             layer = {key: task for key, task in dsk.items() if key[0] in (out, name)}
@@ -637,19 +691,64 @@ def _unpickle_shipped(data: bytes) -> _Shipped:
 # ----------------------------------------------------------------------------- what the tasks run
 
 
-def _run_step(shipped: _Shipped, backend, *blocks) -> tuple:
+@dataclass(frozen=True)
+class _Tiling:
+    """A per-chunk step run in tiles of ``size`` along one letter: each input's and output's axis of it (None: an
+    input taken whole in every tile; a chunk step's outputs: its reductions' inputs)."""
+    size: int
+    inputs: tuple
+    outputs: tuple
+
+
+def _tiles(tiling: _Tiling | None, blocks: Sequence) -> list[tuple[slice, list]]:
+    """The tiles of a block (each: its slice along the tiled axis, and the inputs' pieces); one for an untiled
+    block."""
+    extent = None if tiling is None else next(b.shape[d] for b, d in zip(blocks, tiling.inputs) if d is not None)
+    if extent is None or extent <= tiling.size:
+        return [(slice(None), list(blocks))]
+    return [(tile, [b if d is None else b[(slice(None),) * d + (tile,)] for b, d in zip(blocks, tiling.inputs)])
+            for tile in (slice(start, min(start + tiling.size, extent)) for start in range(0, extent, tiling.size))]
+
+
+def _run_step(shipped: _Shipped, backend, tiling: _Tiling | None, *blocks) -> tuple:
     fn = shipped.fn
-    return fn(*blocks) if backend is None else fn.run(*blocks, backend=backend)
+    run = fn if backend is None else functools.partial(fn.run, backend=backend)
+    tiles = _tiles(tiling, blocks)
+    if len(tiles) == 1:
+        return run(*blocks)
+    extent, outputs = tiles[-1][0].stop, None
+    for tile, pieces in tiles:
+        results = run(*pieces)
+        if outputs is None:  # each tile writes into the block's outputs: no concatenation afterwards
+            outputs = [np.empty(r.shape[:d] + (extent,) + r.shape[d + 1:], r.dtype)
+                       for r, d in zip(results, tiling.outputs)]
+        for out, r, d in zip(outputs, results, tiling.outputs):
+            out[(slice(None),) * d + (tile,)] = r
+    return tuple(outputs)
 
 
-def _run_one(fn, backend, *blocks) -> Any:
-    return _run_step(fn, backend, *blocks)[0]
+def _run_one(fn, backend, tiling: _Tiling | None, *blocks) -> Any:
+    return _run_step(fn, backend, tiling, *blocks)[0]
 
 
-def _chunk_step(fn, backend, infos: list, partial_of: list, places: list, *blocks) -> list:
+def _chunk_step(fn, backend, tiling: _Tiling | None, infos: list, partial_of: list, places: list, *blocks) -> list:
     """The partial states of a stage's reductions over one block of the grid (``places``: the sizes and offsets
-    of the block of each reduction's input)."""
-    outputs = _run_step(fn, backend, *blocks)
+    of the block of each reduction's input); a tiled block's are its tiles' states combined."""
+    tiles = _tiles(tiling, blocks)
+    if len(tiles) == 1:
+        return _partial_states(fn, backend, infos, partial_of, places, blocks)
+    by_tile = []
+    for tile, pieces in tiles:
+        tile_places = []
+        for (sizes, offsets), d in zip(places, tiling.outputs):
+            tile_places.append(([tile.stop - tile.start if i == d else n for i, n in enumerate(sizes)],
+                                [o + tile.start if i == d else o for i, o in enumerate(offsets)]))
+        by_tile.append(_partial_states(fn, backend, infos, partial_of, tile_places, pieces))
+    return [_combine(info, [states[k] for states in by_tile]) for k, info in enumerate(infos)]
+
+
+def _partial_states(fn, backend, infos: list, partial_of: list, places: list, blocks: Sequence) -> list:
+    outputs = _run_step(fn, backend, None, *blocks)
     states = []
     for info, (start, stop), (sizes, offsets) in zip(infos, partial_of, places):
         values = outputs[start:stop]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gputrace
+import gputrace.dask
 from gputrace.backends import nvrtc
 
 da = pytest.importorskip("dask.array")
@@ -140,6 +141,54 @@ def test_dasks_progress_bar_counts_our_tasks(rng, threads, capsys):
     assert_matches(got, (softmax(x_np), x_np.std()))
 
 
+def column_softmax(x):
+    e = np.exp(x - x.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def with_bias(x, b):
+    return x * b, b * 2  # the second output has no row axis
+
+
+def tiles_of(monkeypatch, nbytes: int) -> None:
+    """Every block of a per-chunk step on NumPy chunks runs in tiles of ``nbytes`` of its largest input."""
+    monkeypatch.setattr(gputrace.dask, "TILE_ABOVE", 0)
+    monkeypatch.setattr(gputrace.dask, "TILE_BYTES", nbytes)
+
+
+def test_large_numpy_blocks_run_in_tiles_with_the_same_bits(rng, threads, monkeypatch):
+    x_np = rng.standard_normal((50, 12)).astype(np.float32)
+    args = [rng.standard_normal(s).astype(np.float32) for s in [(23, 6), (23, 4), (23, 4)]]
+    cube = rng.standard_normal((6, 10, 8)).astype(np.float32)
+    cases = [  # (function, arguments, bytes of a tile, the step's log): tiles with a remainder in each
+        (softmax, [da.from_array(x_np, chunks=((20, 20, 10), 12))], 8 * 12 * 4,
+         "per chunk: the whole of softmax (3 tasks, in tiles of 8 along axis 0 of x)"),
+        (lstm_step, [da.from_array(a, chunks=((10, 8, 5), -1)) for a in args], 4 * 6 * 4,
+         "per chunk: the whole of lstm_step (3 tasks, 2 outputs split out, in tiles of 4 along axis 0 of x)"),
+        (softmax, [da.from_array(cube, chunks=((4, 2), (3, 3, 4), 8))], 3 * 4 * 8 * 4,  # 4 = 3 + 1
+         "per chunk: the whole of softmax (6 tasks, in tiles of 3 along axis 0 of x)"),
+        (column_softmax, [da.from_array(x_np.T.copy(), chunks=(12, (20, 20, 10)))], 8 * 12 * 4,
+         "per chunk: the whole of column_softmax (3 tasks, in tiles of 8 along axis 1 of x)"),
+        (with_bias, [da.from_array(x_np, chunks=((20, 20, 10), 12)), x_np[0]], 8 * 12 * 4,
+         "per chunk: the whole of with_bias (3 tasks, 2 outputs split out)"),  # an output not split: no tiles
+    ]
+    for fn, chunked, nbytes, step in cases:
+        traced = gputrace.trace(fn, tuple(chunked))
+        want = dask.compute(traced(*chunked))[0]
+        with monkeypatch.context() as patch:
+            tiles_of(patch, nbytes)
+            lowering = traced.lower(*chunked)
+            assert lowering.steps == [step]
+            got = dask.compute(lowering.outputs)[0]
+        for g, w, n in zip(_leaves(got), _leaves(want), _leaves(fn(*[np.asarray(x) for x in chunked]))):
+            assert g.dtype == w.dtype and np.array_equal(g, w), fn.__name__  # bit for bit as the whole block
+            np.testing.assert_allclose(g, n, rtol=1e-5, atol=1e-6)
+    tiles_of(monkeypatch, 8)
+    emulated = gputrace.trace(softmax, x_np).run(da.from_array(x_np, chunks=10), backend="emulate")
+    assert {task[3] for key, task in dict(emulated.__dask_graph__()).items()
+            if key[0].startswith("gputrace-")} == {None}  # tiles on the numpy backend only
+
+
 # ----------------------------------------------------------------------------- tree reductions and matmul
 
 
@@ -162,6 +211,38 @@ def test_reductions_over_chunked_axes_keep_numpy_results(rng, threads):
     summed = gputrace.trace(lambda x: (x.sum(), x.mean(axis=0), x.argmax(axis=0), x.max()), ints)
     assert_matches(dask.compute(*summed(da.from_array(ints, chunks=(8, 3)))),
                    (ints.sum(), ints.mean(axis=0), ints.argmax(axis=0), ints.max()))
+
+
+def column_stats(x, c):
+    return (x.std(), x.var(axis=0, ddof=1), ((x - c) ** 2).sum(), x.argmax(), x.argmin(axis=0), np.nanmax(x),
+            x.max(axis=0), x.mean(axis=0))
+
+
+def test_chunk_steps_of_large_numpy_blocks_combine_their_tiles_states(rng, threads, monkeypatch):
+    x_np = rng.standard_normal((50, 12)).astype(np.float32)
+    x_np[27, 4] = np.nan  # in the first tile of the second chunk: argmax and max find it, nanmax skips it
+    want = column_stats(x_np, np.float32(0.5))
+    rows = da.from_array(x_np, chunks=((20, 20, 10), 12))
+    traced = gputrace.trace(column_stats, (rows, np.float32(0.5)))
+    tiles_of(monkeypatch, 8 * 12 * 4)
+    lowering = traced.lower(rows, np.float32(0.5))
+    assert lowering.steps[0].startswith("per chunk: column_stats prologue and partial std, var, sum, argmax, argmin, ")
+    assert lowering.steps[0].endswith("(3 tasks, in tiles of 8 along axis 0 of x)")
+    assert_matches(dask.compute(*lowering.outputs), want)
+    both = da.from_array(x_np, chunks=((20, 20, 10), (5, 7)))  # flat reductions tiled along rows of 2-d blocks
+    flat = gputrace.trace(lambda x: (x.std(), x.argmax(), x.argmin(), x.sum()), both)
+    tiles_of(monkeypatch, 8 * 7 * 4)
+    lowering = flat.lower(both)
+    assert "in tiles of 8 along axis 0 of x" in lowering.steps[0]
+    assert_matches(dask.compute(*lowering.outputs), (x_np.std(), x_np.argmax(), x_np.argmin(), x_np.sum()))
+    assert_matches(dask.compute(*flat.lower(np.nan_to_num(both)).outputs),
+                   (np.nan_to_num(x_np).std(), np.nan_to_num(x_np).argmax(), np.nan_to_num(x_np).argmin(),
+                    np.nan_to_num(x_np).sum()))
+    # reductions over different chunked axes share no letter to tile along: the block runs whole
+    mixed = gputrace.trace(reductions, (both, np.float32(0.5)))
+    lowering = mixed.lower(both, np.float32(0.5))
+    assert "tiles" not in lowering.steps[0]
+    assert_matches(dask.compute(*lowering.outputs), reductions(x_np, np.float32(0.5)))
 
 
 def test_variance_over_many_chunks_merges_as_chan(rng, threads):
@@ -357,6 +438,23 @@ def test_programs_run_on_two_worker_processes(rng, cluster):
     # each worker unpickles each step once and compiles it once per chunk shape (17 pairs in all), not per task
     compiled = cluster.run(lambda: sum(len(f._programs) for f in gputrace.serialize._UNPICKLED.values()))
     assert 0 < sum(compiled.values()) and all(n <= 17 for n in compiled.values())
+
+
+def shifted_softmax(x):
+    return softmax(x - 1)
+
+
+def test_tiles_compile_once_per_tile_shape_on_each_worker(rng, cluster, monkeypatch):
+    x_np = rng.standard_normal((64, 12)).astype(np.float32)
+    x = da.from_array(x_np, chunks=((20, 20, 20, 4), 12))
+    traced = gputrace.trace(shifted_softmax, x)
+    want = traced(x).compute(scheduler="threads")
+    tiles_of(monkeypatch, 8 * 12 * 4)  # decided where the graph is built: the tasks carry it to the workers
+    got = cluster.compute(traced(x), sync=True)
+    assert np.array_equal(got, want)
+    compiled = cluster.run(lambda: sum(len(f._programs) for f in gputrace.serialize._UNPICKLED.values()
+                                       if f.name == "shifted_softmax"))
+    assert 0 < sum(compiled.values()) and all(n <= 2 for n in compiled.values())  # 8 rows and 4 (20 = 8 + 8 + 4)
 
 
 def test_a_trace_of_nested_arguments_is_submitted_to_a_worker_process(rng, cluster):
