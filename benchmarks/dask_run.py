@@ -61,12 +61,19 @@ def tasks(array, prefix: str | None = None) -> int:
     return sum(1 for k in keys if prefix is None or k.startswith(prefix))
 
 
-def timed(client, make, x) -> float:
-    """The time to persist ``make(x)`` on ``client``'s cluster, on a fresh copy of ``x`` (Dask's keys are
-    deterministic: the same input would find its result still held from the run before)."""
+def fresh_copy(client, x):
+    """``x`` copied under a new name and held on ``client``'s workers: Dask's keys are deterministic, so the same
+    input would find its result still held from the run before."""
     import distributed
     fresh = client.persist(x.map_blocks(np.copy, name=f"input-{uuid.uuid4().hex}"))
     distributed.wait(fresh)
+    return fresh
+
+
+def timed(client, make, x) -> float:
+    """The time to persist ``make(x)`` on ``client``'s cluster, on a fresh copy of ``x``."""
+    import distributed
+    fresh = fresh_copy(client, x)
     start = time.perf_counter()
     result = client.persist(make(fresh))
     distributed.wait(result)
@@ -144,8 +151,7 @@ def task_kind(key) -> str:
 def profiled(client, make, x) -> str:
     """One run of ``make(x)``: the workers' CPU time and the task stream's time by kind of task and action."""
     import distributed
-    fresh = client.persist(x.map_blocks(np.copy, name=f"input-{uuid.uuid4().hex}"))
-    distributed.wait(fresh)
+    fresh = fresh_copy(client, x)
     before = client.run(time.process_time)
     with distributed.get_task_stream(client) as stream:
         start = time.perf_counter()

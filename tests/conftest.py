@@ -66,10 +66,10 @@ _session_cache: list[str] = []  # the session's cache folder, for the compiles a
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _record_emulated_kernels(tmp_path_factory):
+def _record_emulated_kernels(kernel_cache):
     from gputrace.backends.build import kernel_body
     from gputrace.backends.kernels import EmulatedLauncher
-    _session_cache.append(session_cache(tmp_path_factory))
+    _session_cache.append(kernel_cache)
     load_all = EmulatedLauncher.load_all
 
     def recording_load_all(self, kernels):
